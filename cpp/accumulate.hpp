@@ -1,0 +1,22 @@
+// In-place accumulation of (shifted, weighted) images into running sums.
+#pragma once
+
+#include <cstddef>
+
+namespace cryocore {
+
+// For each image i with weight w_i (1 when weights is null) and pose shift
+// (dy_i, dx_i) (none when shifts is null), the image is moved back onto the
+// reference, a_i(y, x) = image_i(y + dy_i, x + dx_i) (Fourier interpolation),
+// and
+//     sum[y, x]   += w_i a_i(y, x)
+//     sumsq[y, x] += w_i a_i(y, x)^2      (sumsq may be null)
+// without materialising the moved stack. Images are added in fixed chunks
+// whose partial sums are reduced in chunk order, so the result is
+// bit-identical for any thread count. Throws std::invalid_argument for
+// NaN/inf pixels, shifts or weights.
+void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                const double* shifts, const double* weights, int threads, double* sum,
+                double* sumsq);
+
+}  // namespace cryocore

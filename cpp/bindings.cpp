@@ -1,0 +1,193 @@
+// The only file that knows about Python: converts arrays, releases the GIL
+// around the C++ core, and maps its exceptions (std::invalid_argument becomes
+// ValueError). Argument checking that needs Python names (shapes, dtypes)
+// happens in the Python layer; this layer re-checks what the core relies on.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "accumulate.hpp"
+#include "correlation.hpp"
+#include "plans.hpp"
+#include "shift.hpp"
+
+namespace py = pybind11;
+using namespace cryocore;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+std::size_t dim(const py::array& a, py::ssize_t k) { return static_cast<std::size_t>(a.shape(k)); }
+
+void require_stack(const py::array& a, const char* name) {
+  if (a.ndim() != 3)
+    throw std::invalid_argument(std::string(name) + " must be a 3D array (n, ny, nx), got " +
+                                std::to_string(a.ndim()) + "D");
+  if (a.shape(1) < 2 || a.shape(2) < 2)
+    throw std::invalid_argument(std::string(name) + " images must be at least 2 x 2 pixels");
+}
+
+void require_same_box(const py::array& a, const py::array& b) {
+  if (a.shape(1) != b.shape(1) || a.shape(2) != b.shape(2))
+    throw std::invalid_argument("references and images must have the same (ny, nx) box");
+}
+
+void require_pairs(const DoubleArray& s, std::size_t n, const char* name) {
+  if (s.ndim() != 2 || dim(s, 0) != n || s.shape(1) != 2)
+    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(n) +
+                                ", 2)");
+}
+
+BandPass make_bandpass(std::optional<double> lowpass, std::optional<double> highpass,
+                       double edge) {
+  BandPass bp;
+  bp.lowpass = lowpass.value_or(0.0);
+  bp.highpass = highpass.value_or(0.0);
+  bp.edge = edge;
+  check_bandpass(bp);
+  return bp;
+}
+
+py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsample,
+                      std::optional<double> max_shift, std::optional<double> lowpass,
+                      std::optional<double> highpass, double edge, bool phase, bool crop,
+                      int threads) {
+  require_stack(refs, "references");
+  require_stack(images, "images");
+  require_same_box(refs, images);
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  RegisterParams p;
+  p.upsample = upsample;
+  p.max_shift = max_shift.value_or(-1.0);
+  p.filter = make_bandpass(lowpass, highpass, edge);
+  p.phase = phase;
+  p.crop = crop;
+  p.threads = threads;
+  check_register_params(p, ny, nx);
+  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+  py::array_t<double> scores(static_cast<py::ssize_t>(n));
+  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
+  const float* rp = refs.data();
+  const float* ip = images.data();
+  double* sp = shifts.mutable_data();
+  double* cp = scores.mutable_data();
+  std::int32_t* bp = best.mutable_data();
+  const std::size_t n_refs = dim(refs, 0);
+  {
+    // Safe without the GIL: the arrays above are owned by this frame (inputs
+    // are kept alive by the caller's references, outputs are new), and the
+    // core touches no Python object.
+    py::gil_scoped_release release;
+    register_stack(rp, n_refs, ip, n, ny, nx, p, sp, cp, bp);
+  }
+  return py::make_tuple(shifts, scores, best);
+}
+
+py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& images,
+                                       std::optional<double> lowpass,
+                                       std::optional<double> highpass, double edge, bool phase,
+                                       int threads) {
+  require_stack(images, "images");
+  if (ref.ndim() != 2 || ref.shape(0) != images.shape(1) || ref.shape(1) != images.shape(2))
+    throw std::invalid_argument("reference must be a 2D array with the images' (ny, nx) box");
+  const BandPass bp = make_bandpass(lowpass, highpass, edge);
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  py::array_t<float> out({images.shape(0), images.shape(1), images.shape(2)});
+  const float* rp = ref.data();
+  const float* ip = images.data();
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;  // see py_register
+    correlation_maps(rp, ip, n, ny, nx, bp, phase, threads, op);
+  }
+  return out;
+}
+
+py::array_t<float> py_shift(const FloatArray& images, const DoubleArray& shifts, int threads) {
+  require_stack(images, "images");
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  require_pairs(shifts, n, "shifts");
+  py::array_t<float> out({images.shape(0), images.shape(1), images.shape(2)});
+  const float* ip = images.data();
+  const double* sp = shifts.data();
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;  // see py_register
+    shift_stack(ip, n, ny, nx, sp, threads, op);
+  }
+  return out;
+}
+
+void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
+                   std::optional<DoubleArray> weights,
+                   py::array_t<double, py::array::c_style> sum,
+                   std::optional<py::array_t<double, py::array::c_style>> sumsq, int threads) {
+  require_stack(images, "images");
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  if (shifts) require_pairs(*shifts, n, "shifts");
+  if (weights && (weights->ndim() != 1 || dim(*weights, 0) != n))
+    throw std::invalid_argument("weights must have shape (" + std::to_string(n) + ",)");
+  auto check_plane = [&](const py::array& a, const char* name) {
+    if (a.ndim() != 2 || dim(a, 0) != ny || dim(a, 1) != nx || !a.writeable())
+      throw std::invalid_argument(std::string(name) + " must be a writeable float64 (" +
+                                  std::to_string(ny) + ", " + std::to_string(nx) + ") array");
+  };
+  check_plane(sum, "sum");
+  if (sumsq) check_plane(*sumsq, "sumsq");
+  const float* ip = images.data();
+  const double* sp = shifts ? shifts->data() : nullptr;
+  const double* wp = weights ? weights->data() : nullptr;
+  double* sump = sum.mutable_data();
+  double* sqp = sumsq ? sumsq->mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;  // see py_register
+    accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp);
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "cryocore's compiled core (private; use the cryocore package).";
+#ifdef CRYOCORE_VERSION
+  m.attr("__version__") = CRYOCORE_VERSION;
+#endif
+  m.attr("fftw_version") = cryocore::fftw_version();
+
+  m.def("register_stack", &py_register, py::arg("references"), py::arg("images"),
+        py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
+        py::arg("threads") = 1,
+        "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
+        "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
+  m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("threads") = 1,
+        "Normalised circular cross-correlation maps (n, ny, nx), unshifted layout.");
+  m.def("shift_stack", &py_shift, py::arg("images"), py::arg("shifts"), py::arg("threads") = 1,
+        "Moves each image by its (dy, dx) shift (pose convention), in Fourier space.");
+  m.def("accumulate", &py_accumulate, py::arg("images"), py::arg("shifts"), py::arg("weights"),
+        py::arg("sum"), py::arg("sumsq"), py::arg("threads") = 1,
+        "Adds images moved back by their shifts, weighted, into sum (and sumsq) in place.");
+
+  m.def("set_planning_effort", [](int e) {
+    if (e < 0 || e > 3) throw std::invalid_argument("planning effort must be 0..3");
+    set_planning_effort(static_cast<PlanEffort>(e));
+  }, py::arg("effort"), "Sets FFTW's planning effort: 0 estimate, 1 measure, 2 patient, 3 exhaustive.");
+  m.def("planning_effort", [] { return static_cast<int>(planning_effort()); },
+        "The current FFTW planning effort (0..3).");
+  m.def("export_wisdom", [] { return py::bytes(export_wisdom()); },
+        "FFTW's accumulated wisdom (single precision) as bytes.");
+  m.def("import_wisdom", [](const py::bytes& b) { return import_wisdom(std::string(b)); },
+        py::arg("wisdom"), "Adds wisdom from export_wisdom(); returns False if FFTW rejects it.");
+  m.def("forget_wisdom", &forget_wisdom, "Discards FFTW's wisdom.");
+  m.def("clear_plan_cache", &clear_plan_cache, "Drops cryocore's cached FFTW plans.");
+  m.def("plan_cache_size", &plan_cache_size, "Number of cached plan pairs.");
+}

@@ -1,0 +1,53 @@
+// Batched, normalised cross-correlation of image stacks against one or more
+// references, with sub-pixel peak search.
+//
+// For a reference R and an image I (both with their mean removed and the
+// same Fourier filter H applied), the correlation at shift d is
+//     cc(d) = sum_x R(x - d) I(x) / (|R| |I|),
+// the Pearson correlation of R with I moved back by d. Its peak is the pose
+// shift of CONVENTIONS.md: an image that is R moved by (+3, -2) peaks at
+// d = (+3, -2). It is the inverse FFT of F_I conj(F_R) H^2 / (|H F_I| |H F_R|).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "filters.hpp"
+
+namespace cryocore {
+
+struct RegisterParams {
+  int upsample = 20;        // refine to 1/upsample px; 1 = quadratic fit only
+  double max_shift = -1.0;  // search radius in pixels; < 0 = whole box
+  BandPass filter;          // applied to both reference and image
+  bool phase = false;       // phase correlation (whitened) for the peak search
+  bool crop = true;         // with a low-pass, inverse FFT on the cropped spectrum
+  int threads = 1;
+};
+
+// Checks parameters against an (ny, nx) box; throws std::invalid_argument.
+void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t nx);
+
+// refs: n_refs x ny x nx, images: n x ny x nx (C order, float32).
+// Outputs: shifts[2i] = dy, shifts[2i+1] = dx (pose convention), scores[i]
+// (Pearson, in [-1, 1]; 0 for a zero-variance image or reference), and
+// best_ref[i] (index of the best reference; may be null).
+// Throws std::invalid_argument naming the first image that holds NaN/inf.
+void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
+                    std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
+                    double* scores, std::int32_t* best_ref);
+
+// Normalised correlation maps at integer shifts: out[i, y, x] is the Pearson
+// correlation at shift (signed(y), signed(x)) (circular, unshifted layout,
+// like numpy.fft). The phase flag whitens the spectrum (then values are not
+// Pearson scores). out: n x ny x nx.
+void correlation_maps(const float* ref, const float* images, std::size_t n, std::size_t ny,
+                      std::size_t nx, const BandPass& filter, bool phase, int threads,
+                      float* out);
+
+// Length of the inverse FFT axis that holds every frequency |k| <= support*n
+// strictly below its own Nyquist frequency (an even, 2-3-5-smooth length);
+// n when that is not shorter.
+std::size_t cropped_size(std::size_t n, double support);
+
+}  // namespace cryocore

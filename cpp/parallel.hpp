@@ -1,0 +1,65 @@
+// A minimal fork-join helper: run tasks 0..n_tasks-1 on up to `threads`
+// std::threads, each worker pulling the next task index from an atomic
+// counter. Each task's result must depend only on its index (never on the
+// worker that ran it), which makes results independent of the thread count.
+// The first exception thrown by any task (lowest task index wins) is
+// re-thrown in the calling thread after all workers have joined.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace cryocore {
+
+// fn(task_index, worker_index); worker_index < number of workers used.
+template <class Fn>
+void parallel_for(std::size_t n_tasks, int threads, Fn&& fn) {
+  if (n_tasks == 0) return;
+  std::size_t n_workers = threads < 1 ? 1 : static_cast<std::size_t>(threads);
+  if (n_workers > n_tasks) n_workers = n_tasks;
+  if (n_workers == 1) {
+    for (std::size_t i = 0; i < n_tasks; ++i) fn(i, std::size_t{0});
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex err_mutex;
+  std::exception_ptr err;
+  std::size_t err_task = n_tasks;
+  auto work = [&](std::size_t worker) {
+    for (;;) {
+      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= n_tasks || failed.load(std::memory_order_relaxed)) return;
+      try {
+        fn(i, worker);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(err_mutex);
+        if (i < err_task) {
+          err_task = i;
+          err = std::current_exception();
+        }
+        failed.store(true, std::memory_order_relaxed);
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(n_workers - 1);
+  try {
+    for (std::size_t w = 1; w < n_workers; ++w) pool.emplace_back(work, w);
+  } catch (...) {
+    // Could not start a thread: finish with the ones we have.
+  }
+  work(0);
+  for (auto& t : pool) t.join();
+  if (err) std::rethrow_exception(err);
+}
+
+// Splits n items into contiguous chunks of at most `chunk` items.
+inline std::size_t n_chunks(std::size_t n, std::size_t chunk) { return (n + chunk - 1) / chunk; }
+
+}  // namespace cryocore

@@ -1,0 +1,208 @@
+#include "peaks.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "filters.hpp"
+
+namespace cryocore {
+
+MapPeak argmax_in_radius(const float* map, std::size_t my, std::size_t mx, double ry, double rx) {
+  MapPeak best;
+  const bool limited = ry >= 0.0 && rx >= 0.0;
+  for (std::size_t i = 0; i < my; ++i) {
+    const double sy = static_cast<double>(signed_freq(i, my));
+    const float* row = map + i * mx;
+    if (!limited) {
+      // Vectorisable max, then the first index holding it.
+      float m = row[0];
+#pragma omp simd reduction(max : m)
+      for (std::size_t j = 0; j < mx; ++j) m = std::max(m, row[j]);
+      if (!best.found || m > best.value) {
+        std::size_t j = 0;
+        while (row[j] != m) ++j;
+        best = MapPeak{i, j, m, true};
+      }
+      continue;
+    }
+    const double t = ry > 0.0 ? 1.0 - (sy / ry) * (sy / ry) : (sy == 0.0 ? 1.0 : -1.0);
+    if (t < 0.0) continue;
+    const double half = rx * std::sqrt(t);  // |dx| <= half
+    for (std::size_t j = 0; j < mx; ++j) {
+      const double sx = static_cast<double>(signed_freq(j, mx));
+      if (std::fabs(sx) > half) continue;
+      if (!best.found || row[j] > best.value) best = MapPeak{i, j, row[j], true};
+    }
+  }
+  return best;
+}
+
+void neighbourhood3x3(const float* map, std::size_t my, std::size_t mx, std::size_t iy,
+                      std::size_t ix, float v[9]) {
+  for (int a = -1; a <= 1; ++a) {
+    const std::size_t r = (iy + my + static_cast<std::size_t>(a + 1) - 1) % my;
+    for (int b = -1; b <= 1; ++b) {
+      const std::size_t c = (ix + mx + static_cast<std::size_t>(b + 1) - 1) % mx;
+      v[(a + 1) * 3 + (b + 1)] = map[r * mx + c];
+    }
+  }
+}
+
+void quadratic_peak(const float v[9], double& oy, double& ox) {
+  // f(x, y) = a + b x + c y + d x^2 + e y^2 + g x y, least squares on the
+  // 3x3 grid x, y in {-1, 0, 1}.
+  auto at = [&](int y, int x) { return static_cast<double>(v[(y + 1) * 3 + (x + 1)]); };
+  double col[3] = {0, 0, 0}, row[3] = {0, 0, 0};
+  for (int y = -1; y <= 1; ++y)
+    for (int x = -1; x <= 1; ++x) {
+      col[x + 1] += at(y, x);
+      row[y + 1] += at(y, x);
+    }
+  const double b = (col[2] - col[0]) / 6.0;
+  const double c = (row[2] - row[0]) / 6.0;
+  const double d = (col[2] + col[0] - 2.0 * col[1]) / 6.0;
+  const double e = (row[2] + row[0] - 2.0 * row[1]) / 6.0;
+  const double g = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / 4.0;
+  const double det = 4.0 * d * e - g * g;
+  if (d < 0.0 && e < 0.0 && det > 0.0) {
+    ox = (-2.0 * e * b + g * c) / det;
+    oy = (-2.0 * d * c + g * b) / det;
+  } else {
+    // 1D parabolas through the centre row and column.
+    auto parabola = [](double l, double m, double r) {
+      const double den = l - 2.0 * m + r;
+      return den < 0.0 ? 0.5 * (l - r) / den : 0.0;
+    };
+    ox = parabola(at(0, -1), at(0, 0), at(0, 1));
+    oy = parabola(at(-1, 0), at(0, 0), at(1, 0));
+  }
+  if (!std::isfinite(ox)) ox = 0.0;
+  if (!std::isfinite(oy)) oy = 0.0;
+  ox = std::clamp(ox, -1.0, 1.0);
+  oy = std::clamp(oy, -1.0, 1.0);
+}
+
+namespace {
+// Twiddles e(k) = exp(2 pi i f(k) s / n) for the m entries of one axis of an
+// n-point spectrum (f(k) = k on the half axis, signed frequency of an m-point
+// axis otherwise), with the column weights of the half axis folded in and the
+// Nyquist term of an even n taken as cos(pi s).
+void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re, float* im) {
+  const double theta = 2.0 * M_PI * s / static_cast<double>(n);
+  const double cr = std::cos(theta), ci = std::sin(theta);
+  // exp(2 pi i (k - m) s / n) = z_k * exp(-2 pi i m s / n) for the negative half.
+  const double wang = -2.0 * M_PI * s * static_cast<double>(m) / static_cast<double>(n);
+  const double wr = std::cos(wang), wi = std::sin(wang);
+  const std::size_t count = half ? m / 2 + 1 : m;
+  double zr = 1.0, zi = 0.0;  // recurrence in double: ~1e-13 for these sizes
+  for (std::size_t k = 0; k < count; ++k) {
+    const long f = half ? static_cast<long>(k) : signed_freq(k, m);
+    double er = zr, ei = zi;
+    if (f < 0) {
+      er = zr * wr - zi * wi;
+      ei = zr * wi + zi * wr;
+    }
+    if (n % 2 == 0 && 2 * std::labs(f) == static_cast<long>(n)) {
+      er = std::cos(M_PI * s);
+      ei = 0.0;
+    }
+    const double w = half ? static_cast<double>(column_weight(k, n)) : 1.0;
+    re[k] = static_cast<float>(w * er);
+    im[k] = static_cast<float>(w * ei);
+    const double t = zr * cr - zi * ci;
+    zi = zr * ci + zi * cr;
+    zr = t;
+  }
+}
+}  // namespace
+
+void LocalDft::evaluate(const float* cre, const float* cim, std::size_t my, std::size_t mx,
+                        std::size_t ny, std::size_t nx, double y0, double x0, double step, int W,
+                        float* out) {
+  const std::size_t mxh = mx / 2 + 1;
+  const std::size_t w = static_cast<std::size_t>(W);
+  exr_.resize(w * mxh);
+  exi_.resize(w * mxh);
+  eyr_.resize(w * my);
+  eyi_.resize(w * my);
+  tr_.resize(w * my);
+  ti_.resize(w * my);
+  const double c0 = 0.5 * static_cast<double>(W - 1);
+  for (std::size_t j = 0; j < w; ++j) {
+    const double off = (static_cast<double>(j) - c0) * step;
+    axis_twiddles(mx, nx, true, x0 + off, &exr_[j * mxh], &exi_[j * mxh]);
+    axis_twiddles(my, ny, false, y0 + off, &eyr_[j * my], &eyi_[j * my]);
+  }
+  // T[j][ky] = sum_kx C[ky][kx] Ex[j][kx]: the costly stage, one pass over C
+  // per grid column, unit-stride float arrays so that it vectorises.
+  for (std::size_t ky = 0; ky < my; ++ky) {
+    const float* ar = cre + ky * mxh;
+    const float* ai = cim + ky * mxh;
+    for (std::size_t j = 0; j < w; ++j) {
+      const float* er = &exr_[j * mxh];
+      const float* ei = &exi_[j * mxh];
+      float sr = 0.0f, si = 0.0f;
+#pragma omp simd reduction(+ : sr, si)
+      for (std::size_t kx = 0; kx < mxh; ++kx) {
+        sr += ar[kx] * er[kx] - ai[kx] * ei[kx];
+        si += ar[kx] * ei[kx] + ai[kx] * er[kx];
+      }
+      tr_[j * my + ky] = sr;
+      ti_[j * my + ky] = si;
+    }
+  }
+  // out[i][j] = Re sum_ky Ey[i][ky] T[j][ky]
+  for (std::size_t i = 0; i < w; ++i) {
+    const float* yr = &eyr_[i * my];
+    const float* yi = &eyi_[i * my];
+    for (std::size_t j = 0; j < w; ++j) {
+      const float* a = &tr_[j * my];
+      const float* b = &ti_[j * my];
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (std::size_t ky = 0; ky < my; ++ky) s += yr[ky] * a[ky] - yi[ky] * b[ky];
+      out[i * w + j] = s;
+    }
+  }
+}
+
+double LocalDft::value_at(const float* cre, const float* cim, std::size_t my, std::size_t mx,
+                          std::size_t ny, std::size_t nx, double y, double x) {
+  float v = 0.0f;
+  evaluate(cre, cim, my, mx, ny, nx, y, x, 1.0, 1, &v);
+  return static_cast<double>(v);
+}
+
+Refined LocalDft::refine(const float* cre, const float* cim, std::size_t my, std::size_t mx,
+                         std::size_t ny, std::size_t nx, double y, double x, int upsample) {
+  const double fine = 1.0 / static_cast<double>(upsample < 1 ? 1 : upsample);
+  double steps[2];
+  int n_levels = 0;
+  if (fine < 0.25) steps[n_levels++] = 0.25;
+  steps[n_levels++] = fine;
+  float g[9];
+  for (int level = 0; level < n_levels; ++level) {
+    const double h = steps[level];
+    // Move the 3x3 grid until its centre holds the maximum (a few moves at
+    // most: the estimate is already within a step or two of the peak).
+    int by = 1, bx = 1;
+    for (int move = 0; move < 8; ++move) {
+      evaluate(cre, cim, my, mx, ny, nx, y, x, h, 3, g);
+      int best = 4;
+      for (int k = 0; k < 9; ++k)
+        if (g[k] > g[best]) best = k;
+      by = best / 3;
+      bx = best % 3;
+      if (best == 4) break;
+      y += (by - 1) * h;
+      x += (bx - 1) * h;
+    }
+    double oy = 0.0, ox = 0.0;
+    if (by == 1 && bx == 1) quadratic_peak(g, oy, ox);
+    y += std::clamp(oy, -0.5, 0.5) * h;
+    x += std::clamp(ox, -0.5, 0.5) * h;
+  }
+  return Refined{y, x, value_at(cre, cim, my, mx, ny, nx, y, x)};
+}
+
+}  // namespace cryocore

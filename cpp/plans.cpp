@@ -1,0 +1,135 @@
+#include "plans.hpp"
+
+#include <map>
+#include <stdexcept>
+#include <tuple>
+
+namespace cryocore {
+namespace {
+
+std::mutex& planner_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+// Guarded by planner_mutex().
+PlanEffort g_effort = PlanEffort::Measure;
+std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>>& cache() {
+  static std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> c;
+  return c;
+}
+
+unsigned effort_flag(PlanEffort e) {
+  switch (e) {
+    case PlanEffort::Estimate: return FFTW_ESTIMATE;
+    case PlanEffort::Measure: return FFTW_MEASURE;
+    case PlanEffort::Patient: return FFTW_PATIENT;
+    case PlanEffort::Exhaustive: return FFTW_EXHAUSTIVE;
+  }
+  return FFTW_MEASURE;
+}
+
+int as_int(std::size_t n) {
+  if (n > static_cast<std::size_t>(1) << 30) throw std::invalid_argument("image dimension too large for FFTW");
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+void set_planning_effort(PlanEffort effort) {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  g_effort = effort;
+}
+
+PlanEffort planning_effort() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  return g_effort;
+}
+
+std::string export_wisdom() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  char* s = fftwf_export_wisdom_to_string();
+  if (!s) return std::string();
+  std::string out(s);
+  free(s);  // FFTW allocates the string with malloc
+  return out;
+}
+
+bool import_wisdom(const std::string& wisdom) {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  return fftwf_import_wisdom_from_string(wisdom.c_str()) != 0;
+}
+
+void forget_wisdom() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  fftwf_forget_wisdom();
+}
+
+void clear_plan_cache() {
+  std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> old;
+  {
+    std::lock_guard<std::mutex> lock(planner_mutex());
+    old.swap(cache());
+  }
+  // `old` is destroyed here, outside the lock: ~Fft2d takes the lock itself.
+}
+
+std::size_t plan_cache_size() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  return cache().size();
+}
+
+std::string fftw_version() { return std::string(fftwf_version); }
+
+bool fftw_aligned(const void* p) noexcept {
+  // fftwf_alignment_of returns the pointer's offset from FFTW's SIMD alignment;
+  // fftwf_malloc'ed buffers (on which plans are made) give 0.
+  return fftwf_alignment_of(reinterpret_cast<float*>(const_cast<void*>(p))) == 0;
+}
+
+Fft2d::Fft2d(std::size_t ny, std::size_t nx, PlanEffort effort) : ny_(ny), nx_(nx) {
+  // Caller holds planner_mutex. Plans are made on scratch buffers: MEASURE
+  // and PATIENT overwrite them while timing.
+  RealArray r(real_size());
+  ComplexArray c(complex_size());
+  const unsigned flags = effort_flag(effort);
+  r2c_ = fftwf_plan_dft_r2c_2d(as_int(ny), as_int(nx), r.data(),
+                               reinterpret_cast<fftwf_complex*>(c.data()), flags);
+  c2r_ = fftwf_plan_dft_c2r_2d(as_int(ny), as_int(nx), reinterpret_cast<fftwf_complex*>(c.data()),
+                               r.data(), flags);
+  if (!r2c_ || !c2r_) {
+    if (r2c_) fftwf_destroy_plan(r2c_);
+    if (c2r_) fftwf_destroy_plan(c2r_);
+    throw std::runtime_error("FFTW could not create a plan");
+  }
+}
+
+Fft2d::~Fft2d() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  fftwf_destroy_plan(r2c_);
+  fftwf_destroy_plan(c2r_);
+}
+
+void Fft2d::forward(const float* in, cfloat* out) const noexcept {
+  // r2c out-of-place plans preserve their input, so the cast is safe.
+  fftwf_execute_dft_r2c(r2c_, const_cast<float*>(in), reinterpret_cast<fftwf_complex*>(out));
+}
+
+void Fft2d::inverse(cfloat* in, float* out) const noexcept {
+  fftwf_execute_dft_c2r(c2r_, reinterpret_cast<fftwf_complex*>(in), out);
+}
+
+std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx) {
+  std::unique_lock<std::mutex> lock(planner_mutex());
+  const auto key = std::make_tuple(ny, nx, static_cast<int>(g_effort));
+  auto it = cache().find(key);
+  if (it != cache().end()) return it->second;
+  // Constructed under the lock (the planner is not thread-safe). The
+  // destructor also locks, so a failed construction must not hold it: the
+  // constructor cleans up itself before throwing.
+  auto plan = std::shared_ptr<const Fft2d>(new Fft2d(ny, nx, g_effort));
+  cache().emplace(key, plan);
+  return plan;
+}
+
+}  // namespace cryocore

@@ -1,0 +1,99 @@
+// FFTW plan cache, aligned buffers and wisdom.
+//
+// FFTW's planner is not thread-safe: every call that creates or destroys a
+// plan, or touches wisdom, goes through one process-wide mutex (planner_mutex).
+// Executing a plan is thread-safe, so workers run cached plans with FFTW's
+// new-array functions (fftwf_execute_dft_r2c / _c2r) on their own buffers,
+// without any lock. Other FFTW users in the same process must either use the
+// same discipline or call fftwf_make_planner_thread_safe().
+#pragma once
+
+#include <fftw3.h>
+
+#include <complex>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace cryocore {
+
+using cfloat = std::complex<float>;
+
+enum class PlanEffort { Estimate = 0, Measure = 1, Patient = 2, Exhaustive = 3 };
+
+void set_planning_effort(PlanEffort effort);
+PlanEffort planning_effort();
+std::string export_wisdom();
+bool import_wisdom(const std::string& wisdom);
+void forget_wisdom();
+// Drops every cached plan (plans in use stay alive until their last user is done).
+void clear_plan_cache();
+std::size_t plan_cache_size();
+// The FFTW version string, e.g. "fftw-3.3.10-sse2-avx".
+std::string fftw_version();
+
+struct FftwFree {
+  void operator()(void* p) const noexcept { fftwf_free(p); }
+};
+
+// An fftwf_malloc'ed array (SIMD-aligned), freed with fftwf_free.
+template <class T>
+class AlignedArray {
+ public:
+  AlignedArray() = default;
+  explicit AlignedArray(std::size_t n) : n_(n) {
+    if (n == 0) return;
+    void* p = fftwf_malloc(n * sizeof(T));
+    if (!p) throw std::bad_alloc();
+    ptr_.reset(p);
+  }
+  T* data() noexcept { return static_cast<T*>(ptr_.get()); }
+  const T* data() const noexcept { return static_cast<const T*>(ptr_.get()); }
+  T& operator[](std::size_t i) noexcept { return data()[i]; }
+  const T& operator[](std::size_t i) const noexcept { return data()[i]; }
+  std::size_t size() const noexcept { return n_; }
+
+ private:
+  std::unique_ptr<void, FftwFree> ptr_;
+  std::size_t n_ = 0;
+};
+
+using RealArray = AlignedArray<float>;
+using ComplexArray = AlignedArray<cfloat>;
+
+// True when p has the SIMD alignment that cached plans were made with.
+bool fftw_aligned(const void* p) noexcept;
+
+// A pair of single-image 2D plans, real-to-complex and complex-to-real, for
+// one (ny, nx) shape. Out-of-place; the r2c plan preserves its input, the c2r
+// plan may overwrite its (complex) input. Non-copyable; destroyed under the
+// planner mutex.
+class Fft2d {
+ public:
+  Fft2d(std::size_t ny, std::size_t nx, PlanEffort effort);
+  ~Fft2d();
+  Fft2d(const Fft2d&) = delete;
+  Fft2d& operator=(const Fft2d&) = delete;
+
+  std::size_t ny() const noexcept { return ny_; }
+  std::size_t nx() const noexcept { return nx_; }
+  std::size_t nxh() const noexcept { return nx_ / 2 + 1; }  // complex columns
+  std::size_t real_size() const noexcept { return ny_ * nx_; }
+  std::size_t complex_size() const noexcept { return ny_ * nxh(); }
+
+  // in: ny*nx floats (aligned like fftwf_malloc), out: ny*nxh complex.
+  void forward(const float* in, cfloat* out) const noexcept;
+  // in: ny*nxh complex (overwritten), out: ny*nx floats. Unnormalised.
+  void inverse(cfloat* in, float* out) const noexcept;
+
+ private:
+  std::size_t ny_, nx_;
+  fftwf_plan r2c_ = nullptr;
+  fftwf_plan c2r_ = nullptr;
+};
+
+// Cached plans for a shape at the current planning effort. Thread-safe.
+std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx);
+
+}  // namespace cryocore

@@ -1,0 +1,60 @@
+#include "shift.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "parallel.hpp"
+#include "spectra.hpp"
+
+namespace cryocore {
+
+void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx, cfloat* ey,
+                 cfloat* ex) {
+  const std::size_t nxh = nx / 2 + 1;
+  shift_phase_axis(ny, false, dy, ey);
+  shift_phase_axis(nx, true, dx, ex);
+  for (std::size_t i = 0; i < ny; ++i) {
+    const cfloat e = ey[i];
+    cfloat* row = F + i * nxh;
+    for (std::size_t j = 0; j < nxh; ++j) row[j] *= e * ex[j];
+  }
+}
+
+void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                 const double* shifts, int threads, float* out) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  for (std::size_t i = 0; i < 2 * n; ++i)
+    if (!std::isfinite(shifts[i]))
+      throw std::invalid_argument("shift " + std::to_string(i / 2) + " is not finite");
+  const auto plan = get_fft2d(ny, nx);
+  const std::size_t npx = ny * nx;
+  const float scale = 1.0f / static_cast<float>(npx);
+  struct Scratch {
+    RealArray img;
+    ComplexArray F;
+    std::vector<cfloat> ey, ex;
+  };
+  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
+    auto& s = pool[worker];
+    if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(plan->complex_size()),
+                                std::vector<cfloat>(ny), std::vector<cfloat>(nx / 2 + 1)});
+    std::memcpy(s->img.data(), images + i * npx, npx * sizeof(float));
+    if (!all_finite(s->img.data(), npx))
+      throw std::invalid_argument("image " + std::to_string(i) +
+                                  " contains NaN or infinity; all pixel values must be finite");
+    plan->forward(s->img.data(), s->F.data());
+    apply_shift(s->F.data(), ny, nx, shifts[2 * i], shifts[2 * i + 1], s->ey.data(), s->ex.data());
+    plan->inverse(s->F.data(), s->img.data());
+    float* o = out + i * npx;
+    const float* r = s->img.data();
+#pragma omp simd
+    for (std::size_t k = 0; k < npx; ++k) o[k] = r[k] * scale;
+  });
+}
+
+}  // namespace cryocore

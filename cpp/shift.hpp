@@ -1,0 +1,24 @@
+// Exact (band-limited) sub-pixel shifts in Fourier space.
+#pragma once
+
+#include <cstddef>
+
+#include "plans.hpp"
+
+namespace cryocore {
+
+// Multiplies a half spectrum (ny x nx/2+1) by the phase of a shift (dy, dx)
+// in the pose convention: the image moves to larger indices,
+// F(k) *= exp(-2 pi i (ky dy/ny + kx dx/nx)); Nyquist terms of even sizes get
+// cos(pi d) so the result stays the spectrum of a real image. ey and ex are
+// scratch arrays of ny and nx/2+1 entries.
+void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx, cfloat* ey,
+                 cfloat* ex);
+
+// out[i] = images[i] moved by (shifts[2i], shifts[2i+1]) pixels:
+// out(y, x) = images(y - dy, x - dx), circularly, with band-limited
+// interpolation. Throws std::invalid_argument for NaN/inf pixels or shifts.
+void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                 const double* shifts, int threads, float* out);
+
+}  // namespace cryocore

@@ -1,0 +1,75 @@
+// Small spectrum kernels shared by correlation, shifting and accumulation.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "filters.hpp"
+#include "plans.hpp"
+
+namespace cryocore {
+
+// True when every value is finite. Branch-free so that it vectorises.
+inline bool all_finite(const float* p, std::size_t n) {
+  std::size_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t u;
+    std::memcpy(&u, &p[i], sizeof u);
+    bad += ((u & 0x7f800000u) == 0x7f800000u) ? 1u : 0u;
+  }
+  return bad == 0;
+}
+
+// sum over the full spectrum of w(k) |F(k)|^2 (weights optional), DC excluded,
+// from the half spectrum (columns other than 0 and Nyquist count twice).
+inline double spectral_energy(const cfloat* F, const float* w, std::size_t ny, std::size_t nx) {
+  const std::size_t nxh = nx / 2 + 1;
+  const std::size_t last_mid = (nx % 2 == 0) ? nxh - 2 : nxh - 1;  // last column counted twice
+  double total = 0.0;
+  for (std::size_t i = 0; i < ny; ++i) {
+    const float* row = reinterpret_cast<const float*>(F + i * nxh);
+    const float* wr = w ? w + i * nxh : nullptr;
+    auto e = [&](std::size_t j) {
+      const float v = row[2 * j] * row[2 * j] + row[2 * j + 1] * row[2 * j + 1];
+      return wr ? v * wr[j] : v;
+    };
+    float mid = 0.0f;
+    if (wr) {
+#pragma omp simd reduction(+ : mid)
+      for (std::size_t j = 1; j <= last_mid; ++j)
+        mid += (row[2 * j] * row[2 * j] + row[2 * j + 1] * row[2 * j + 1]) * wr[j];
+    } else {
+#pragma omp simd reduction(+ : mid)
+      for (std::size_t j = 1; j <= last_mid; ++j)
+        mid += row[2 * j] * row[2 * j] + row[2 * j + 1] * row[2 * j + 1];
+    }
+    double edge = (i == 0) ? 0.0 : static_cast<double>(e(0));  // DC excluded
+    if (nx % 2 == 0) edge += static_cast<double>(e(nxh - 1));
+    total += edge + 2.0 * static_cast<double>(mid);
+  }
+  return total;
+}
+
+// Phase factor of a shift along one axis for signed frequency f of an
+// n-point axis: exp(-2 pi i f s / n); at the Nyquist frequency of an even n
+// (which has no sign) the real part cos(pi s). The product over both axes is
+// Hermitian, so a shifted real image stays real.
+inline void shift_phase_axis(std::size_t n, bool half, double s, cfloat* out) {
+  const std::size_t m = half ? n / 2 + 1 : n;
+  for (std::size_t k = 0; k < m; ++k) {
+    const long f = half ? static_cast<long>(k) : signed_freq(k, n);
+    if (n % 2 == 0 && 2 * k == n) {
+      out[k] = cfloat(static_cast<float>(std::cos(M_PI * s)), 0.0f);
+    } else {
+      // Angle reduced in double before the conversion to float.
+      const double a = std::fmod(static_cast<double>(f) * s / static_cast<double>(n), 1.0);
+      out[k] = cfloat(static_cast<float>(std::cos(2.0 * M_PI * a)),
+                      static_cast<float>(-std::sin(2.0 * M_PI * a)));
+    }
+  }
+}
+
+}  // namespace cryocore
