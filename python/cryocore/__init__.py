@@ -1,0 +1,46 @@
+"""cryocore: fast, trustworthy alignment and averaging of 2D cryo-EM particle images.
+
+The engine is a C++ core on single-precision FFTW (``cryocore._core``); this
+package is its public API. Poses follow one convention everywhere (see the
+README): an image is the reference rotated by ``psi`` and then shifted by
+``(dy, dx)``; ``register`` returns that pose, averaging applies its inverse.
+
+Main entry points
+-----------------
+register        shifts and Pearson scores of images against references
+correlation_maps  normalised cross-correlation maps
+shift           exact Fourier-space sub-pixel shifts
+Accumulator     in-place weighted running mean / variance of aligned images
+simulate        seeded synthetic stacks with ground truth
+set_planning, export_wisdom, import_wisdom, forget_wisdom   FFTW planning
+"""
+
+from __future__ import annotations
+
+from . import _core
+from .accumulate import Accumulator
+from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
+from .registration import Registration, correlation_maps, register
+from .simulation import Simulation, make_template, simulate
+from .transforms import shift
+
+__version__: str = getattr(_core, "__version__", "0+unknown")
+fftw_version: str = _core.fftw_version
+
+__all__ = [
+    "Accumulator",
+    "Registration",
+    "Simulation",
+    "correlation_maps",
+    "export_wisdom",
+    "forget_wisdom",
+    "get_planning",
+    "import_wisdom",
+    "make_template",
+    "register",
+    "set_planning",
+    "shift",
+    "simulate",
+    "__version__",
+    "fftw_version",
+]

@@ -1,0 +1,67 @@
+# Type stubs for the compiled core (cpp/bindings.cpp). Private: use the cryocore package.
+from typing import Optional
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+fftw_version: str
+
+def register_stack(
+    references: npt.ArrayLike,
+    images: npt.ArrayLike,
+    upsample: int = 20,
+    max_shift: Optional[float] = None,
+    lowpass: Optional[float] = None,
+    highpass: Optional[float] = None,
+    edge: float = 0.02,
+    phase: bool = False,
+    crop: bool = True,
+    threads: int = 1,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Registers images (n, ny, nx) against references (k, ny, nx). Returns (shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32)."""
+
+def correlation_maps(
+    reference: npt.ArrayLike,
+    images: npt.ArrayLike,
+    lowpass: Optional[float] = None,
+    highpass: Optional[float] = None,
+    edge: float = 0.02,
+    phase: bool = False,
+    threads: int = 1,
+) -> npt.NDArray[np.float32]:
+    """Normalised circular cross-correlation maps (n, ny, nx), unshifted layout."""
+
+def shift_stack(images: npt.ArrayLike, shifts: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.float32]:
+    """Moves each image by its (dy, dx) shift (pose convention), in Fourier space."""
+
+def accumulate(
+    images: npt.ArrayLike,
+    shifts: Optional[npt.ArrayLike],
+    weights: Optional[npt.ArrayLike],
+    sum: npt.NDArray[np.float64],
+    sumsq: Optional[npt.NDArray[np.float64]],
+    threads: int = 1,
+) -> None:
+    """Adds images moved back by their shifts, weighted, into sum (and sumsq) in place."""
+
+def set_planning_effort(effort: int) -> None:
+    """Sets FFTW's planning effort: 0 estimate, 1 measure, 2 patient, 3 exhaustive."""
+
+def planning_effort() -> int:
+    """The current FFTW planning effort (0..3)."""
+
+def export_wisdom() -> bytes:
+    """FFTW's accumulated wisdom (single precision) as bytes."""
+
+def import_wisdom(wisdom: bytes) -> bool:
+    """Adds wisdom from export_wisdom(); returns False if FFTW rejects it."""
+
+def forget_wisdom() -> None:
+    """Discards FFTW's wisdom."""
+
+def clear_plan_cache() -> None:
+    """Drops cryocore's cached FFTW plans."""
+
+def plan_cache_size() -> int:
+    """Number of cached plan pairs."""

@@ -1,0 +1,62 @@
+"""FFTW planning effort and wisdom.
+
+cryocore plans its FFTs once per image shape (and planning effort) and
+reuses the plans. Planning with ``"measure"`` (the default) or ``"patient"``
+times candidate algorithms; the result can be saved as FFTW *wisdom* and
+restored in a later process to skip that time::
+
+    blob = cryocore.export_wisdom()
+    ...
+    cryocore.import_wisdom(blob)
+
+Only single-precision (fftwf) wisdom is involved. Plans are created under one
+process-wide lock; another library in the same process that plans with FFTW
+concurrently must call ``fftwf_make_planner_thread_safe()`` itself.
+"""
+
+from __future__ import annotations
+
+from . import _core
+
+__all__ = ["set_planning", "get_planning", "export_wisdom", "import_wisdom", "forget_wisdom"]
+
+_EFFORTS = {"estimate": 0, "measure": 1, "patient": 2, "exhaustive": 3}
+
+
+def set_planning(effort: str) -> None:
+    """Set FFTW's planning effort for plans made from now on.
+
+    ``effort`` is ``"estimate"`` (no timing, fast to plan), ``"measure"``
+    (default), ``"patient"`` or ``"exhaustive"`` (slow to plan, sometimes
+    faster to run). Cached plans of other efforts stay cached.
+    """
+    if not isinstance(effort, str) or effort.lower() not in _EFFORTS:
+        raise ValueError(f"effort must be one of {sorted(_EFFORTS)}, got {effort!r}")
+    _core.set_planning_effort(_EFFORTS[effort.lower()])
+
+
+def get_planning() -> str:
+    """The current planning effort name."""
+    code = _core.planning_effort()
+    return next(k for k, v in _EFFORTS.items() if v == code)
+
+
+def export_wisdom() -> bytes:
+    """FFTW's accumulated single-precision wisdom, as bytes."""
+    return bytes(_core.export_wisdom())
+
+
+def import_wisdom(wisdom: bytes) -> None:
+    """Add wisdom from :func:`export_wisdom`; ``ValueError`` if FFTW rejects it."""
+    if isinstance(wisdom, str):
+        wisdom = wisdom.encode()
+    if not isinstance(wisdom, (bytes, bytearray)):
+        raise TypeError(f"wisdom must be bytes from export_wisdom(), got {type(wisdom).__name__}")
+    if not _core.import_wisdom(bytes(wisdom)):
+        raise ValueError("FFTW rejected the wisdom (not produced by export_wisdom() of single-precision FFTW?)")
+
+
+def forget_wisdom() -> None:
+    """Discard FFTW's wisdom and cryocore's cached plans."""
+    _core.clear_plan_cache()
+    _core.forget_wisdom()
