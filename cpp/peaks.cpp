@@ -4,10 +4,11 @@
 #include <cmath>
 
 #include "filters.hpp"
+#include "simd.hpp"
 
 namespace cryocore {
 
-MapPeak argmax_in_radius(const float* map, std::size_t my, std::size_t mx, double ry, double rx) {
+CRYOCORE_HOT MapPeak argmax_in_radius(const float* map, std::size_t my, std::size_t mx, double ry, double rx) {
   MapPeak best;
   const bool limited = ry >= 0.0 && rx >= 0.0;
   for (std::size_t i = 0; i < my; ++i) {
@@ -116,7 +117,7 @@ void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re,
 }
 }  // namespace
 
-void LocalDft::evaluate(const float* cre, const float* cim, std::size_t my, std::size_t mx,
+CRYOCORE_HOT void LocalDft::evaluate(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                         std::size_t ny, std::size_t nx, double y0, double x0, double step, int W,
                         float* out) {
   const std::size_t mxh = mx / 2 + 1;
@@ -125,42 +126,41 @@ void LocalDft::evaluate(const float* cre, const float* cim, std::size_t my, std:
   exi_.resize(w * mxh);
   eyr_.resize(w * my);
   eyi_.resize(w * my);
-  tr_.resize(w * my);
-  ti_.resize(w * my);
   const double c0 = 0.5 * static_cast<double>(W - 1);
   for (std::size_t j = 0; j < w; ++j) {
     const double off = (static_cast<double>(j) - c0) * step;
     axis_twiddles(mx, nx, true, x0 + off, &exr_[j * mxh], &exi_[j * mxh]);
     axis_twiddles(my, ny, false, y0 + off, &eyr_[j * my], &eyi_[j * my]);
   }
-  // T[j][ky] = sum_kx C[ky][kx] Ex[j][kx]: the costly stage, one pass over C
-  // per grid column, unit-stride float arrays so that it vectorises.
+  // U[i][kx] = sum_ky Ey[i][ky] C[ky][kx]: the costly stage, one pass over C.
+  // Accumulating whole rows (an axpy per row and grid row) keeps the vector
+  // lanes busy with no horizontal reductions.
+  tr_.assign(w * mxh, 0.0f);
+  ti_.assign(w * mxh, 0.0f);
   for (std::size_t ky = 0; ky < my; ++ky) {
     const float* ar = cre + ky * mxh;
     const float* ai = cim + ky * mxh;
-    for (std::size_t j = 0; j < w; ++j) {
-      const float* er = &exr_[j * mxh];
-      const float* ei = &exi_[j * mxh];
-      float sr = 0.0f, si = 0.0f;
-#pragma omp simd reduction(+ : sr, si)
+    for (std::size_t i = 0; i < w; ++i) {
+      const float er = eyr_[i * my + ky], ei = eyi_[i * my + ky];
+      float* ur = &tr_[i * mxh];
+      float* ui = &ti_[i * mxh];
+#pragma omp simd
       for (std::size_t kx = 0; kx < mxh; ++kx) {
-        sr += ar[kx] * er[kx] - ai[kx] * ei[kx];
-        si += ar[kx] * ei[kx] + ai[kx] * er[kx];
+        ur[kx] += er * ar[kx] - ei * ai[kx];
+        ui[kx] += er * ai[kx] + ei * ar[kx];
       }
-      tr_[j * my + ky] = sr;
-      ti_[j * my + ky] = si;
     }
   }
-  // out[i][j] = Re sum_ky Ey[i][ky] T[j][ky]
+  // out[i][j] = Re sum_kx U[i][kx] Ex[j][kx]
   for (std::size_t i = 0; i < w; ++i) {
-    const float* yr = &eyr_[i * my];
-    const float* yi = &eyi_[i * my];
+    const float* ur = &tr_[i * mxh];
+    const float* ui = &ti_[i * mxh];
     for (std::size_t j = 0; j < w; ++j) {
-      const float* a = &tr_[j * my];
-      const float* b = &ti_[j * my];
+      const float* xr = &exr_[j * mxh];
+      const float* xi = &exi_[j * mxh];
       float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-      for (std::size_t ky = 0; ky < my; ++ky) s += yr[ky] * a[ky] - yi[ky] * b[ky];
+      for (std::size_t kx = 0; kx < mxh; ++kx) s += ur[kx] * xr[kx] - ui[kx] * xi[kx];
       out[i * w + j] = s;
     }
   }
