@@ -15,79 +15,133 @@
 
 namespace cryocore {
 namespace {
-constexpr std::size_t kChunk = 8;  // images per partial sum; fixed: results must not depend on threads
-}
 
-void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
-                const double* shifts, const double* weights, int threads, double* sum,
-                double* sumsq) {
-  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+constexpr std::size_t kChunk = 8;  // images per partial sum; fixed so results never depend on threads
+
+void check_poses(std::size_t n, const double* shifts, const double* weights) {
   for (std::size_t i = 0; shifts && i < 2 * n; ++i)
     if (!std::isfinite(shifts[i]))
       throw std::invalid_argument("shift " + std::to_string(i / 2) + " is not finite");
   for (std::size_t i = 0; weights && i < n; ++i)
     if (!std::isfinite(weights[i]))
       throw std::invalid_argument("weight " + std::to_string(i) + " is not finite");
+}
+
+// Sums add_image(i, worker, partial) over images 0..n-1 into `total`
+// (`width` values of type T), deterministically: images are grouped in fixed
+// chunks, each chunk sums into its own zeroed partial, and partials are added
+// to the total in chunk order. Chunks run in waves of a few per thread so
+// that the partials stay small.
+template <class T, class AddImage>
+void chunked_sum(std::size_t n, int threads, std::size_t width, T* total, AddImage&& add_image) {
+  const std::size_t chunks = n_chunks(n, kChunk);
+  const std::size_t wave = std::min(chunks, static_cast<std::size_t>(threads) * 4);
+  std::vector<T> partial(wave * width);
+  for (std::size_t first = 0; first < chunks; first += wave) {
+    const std::size_t count = std::min(wave, chunks - first);
+    parallel_for(count, threads, [&](std::size_t t, std::size_t worker) {
+      T* ps = &partial[t * width];
+      std::fill(ps, ps + width, T(0));
+      const std::size_t c = first + t;
+      for (std::size_t i = c * kChunk, end = std::min(n, (c + 1) * kChunk); i < end; ++i)
+        add_image(i, worker, ps);
+    });
+    for (std::size_t t = 0; t < count; ++t) {
+      const T* ps = &partial[t * width];
+      for (std::size_t k = 0; k < width; ++k) total[k] += ps[k];
+    }
+  }
+}
+
+struct Scratch {
+  RealArray img;
+  ComplexArray F;
+  std::vector<cfloat> ey, ex;
+  Scratch(std::size_t ny, std::size_t nx)
+      : img(ny * nx), F(ny * (nx / 2 + 1)), ey(ny), ex(nx / 2 + 1) {}
+};
+
+}  // namespace
+
+void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                const double* shifts, const double* weights, int threads, double* sum,
+                double* sumsq) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  check_poses(n, shifts, weights);
   if (n == 0) return;
   const std::size_t npx = ny * nx;
   const auto plan = shifts ? get_fft2d(ny, nx) : nullptr;
   const float scale = 1.0f / static_cast<float>(npx);
+  const std::size_t planes = sumsq ? 2 : 1;
+  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  std::vector<double> total(planes * npx, 0.0);
+  chunked_sum(n, threads, planes * npx, total.data(),
+              [&](std::size_t i, std::size_t worker, double* ps) {
+                auto& s = pool[worker];
+                if (!s) s = std::make_unique<Scratch>(ny, nx);
+                float* a = s->img.data();
+                std::memcpy(a, images + i * npx, npx * sizeof(float));
+                if (!all_finite(a, npx))
+                  throw std::invalid_argument(
+                      "image " + std::to_string(i) +
+                      " contains NaN or infinity; all pixel values must be finite");
+                const double w = weights ? weights[i] : 1.0;
+                if (w == 0.0) return;
+                float f = 1.0f;
+                if (shifts) {
+                  plan->forward(a, s->F.data());
+                  apply_shift(s->F.data(), ny, nx, -shifts[2 * i], -shifts[2 * i + 1],
+                              s->ey.data(), s->ex.data());
+                  plan->inverse(s->F.data(), a);
+                  f = scale;
+                }
+                double* pq = sumsq ? ps + npx : nullptr;
+#pragma omp simd
+                for (std::size_t k = 0; k < npx; ++k) {
+                  const double v = static_cast<double>(a[k] * f);
+                  ps[k] += w * v;
+                  if (pq) pq[k] += w * v * v;
+                }
+              });
+  for (std::size_t k = 0; k < npx; ++k) sum[k] += total[k];
+  if (sumsq)
+    for (std::size_t k = 0; k < npx; ++k) sumsq[k] += total[npx + k];
+}
 
-  struct Scratch {
-    RealArray img;
-    ComplexArray F;
+void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
+                        const double* shifts, const double* weights, int threads,
+                        std::complex<double>* sum) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  check_poses(n, shifts, weights);
+  if (n == 0) return;
+  const std::size_t nxh = nx / 2 + 1, nsp = ny * nxh;
+  struct Phases {
     std::vector<cfloat> ey, ex;
   };
-  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
-  // Chunks are processed in waves; each chunk of a wave gets its own partial
-  // sums, added to the totals in chunk order after the wave.
-  const std::size_t total_chunks = n_chunks(n, kChunk);
-  const std::size_t wave = std::min(total_chunks, static_cast<std::size_t>(threads) * 4);
-  const std::size_t planes = sumsq ? 2 : 1;
-  std::vector<double> partial(wave * planes * npx);
-
-  for (std::size_t first = 0; first < total_chunks; first += wave) {
-    const std::size_t count = std::min(wave, total_chunks - first);
-    parallel_for(count, threads, [&](std::size_t t, std::size_t worker) {
-      auto& s = pool[worker];
-      if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(ny * (nx / 2 + 1)),
-                                  std::vector<cfloat>(ny), std::vector<cfloat>(nx / 2 + 1)});
-      double* ps = &partial[t * planes * npx];
-      double* pq = sumsq ? ps + npx : nullptr;
-      std::fill(ps, ps + planes * npx, 0.0);
-      const std::size_t c = first + t;
-      const std::size_t end = std::min(n, (c + 1) * kChunk);
-      for (std::size_t i = c * kChunk; i < end; ++i) {
-        float* a = s->img.data();
-        std::memcpy(a, images + i * npx, npx * sizeof(float));
-        if (!all_finite(a, npx))
-          throw std::invalid_argument("image " + std::to_string(i) +
-                                      " contains NaN or infinity; all pixel values must be finite");
-        float f = 1.0f;
-        if (shifts) {
-          plan->forward(a, s->F.data());
-          apply_shift(s->F.data(), ny, nx, -shifts[2 * i], -shifts[2 * i + 1], s->ey.data(),
-                      s->ex.data());
-          plan->inverse(s->F.data(), a);
-          f = scale;
-        }
-        const double w = weights ? weights[i] : 1.0;
-        if (w == 0.0) continue;
-#pragma omp simd
-        for (std::size_t k = 0; k < npx; ++k) {
-          const double v = static_cast<double>(a[k] * f);
-          ps[k] += w * v;
-          if (pq) pq[k] += w * v * v;
-        }
-      }
-    });
-    for (std::size_t t = 0; t < count; ++t) {
-      const double* ps = &partial[t * planes * npx];
-      for (std::size_t k = 0; k < npx; ++k) sum[k] += ps[k];
-      if (sumsq)
-        for (std::size_t k = 0; k < npx; ++k) sumsq[k] += ps[npx + k];
-    }
-  }
+  std::vector<std::unique_ptr<Phases>> pool(static_cast<std::size_t>(threads));
+  std::vector<std::complex<double>> total(nsp, 0.0);
+  chunked_sum(n, threads, nsp, total.data(),
+              [&](std::size_t i, std::size_t worker, std::complex<double>* ps) {
+                const double w = weights ? weights[i] : 1.0;
+                if (w == 0.0) return;
+                auto& ph = pool[worker];
+                if (!ph) ph.reset(new Phases{std::vector<cfloat>(ny), std::vector<cfloat>(nxh)});
+                const double dy = shifts ? -shifts[2 * i] : 0.0;
+                const double dx = shifts ? -shifts[2 * i + 1] : 0.0;
+                shift_phase_axis(ny, false, dy, ph->ey.data());
+                shift_phase_axis(nx, true, dx, ph->ex.data());
+                const cfloat* F = spectra + i * nsp;
+                for (std::size_t r = 0; r < ny; ++r) {
+                  const cfloat ey = ph->ey[r] * static_cast<float>(w);
+                  const cfloat* row = F + r * nxh;
+                  std::complex<double>* out = ps + r * nxh;
+                  for (std::size_t j = 0; j < nxh; ++j) {
+                    const cfloat v = row[j] * (ey * ph->ex[j]);
+                    out[j] += std::complex<double>(v.real(), v.imag());
+                  }
+                }
+              });
+  for (std::size_t k = 0; k < nsp; ++k) sum[k] += total[k];
 }
 
 }  // namespace cryocore

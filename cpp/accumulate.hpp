@@ -1,7 +1,10 @@
 // In-place accumulation of (shifted, weighted) images into running sums.
 #pragma once
 
+#include <complex>
 #include <cstddef>
+
+#include "plans.hpp"
 
 namespace cryocore {
 
@@ -18,5 +21,13 @@ namespace cryocore {
 void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                 const double* shifts, const double* weights, int threads, double* sum,
                 double* sumsq);
+
+// Fourier-space version on cached half spectra (n x ny x nx/2+1, as
+// forward_stack makes them): sum[k] += w_i F_i(k) exp(+2 pi i k.d_i / n), the
+// spectrum of the image moved back by its shift. One inverse FFT of the sum
+// (divided by ny*nx) gives the real-space sum. Deterministic like accumulate.
+void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
+                        const double* shifts, const double* weights, int threads,
+                        std::complex<double>* sum);
 
 }  // namespace cryocore

@@ -4,6 +4,7 @@
 // happens in the Python layer; this layer re-checks what the core relies on.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/complex.h>
 #include <pybind11/stl.h>
 
 #include <optional>
@@ -22,6 +23,7 @@ namespace {
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using ComplexArrayPy = py::array_t<std::complex<float>, py::array::c_style | py::array::forcecast>;
 
 std::size_t dim(const py::array& a, py::ssize_t k) { return static_cast<std::size_t>(a.shape(k)); }
 
@@ -54,6 +56,38 @@ BandPass make_bandpass(std::optional<double> lowpass, std::optional<double> high
   return bp;
 }
 
+RegisterParams make_params(int upsample, std::optional<double> max_shift,
+                           std::optional<double> lowpass, std::optional<double> highpass,
+                           double edge, bool phase, bool crop, int threads) {
+  RegisterParams p;
+  p.upsample = upsample;
+  p.max_shift = max_shift.value_or(-1.0);
+  p.filter = make_bandpass(lowpass, highpass, edge);
+  p.phase = phase;
+  p.crop = crop;
+  p.threads = threads;
+  return p;
+}
+
+// Runs fn(shifts, scores, best) without the GIL and returns the three arrays.
+template <class Fn>
+py::tuple registration_outputs(std::size_t n, Fn&& fn) {
+  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+  py::array_t<double> scores(static_cast<py::ssize_t>(n));
+  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
+  double* sp = shifts.mutable_data();
+  double* cp = scores.mutable_data();
+  std::int32_t* bp = best.mutable_data();
+  {
+    // Safe without the GIL: the inputs are kept alive by the caller's frame,
+    // the outputs are new arrays owned here, and the core touches no Python
+    // object.
+    py::gil_scoped_release release;
+    fn(sp, cp, bp);
+  }
+  return py::make_tuple(shifts, scores, best);
+}
+
 py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsample,
                       std::optional<double> max_shift, std::optional<double> lowpass,
                       std::optional<double> highpass, double edge, bool phase, bool crop,
@@ -62,31 +96,71 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsa
   require_stack(images, "images");
   require_same_box(refs, images);
   const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
-  RegisterParams p;
-  p.upsample = upsample;
-  p.max_shift = max_shift.value_or(-1.0);
-  p.filter = make_bandpass(lowpass, highpass, edge);
-  p.phase = phase;
-  p.crop = crop;
-  p.threads = threads;
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, threads);
   check_register_params(p, ny, nx);
-  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
-  py::array_t<double> scores(static_cast<py::ssize_t>(n));
-  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
   const float* rp = refs.data();
   const float* ip = images.data();
-  double* sp = shifts.mutable_data();
-  double* cp = scores.mutable_data();
-  std::int32_t* bp = best.mutable_data();
   const std::size_t n_refs = dim(refs, 0);
-  {
-    // Safe without the GIL: the arrays above are owned by this frame (inputs
-    // are kept alive by the caller's references, outputs are new), and the
-    // core touches no Python object.
-    py::gil_scoped_release release;
+  return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
     register_stack(rp, n_refs, ip, n, ny, nx, p, sp, cp, bp);
+  });
+}
+
+py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
+                              std::size_t nx, int upsample, std::optional<double> max_shift,
+                              std::optional<double> lowpass, std::optional<double> highpass,
+                              double edge, bool phase, bool crop, int threads) {
+  require_stack(refs, "references");
+  const std::size_t ny = dim(refs, 1);
+  if (dim(refs, 2) != nx || spectra.ndim() != 3 || dim(spectra, 1) != ny ||
+      dim(spectra, 2) != nx / 2 + 1)
+    throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1) for the references' box");
+  const std::size_t n = dim(spectra, 0);
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, threads);
+  check_register_params(p, ny, nx);
+  const float* rp = refs.data();
+  const cfloat* fp = spectra.data();
+  const std::size_t n_refs = dim(refs, 0);
+  return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
+    register_spectra(rp, n_refs, fp, n, ny, nx, p, sp, cp, bp);
+  });
+}
+
+py::array_t<std::complex<float>> py_forward(const FloatArray& images, int threads) {
+  require_stack(images, "images");
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  py::array_t<std::complex<float>> out(
+      {images.shape(0), images.shape(1), static_cast<py::ssize_t>(nx / 2 + 1)});
+  const float* ip = images.data();
+  cfloat* op = out.mutable_data();
+  {
+    py::gil_scoped_release release;  // see registration_outputs
+    forward_stack(ip, n, ny, nx, threads, op);
   }
-  return py::make_tuple(shifts, scores, best);
+  return out;
+}
+
+void py_accumulate_spectra(const ComplexArrayPy& spectra, std::size_t nx,
+                           std::optional<DoubleArray> shifts, std::optional<DoubleArray> weights,
+                           py::array_t<std::complex<double>, py::array::c_style> sum, int threads) {
+  if (spectra.ndim() != 3 || dim(spectra, 2) != nx / 2 + 1)
+    throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1)");
+  const std::size_t n = dim(spectra, 0), ny = dim(spectra, 1);
+  if (shifts) require_pairs(*shifts, n, "shifts");
+  if (weights && (weights->ndim() != 1 || dim(*weights, 0) != n))
+    throw std::invalid_argument("weights must have shape (" + std::to_string(n) + ",)");
+  if (sum.ndim() != 2 || dim(sum, 0) != ny || dim(sum, 1) != nx / 2 + 1 || !sum.writeable())
+    throw std::invalid_argument("sum must be a writeable complex128 (ny, nx // 2 + 1) array");
+  const cfloat* fp = spectra.data();
+  const double* sp = shifts ? shifts->data() : nullptr;
+  const double* wp = weights ? weights->data() : nullptr;
+  std::complex<double>* out = sum.mutable_data();
+  {
+    py::gil_scoped_release release;  // see registration_outputs
+    accumulate_spectra(fp, n, ny, nx, sp, wp, threads, out);
+  }
 }
 
 py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& images,
@@ -103,7 +177,7 @@ py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& 
   const float* ip = images.data();
   float* op = out.mutable_data();
   {
-    py::gil_scoped_release release;  // see py_register
+    py::gil_scoped_release release;  // see registration_outputs
     correlation_maps(rp, ip, n, ny, nx, bp, phase, threads, op);
   }
   return out;
@@ -118,7 +192,7 @@ py::array_t<float> py_shift(const FloatArray& images, const DoubleArray& shifts,
   const double* sp = shifts.data();
   float* op = out.mutable_data();
   {
-    py::gil_scoped_release release;  // see py_register
+    py::gil_scoped_release release;  // see registration_outputs
     shift_stack(ip, n, ny, nx, sp, threads, op);
   }
   return out;
@@ -146,7 +220,7 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
   double* sump = sum.mutable_data();
   double* sqp = sumsq ? sumsq->mutable_data() : nullptr;
   {
-    py::gil_scoped_release release;  // see py_register
+    py::gil_scoped_release release;  // see registration_outputs
     accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp);
   }
 }
@@ -167,6 +241,17 @@ PYBIND11_MODULE(_core, m) {
         py::arg("threads") = 1,
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
         "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
+  m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
+        py::arg("nx"), py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
+        py::arg("threads") = 1,
+        "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
+  m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
+        "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c).");
+  m.def("accumulate_spectra", &py_accumulate_spectra, py::arg("spectra"), py::arg("nx"),
+        py::arg("shifts"), py::arg("weights"), py::arg("sum"), py::arg("threads") = 1,
+        "Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place.");
   m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("threads") = 1,

@@ -110,27 +110,30 @@ class Workspaces {
   std::size_t ny_, nx_, my_, mx_;
 };
 
-// Image spectrum in ws.F (DC removed); returns 1/|H F_I|, or 0 for a flat image.
-float image_spectrum(const Fft2d& plan, const float* image, std::size_t index,
-                     const std::vector<float>& h2, Workspace& ws) {
-  const std::size_t ny = plan.ny(), nx = plan.nx();
-  copy_checked(image, ny * nx, ws.img.data(), index, "image");
-  plan.forward(ws.img.data(), ws.F.data());
-  ws.F[0] = cfloat(0.0f, 0.0f);
-  const double e = spectral_energy(ws.F.data(), h2.empty() ? nullptr : h2.data(), ny, nx);
+// 1/|H F| (DC excluded), or 0 for a flat image.
+float inverse_norm(const cfloat* F, std::size_t ny, std::size_t nx, const std::vector<float>& h2) {
+  const double e = spectral_energy(F, h2.empty() ? nullptr : h2.data(), ny, nx);
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
+}
+
+// Image spectrum in ws.F (its DC term is ignored: the reference's is zero).
+const cfloat* image_spectrum(const Fft2d& plan, const float* image, std::size_t index,
+                             Workspace& ws) {
+  copy_checked(image, plan.real_size(), ws.img.data(), index, "image");
+  plan.forward(ws.img.data(), ws.F.data());
+  return ws.F.data();
 }
 
 // P = F_I * G * inv on the block, into ws.P (for the inverse FFT) and the
 // split planes; with `phase`, ws.P and ws.wre/wim hold the whitened product
 // times H^2 instead, and ws.pre/pim keep the Pearson product for scoring.
-void product(const ComplexArray& G, std::size_t ny, std::size_t nx, std::size_t my,
-             std::size_t mxh, float inv, bool phase, const std::vector<float>& h2,
-             Workspace& ws) {
+void product(const cfloat* F, const ComplexArray& G, std::size_t ny, std::size_t nx,
+             std::size_t my, std::size_t mxh, float inv, bool phase,
+             const std::vector<float>& h2, Workspace& ws) {
   const std::size_t nxh = nx / 2 + 1;
   for (std::size_t row = 0; row < my; ++row) {
     const std::size_t fr = full_row(row, my, ny);
-    const float* f = reinterpret_cast<const float*>(ws.F.data() + fr * nxh);
+    const float* f = reinterpret_cast<const float*>(F + fr * nxh);
     const float* g = reinterpret_cast<const float*>(G.data() + row * mxh);
     float* p = reinterpret_cast<float*>(ws.P.data() + row * mxh);
     float* pr = ws.pre.data() + row * mxh;
@@ -183,9 +186,12 @@ void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t 
   if (p.threads < 1) throw std::invalid_argument("threads must be >= 1");
 }
 
-void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
-                    std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
-                    double* scores, std::int32_t* best_ref) {
+namespace {
+// spectrum_of(i, ws) -> the half spectrum of image i (ny x nx/2+1).
+template <class SpectrumOf>
+void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::size_t ny,
+                   std::size_t nx, const RegisterParams& p, double* shifts, double* scores,
+                   std::int32_t* best_ref, SpectrumOf&& spectrum_of) {
   check_register_params(p, ny, nx);
   if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
   const std::vector<float> h2 = [&] {
@@ -215,13 +221,14 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
     }
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
-      const float inv = image_spectrum(*plan, images + i * ny * nx, i, h2, ws);
+      const cfloat* F = spectrum_of(i, ws);
+      const float inv = inverse_norm(F, ny, nx, h2);
       double best_score = -2.0, bdy = 0.0, bdx = 0.0;
       std::int32_t bref = 0;
       for (std::size_t r = 0; r < n_refs; ++r) {
         double score = 0.0, dy = 0.0, dx = 0.0;
         if (inv != 0.0f && !R.flat[r]) {
-          product(R.spec[r], ny, nx, my, mxh, inv, p.phase, h2, ws);
+          product(F, R.spec[r], ny, nx, my, mxh, inv, p.phase, h2, ws);
           inv_plan->inverse(ws.P.data(), ws.map.data());
           const MapPeak pk = argmax_in_radius(ws.map.data(), my, mx, ry, rx);
           float v[9];
@@ -256,6 +263,25 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
     }
   });
 }
+}  // namespace
+
+void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
+                    std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
+                    double* scores, std::int32_t* best_ref) {
+  const auto plan = get_fft2d(ny, nx);
+  register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
+                [&](std::size_t i, Workspace& ws) {
+                  return image_spectrum(*plan, images + i * ny * nx, i, ws);
+                });
+}
+
+void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
+                      std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                      double* shifts, double* scores, std::int32_t* best_ref) {
+  const std::size_t per = ny * (nx / 2 + 1);
+  register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
+                [&](std::size_t i, Workspace&) { return spectra + i * per; });
+}
 
 void correlation_maps(const float* ref, const float* images, std::size_t n, std::size_t ny,
                       std::size_t nx, const BandPass& filter, bool phase, int threads,
@@ -280,12 +306,13 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       float* o = out + i * ny * nx;
-      const float inv = image_spectrum(*plan, images + i * ny * nx, i, h2, ws);
+      const cfloat* F = image_spectrum(*plan, images + i * ny * nx, i, ws);
+      const float inv = inverse_norm(F, ny, nx, h2);
       if (inv == 0.0f || R.flat[0]) {
         std::fill(o, o + ny * nx, 0.0f);
         continue;
       }
-      product(R.spec[0], ny, nx, ny, mxh, inv, phase, h2, ws);
+      product(F, R.spec[0], ny, nx, ny, mxh, inv, phase, h2, ws);
       plan->inverse(ws.P.data(), ws.map.data());
       std::memcpy(o, ws.map.data(), ny * nx * sizeof(float));
     }

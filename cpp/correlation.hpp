@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "filters.hpp"
+#include "plans.hpp"
 
 namespace cryocore {
 
@@ -36,6 +37,13 @@ void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t 
 void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
                     std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
                     double* scores, std::int32_t* best_ref);
+
+// The same from the images' half spectra (n x ny x nx/2+1, as forward_stack
+// makes them; their DC terms are ignored), so that the forward FFTs can be
+// cached across iterations.
+void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
+                      std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                      double* shifts, double* scores, std::int32_t* best_ref);
 
 // Normalised correlation maps at integer shifts: out[i, y, x] is the Pearson
 // correlation at shift (signed(y), signed(x)) (circular, unshifted layout,

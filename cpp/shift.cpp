@@ -58,3 +58,36 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
 }
 
 }  // namespace cryocore
+
+namespace cryocore {
+
+void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                   int threads, cfloat* out) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const auto plan = get_fft2d(ny, nx);
+  const std::size_t npx = ny * nx, nsp = plan->complex_size();
+  struct Scratch {
+    RealArray img;
+    ComplexArray F;
+  };
+  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
+    auto& s = pool[worker];
+    if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
+    std::memcpy(s->img.data(), images + i * npx, npx * sizeof(float));
+    if (!all_finite(s->img.data(), npx))
+      throw std::invalid_argument("image " + std::to_string(i) +
+                                  " contains NaN or infinity; all pixel values must be finite");
+    // FFTW's new-array execution needs the plan's SIMD alignment; an output
+    // row of the caller's array may lack it, then the aligned scratch is used.
+    cfloat* o = out + i * nsp;
+    if (fftw_aligned(o)) {
+      plan->forward(s->img.data(), o);
+    } else {
+      plan->forward(s->img.data(), s->F.data());
+      std::memcpy(o, s->F.data(), nsp * sizeof(cfloat));
+    }
+  });
+}
+
+}  // namespace cryocore

@@ -22,3 +22,12 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
                  const double* shifts, int threads, float* out);
 
 }  // namespace cryocore
+
+namespace cryocore {
+
+// Half spectra (n x ny x nx/2+1, unnormalised r2c) of a stack. Throws
+// std::invalid_argument for NaN/inf pixels.
+void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                   int threads, cfloat* out);
+
+}  // namespace cryocore
