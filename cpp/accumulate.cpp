@@ -132,13 +132,8 @@ void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, st
                 shift_phase_axis(nx, true, dx, ph->ex.data());
                 const cfloat* F = spectra + i * nsp;
                 for (std::size_t r = 0; r < ny; ++r) {
-                  const cfloat ey = ph->ey[r] * static_cast<float>(w);
-                  const cfloat* row = F + r * nxh;
-                  std::complex<double>* out = ps + r * nxh;
-                  for (std::size_t j = 0; j < nxh; ++j) {
-                    const cfloat v = row[j] * (ey * ph->ex[j]);
-                    out[j] += std::complex<double>(v.real(), v.imag());
-                  }
+                  add_phase_shifted_row(F + r * nxh, ph->ey[r] * static_cast<float>(w),
+                                        ph->ex.data(), nxh, ps + r * nxh);
                 }
               });
   for (std::size_t k = 0; k < nsp; ++k) sum[k] += total[k];

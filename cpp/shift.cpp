@@ -17,11 +17,7 @@ void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx
   const std::size_t nxh = nx / 2 + 1;
   shift_phase_axis(ny, false, dy, ey);
   shift_phase_axis(nx, true, dx, ex);
-  for (std::size_t i = 0; i < ny; ++i) {
-    const cfloat e = ey[i];
-    cfloat* row = F + i * nxh;
-    for (std::size_t j = 0; j < nxh; ++j) row[j] *= e * ex[j];
-  }
+  for (std::size_t i = 0; i < ny; ++i) multiply_phase_row(F + i * nxh, ey[i], ex, nxh);
 }
 
 void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,

@@ -56,19 +56,62 @@ inline double spectral_energy(const cfloat* F, const float* w, std::size_t ny, s
 // Phase factor of a shift along one axis for signed frequency f of an
 // n-point axis: exp(-2 pi i f s / n); at the Nyquist frequency of an even n
 // (which has no sign) the real part cos(pi s). The product over both axes is
-// Hermitian, so a shifted real image stays real.
+// Hermitian, so a shifted real image stays real. Computed by a recurrence in
+// double precision (three sincos per axis instead of one per frequency; the
+// error stays below 1e-12 for any practical n).
 inline void shift_phase_axis(std::size_t n, bool half, double s, cfloat* out) {
   const std::size_t m = half ? n / 2 + 1 : n;
+  const double a = -2.0 * M_PI * std::fmod(s / static_cast<double>(n), 1.0);
+  const double cr = std::cos(a), ci = std::sin(a);
+  // Negative frequencies f = k - n: exp(-2 pi i (k - n) s / n) = z^k exp(2 pi i s).
+  const double b = 2.0 * M_PI * std::fmod(s, 1.0);
+  const double wr = std::cos(b), wi = std::sin(b);
+  double zr = 1.0, zi = 0.0;
   for (std::size_t k = 0; k < m; ++k) {
-    const long f = half ? static_cast<long>(k) : signed_freq(k, n);
     if (n % 2 == 0 && 2 * k == n) {
-      out[k] = cfloat(static_cast<float>(std::cos(M_PI * s)), 0.0f);
+      out[k] = cfloat(static_cast<float>(std::cos(M_PI * std::fmod(s, 2.0))), 0.0f);
+    } else if (!half && 2 * k > n) {
+      out[k] = cfloat(static_cast<float>(zr * wr - zi * wi), static_cast<float>(zr * wi + zi * wr));
     } else {
-      // Angle reduced in double before the conversion to float.
-      const double a = std::fmod(static_cast<double>(f) * s / static_cast<double>(n), 1.0);
-      out[k] = cfloat(static_cast<float>(std::cos(2.0 * M_PI * a)),
-                      static_cast<float>(-std::sin(2.0 * M_PI * a)));
+      out[k] = cfloat(static_cast<float>(zr), static_cast<float>(zi));
     }
+    const double t = zr * cr - zi * ci;
+    zi = zr * ci + zi * cr;
+    zr = t;
+  }
+}
+
+// out[j] += F[j] * e * ex[j] for one spectrum row, in plain real arithmetic
+// (std::complex multiplication guards against NaN/inf with a slow path that
+// stops vectorisation; the inputs here are known to be finite).
+inline void add_phase_shifted_row(const cfloat* F, cfloat e, const cfloat* ex, std::size_t n,
+                                  std::complex<double>* out) {
+  const float* f = reinterpret_cast<const float*>(F);
+  const float* x = reinterpret_cast<const float*>(ex);
+  double* o = reinterpret_cast<double*>(out);
+  const float er = e.real(), ei = e.imag();
+#pragma omp simd
+  for (std::size_t j = 0; j < n; ++j) {
+    const float pr = er * x[2 * j] - ei * x[2 * j + 1];
+    const float pi = er * x[2 * j + 1] + ei * x[2 * j];
+    const float a = f[2 * j], b = f[2 * j + 1];
+    o[2 * j] += static_cast<double>(a * pr - b * pi);
+    o[2 * j + 1] += static_cast<double>(a * pi + b * pr);
+  }
+}
+
+// F[j] *= e * ex[j] in place for one spectrum row (see add_phase_shifted_row).
+inline void multiply_phase_row(cfloat* F, cfloat e, const cfloat* ex, std::size_t n) {
+  float* f = reinterpret_cast<float*>(F);
+  const float* x = reinterpret_cast<const float*>(ex);
+  const float er = e.real(), ei = e.imag();
+#pragma omp simd
+  for (std::size_t j = 0; j < n; ++j) {
+    const float pr = er * x[2 * j] - ei * x[2 * j + 1];
+    const float pi = er * x[2 * j + 1] + ei * x[2 * j];
+    const float a = f[2 * j], b = f[2 * j + 1];
+    f[2 * j] = a * pr - b * pi;
+    f[2 * j + 1] = a * pi + b * pr;
   }
 }
 

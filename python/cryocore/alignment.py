@@ -1,0 +1,603 @@
+"""The alignment-and-averaging pipeline: half-sets, iterations, thresholds, FRC."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from ._validate import as_image, as_threads, default_threads
+from .frc import FRC, frc
+
+__all__ = ["AlignResult", "align", "split_halves", "auto_threshold"]
+
+HalfSplit = Union[str, np.ndarray]
+
+# Largest cache of image spectra kept in memory between iterations (bytes).
+MAX_SPECTRA_CACHE = 4 << 30
+CHUNK = 1024  # images read and processed at a time
+
+
+# --------------------------------------------------------------------------- inputs
+class _ArraySource:
+    """Adapter giving an in-memory (or memory-mapped) array the stack interface."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+        self.shape = tuple(int(v) for v in a.shape)
+        self.pixel_size_A: Optional[float] = None
+        self.image_names: Optional[list[str]] = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._a[start:stop], dtype=np.float32)
+
+
+def _as_source(images: Any) -> Any:
+    if hasattr(images, "read") and hasattr(images, "shape"):
+        src = images
+    else:
+        a = np.asarray(images)
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise TypeError(f"images must be a real numeric array (integer or float), got dtype {a.dtype}")
+        if a.ndim != 3:
+            raise ValueError(f"images must be a stack (n, ny, nx), got shape {a.shape}")
+        src = _ArraySource(a)
+    n, ny, nx = src.shape
+    if n < 2:
+        raise ValueError(f"images must hold at least 2 images to form two half-sets, got {n}")
+    if ny < 8 or nx < 8:
+        raise ValueError(f"images must be at least 8 x 8 pixels, got {ny} x {nx}")
+    return src
+
+
+# --------------------------------------------------------------------------- helpers
+def split_halves(n: int, half_split: HalfSplit = "random", seed: Optional[int] = 0) -> np.ndarray:
+    """Half-set label (1 or 2) of each of ``n`` images.
+
+    ``"random"``: a seeded random permutation, sizes ``n // 2`` and ``n - n // 2``;
+    ``"halves"``: the first ``n // 2`` images form half 1; ``"even-odd"``: even
+    indices form half 1. An array of 1/2 labels is used as given.
+    """
+    if isinstance(half_split, str):
+        if half_split == "random":
+            half = np.full(n, 2, np.int8)
+            half[np.random.default_rng(seed).permutation(n)[: n // 2]] = 1
+        elif half_split == "halves":
+            half = np.where(np.arange(n) < n // 2, 1, 2).astype(np.int8)
+        elif half_split == "even-odd":
+            half = np.where(np.arange(n) % 2 == 0, 1, 2).astype(np.int8)
+        else:
+            raise ValueError(f"half_split must be 'random', 'halves', 'even-odd' or an array of 1/2, got {half_split!r}")
+    else:
+        half = np.asarray(half_split)
+        if half.shape != (n,) or not np.isin(half, (1, 2)).all():
+            raise ValueError(f"half_split as an array must have shape ({n},) with values 1 and 2")
+        half = half.astype(np.int8)
+    if not ((half == 1).any() and (half == 2).any()):
+        raise ValueError("both half-sets must hold at least one image")
+    return half
+
+
+def auto_threshold(scores: np.ndarray, k: float = 4.0) -> float:
+    """Robust outlier threshold: ``median - k * 1.4826 * MAD`` of the scores.
+
+    Images of one particle at one noise level give a narrow, roughly normal
+    score distribution; junk (empty frames, contamination, another particle)
+    scores lower. The median and the median absolute deviation are not moved
+    by up to half of the images being junk, so the same rule works at SNR 1 and
+    at SNR 0.02 (where good images score about 0.14 against a clean average).
+    ``k = 4`` rejects about 0.003% of normally distributed good images.
+    """
+    s = np.asarray(scores, np.float64)
+    s = s[np.isfinite(s)]
+    if s.size == 0:
+        return -1.0
+    med = float(np.median(s))
+    mad = 1.4826 * float(np.median(np.abs(s - med)))
+    return med - k * mad
+
+
+def _lowpass_image(img: np.ndarray, cutoff: float, edge: float = 0.02) -> np.ndarray:
+    """Raised-cosine low-pass (cycles/px) of one image, float64."""
+    ny, nx = img.shape
+    f = np.hypot(np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :])
+    t = np.clip((f - (cutoff - edge / 2)) / edge, 0.0, 1.0)
+    h = np.cos(0.5 * np.pi * t) ** 2
+    return np.fft.irfft2(np.fft.rfft2(img) * h, s=(ny, nx))
+
+
+def centre_of_mass_offset(img: np.ndarray, lowpass: float = 0.1) -> np.ndarray:
+    """Offset ``(dy, dx)`` in px of the image's centre of mass from the box centre.
+
+    The mass is the energy of the low-passed image after removing the mean
+    of its border, so that it does not depend on the contrast's sign.
+    """
+    a = _lowpass_image(np.asarray(img, np.float64), lowpass)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    w = (a - border.mean()) ** 2
+    total = w.sum()
+    if not total > 0:
+        return np.zeros(2)
+    ny, nx = a.shape
+    y = np.arange(ny) - ny // 2
+    x = np.arange(nx) - nx // 2
+    return np.array([(w.sum(axis=1) * y).sum() / total, (w.sum(axis=0) * x).sum() / total])
+
+
+def _shift_image(img: np.ndarray, d: Sequence[float]) -> np.ndarray:
+    return _core.shift_stack(np.ascontiguousarray(img, np.float32)[None], np.asarray([d], np.float64), threads=1)[0]
+
+
+# --------------------------------------------------------------------------- result
+@dataclass
+class AlignResult:
+    """Result of :func:`align`. Poses refer to :attr:`average` (CONVENTIONS.md).
+
+    Attributes
+    ----------
+    shifts : (N, 2) float64   pose shift ``(dy, dx)`` in px of every input image
+    angles : (N,) float64     in-plane angle psi in degrees (0 without rotation)
+    scores : (N,) float64     Pearson score against its half's final reference
+    accepted : (N,) bool      kept in the average
+    half : (N,) int8          half-set, 1 or 2
+    average : (ny, nx) float32        combined average of both aligned halves
+    half_averages : (2, ny, nx) float32  the two half averages, aligned to each other
+    frc : FRC                  Fourier ring correlation of the half averages
+    resolution : float         FRC 0.143 crossing, cycles/px
+    resolution_A : float or None   the same in Å (needs ``pixel_size_A``)
+    thresholds : (2,) float    score threshold used for each half in the last iteration
+    history : list of dict     per iteration and half: mean_score, accepted, total,
+                               pose_change (RMS px), threshold, lowpass, resolution
+    frames : (T, ny, nx) float32   the combined average after each iteration
+                                   (or every k images online): the build-up video
+    pixel_size_A : float or None
+    image_names : list of str or None   ``index@stack`` of each input image
+    parameters : dict, timings : dict
+    """
+
+    shifts: np.ndarray
+    angles: np.ndarray
+    scores: np.ndarray
+    accepted: np.ndarray
+    half: np.ndarray
+    average: np.ndarray
+    half_averages: np.ndarray
+    frc: FRC
+    thresholds: np.ndarray
+    history: list
+    frames: np.ndarray
+    pixel_size_A: Optional[float] = None
+    image_names: Optional[list] = None
+    parameters: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> float:
+        return self.frc.resolution_0143
+
+    @property
+    def resolution_A(self) -> Optional[float]:
+        return self.frc.resolution_A(0.143)
+
+    def summary(self) -> str:
+        n = len(self.scores)
+        lines = [f"{int(self.accepted.sum())} of {n} images kept"]
+        for h in (1, 2):
+            m = self.half == h
+            lines.append(f"  half {h}: {int(self.accepted[m].sum())} of {int(m.sum())} kept, threshold {self.thresholds[h - 1]:.3f}")
+        res = f"FRC 0.143: {self.resolution:.3f} 1/px"
+        if self.resolution_A is not None:
+            res += f" ({self.resolution_A:.1f} Å)"
+        lines.append(res)
+        return "\n".join(lines)
+
+    def write(self, outdir: str, *, overwrite: bool = False, inputs: Sequence[str] = ()) -> dict:
+        """Write the averages, tables, plots and report into ``outdir``; returns {name: path}."""
+        from .output import write_result
+
+        return write_result(self, outdir, overwrite=overwrite, inputs=inputs)
+
+
+# --------------------------------------------------------------------------- engine
+class _Halves:
+    """Per-half data access: cached spectra when they fit in memory, chunked reads otherwise."""
+
+    def __init__(self, src: Any, half: np.ndarray, threads: int, cache: bool, progress: Any) -> None:
+        self.src = src
+        self.n, self.ny, self.nx = (int(v) for v in src.shape)
+        self.half = half
+        self.threads = threads
+        self.index = [np.flatnonzero(half == h) for h in (1, 2)]
+        self.spectra: Optional[list[np.ndarray]] = None
+        if cache:
+            nxh = self.nx // 2 + 1
+            self.spectra = [np.empty((len(ix), self.ny, nxh), np.complex64) for ix in self.index]
+            pos = [0, 0]
+            for start in progress(range(0, self.n, CHUNK), "FFT"):
+                stop = min(self.n, start + CHUNK)
+                chunk = src.read(start, stop)
+                labels = half[start:stop]
+                for h in (0, 1):
+                    sel = labels == h + 1
+                    k = int(sel.sum())
+                    if k:
+                        self.spectra[h][pos[h] : pos[h] + k] = _core.forward_stack(
+                            np.ascontiguousarray(chunk[sel]), threads=threads
+                        )
+                        pos[h] += k
+
+    def register(self, h: int, ref: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+        refs = np.ascontiguousarray(ref, np.float32)[None]
+        if self.spectra is not None:
+            s, c, _ = _core.register_spectra(refs, self.spectra[h], self.nx, threads=self.threads, **kw)
+            return s, c
+        shifts, scores = [], []
+        for chunk in self._chunks(h):
+            s, c, _ = _core.register_stack(refs, chunk, threads=self.threads, **kw)
+            shifts.append(s)
+            scores.append(c)
+        return np.concatenate(shifts), np.concatenate(scores)
+
+    def average(self, h: int, shifts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Weighted mean of half h's images moved back by their shifts, float64 (ny, nx)."""
+        total = float(weights.sum())
+        if total <= 0:
+            return np.zeros((self.ny, self.nx))
+        if self.spectra is not None:
+            acc = np.zeros((self.ny, self.nx // 2 + 1), np.complex128)
+            _core.accumulate_spectra(self.spectra[h], self.nx, shifts, weights, acc, threads=self.threads)
+            return np.fft.irfft2(acc, s=(self.ny, self.nx)) / total
+        acc_r = np.zeros((self.ny, self.nx))
+        pos = 0
+        for chunk in self._chunks(h):
+            k = len(chunk)
+            _core.accumulate(chunk, shifts[pos : pos + k], weights[pos : pos + k], acc_r, None, threads=self.threads)
+            pos += k
+        return acc_r / total
+
+    def _chunks(self, h: int):  # type: ignore[no-untyped-def]
+        ix = self.index[h]
+        for start in range(0, self.n, CHUNK):
+            stop = min(self.n, start + CHUNK)
+            sel = self.half[start:stop] == h + 1
+            if sel.any():
+                yield np.ascontiguousarray(self.src.read(start, stop)[sel])
+        del ix
+
+
+def _noop_progress(it, desc):  # type: ignore[no-untyped-def]
+    return it
+
+
+def _tqdm_progress(it, desc):  # type: ignore[no-untyped-def]
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, leave=False)
+
+
+def _initial_references(src: Any, halves: _Halves, reference: Any, lowpass: float) -> list[np.ndarray]:
+    ny, nx = halves.ny, halves.nx
+    if reference is None:
+        refs = []
+        for h in (0, 1):
+            # Sum of the unaligned images of this half only (gold standard).
+            ones = np.ones(len(halves.index[h]))
+            refs.append(halves.average(h, np.zeros((len(ones), 2)), ones))
+        return refs
+    if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
+        i = int(reference)
+        if not -halves.n <= i < halves.n:
+            raise ValueError(f"reference index {i} is out of range for {halves.n} images")
+        i %= halves.n
+        img = src.read(i, i + 1)[0].astype(np.float64)
+        if not np.isfinite(img).all():
+            raise ValueError(f"reference image {i} contains NaN or infinity")
+        r = _lowpass_image(img, lowpass)
+        return [r, r.copy()]
+    ref = as_image(reference, "reference").astype(np.float64)
+    if ref.shape != (ny, nx):
+        raise ValueError(f"reference must have the images' box {(ny, nx)}, got {ref.shape}")
+    return [ref, ref.copy()]
+
+
+def _resolution_lowpass(fr: FRC, floor: float) -> float:
+    """Next iteration's low-pass: a little beyond the FRC 0.143 crossing."""
+    return float(min(0.5, max(floor, fr.resolution_0143 + 0.02)))
+
+
+def align(
+    images: Any,
+    reference: Union[None, int, np.ndarray] = None,
+    *,
+    rotate: bool = False,
+    threshold: Union[str, float] = "auto",
+    iterations: int = 10,
+    half_split: HalfSplit = "random",
+    seed: Optional[int] = 0,
+    mode: str = "iterative",
+    pixel_size_A: Optional[float] = None,
+    lowpass_A: Optional[float] = None,
+    max_shift: Optional[float] = None,
+    threads: Optional[int] = None,
+    progress: bool = True,
+    callback: Optional[Callable[[dict], None]] = None,
+    upsample: int = 20,
+    mask_radius: Optional[float] = None,
+    tolerance_px: float = 0.01,
+    cache_spectra: Optional[bool] = None,
+) -> AlignResult:
+    """Align a particle stack and average it in two independent half-sets.
+
+    Parameters
+    ----------
+    images : array (N, ny, nx), or a stack from :func:`cryocore.io.open_stack`
+        Read chunk by chunk; memory-mapped inputs are never copied whole.
+    reference : None, int or array (ny, nx)
+        ``None``: reference-free, each half starts from the sum of its own
+        unaligned images. An ``int`` picks an image of the stack (low-passed
+        to the first iteration's band). An array is used as given.
+    rotate : bool
+        In-plane rotation search. Not available yet: raises NotImplementedError.
+    threshold : "auto" or float
+        ``"auto"``: per half, reject scores below ``median - 4 * 1.4826 * MAD``
+        (:func:`auto_threshold`). A float is a Pearson score (CONVENTIONS.md):
+        images scoring below it are rejected.
+    iterations : int
+        Most iterations (``mode="iterative"``); stops earlier when the RMS pose
+        change of both halves is below ``tolerance_px`` and the accepted sets
+        no longer change.
+    half_split : "random", "halves", "even-odd" or an array of 1/2 labels
+    seed : int, for the random half split.
+    mode : "iterative" or "online"
+        ``"online"``: one pass, image after image, against the running
+        weighted average of the half (the original report's method).
+    pixel_size_A : float, optional
+        Å per pixel (default: from the stack when it has one).
+    lowpass_A : float, optional
+        Never use frequencies finer than this resolution (Å; needs a pixel size).
+    max_shift : float, optional
+        Search radius in pixels.
+    threads : int, optional (default: all cores)
+    progress : bool
+        tqdm progress bars.
+    callback : callable(dict), optional
+        Called after every iteration with that iteration's history rows and
+        the current half averages (keys ``iteration``, ``rows``, ``half_averages``).
+    upsample : int
+        Sub-pixel refinement factor of the shift search.
+    mask_radius : float, optional
+        Soft circular mask radius (px) for the FRC.
+    cache_spectra : bool, optional
+        Keep the images' spectra in memory between iterations (default: when
+        they take at most 4 GiB), so an iteration needs no forward FFT.
+
+    Returns
+    -------
+    AlignResult
+    """
+    t_start = time.perf_counter()
+    if rotate:
+        raise NotImplementedError(
+            "rotate=True needs the in-plane rotation search, which is not in this version; use rotate=False"
+        )
+    src = _as_source(images)
+    n, ny, nx = (int(v) for v in src.shape)
+    if mode not in ("iterative", "online"):
+        raise ValueError(f"mode must be 'iterative' or 'online', got {mode!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise ValueError(f"threshold must be 'auto' or a number in [-1, 1], got {threshold!r}")
+    else:
+        try:
+            thr_value = float(threshold)
+        except (TypeError, ValueError):
+            raise TypeError(f"threshold must be 'auto' or a number, got {threshold!r}") from None
+        if not -1.0 <= thr_value <= 1.0:
+            raise ValueError(f"threshold is a Pearson score and must be in [-1, 1], got {threshold!r}")
+    if pixel_size_A is None:
+        pixel_size_A = getattr(src, "pixel_size_A", None)
+    if pixel_size_A is not None and not (math.isfinite(float(pixel_size_A)) and float(pixel_size_A) > 0):
+        raise ValueError(f"pixel_size_A must be a positive number of Å, got {pixel_size_A!r}")
+    cap = 0.5
+    if lowpass_A is not None:
+        if pixel_size_A is None:
+            raise ValueError("lowpass_A needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
+        if not float(lowpass_A) >= 2 * float(pixel_size_A):
+            raise ValueError(f"lowpass_A must be at least twice the pixel size ({2 * float(pixel_size_A):g} Å), got {lowpass_A!r}")
+        cap = float(pixel_size_A) / float(lowpass_A)
+    if max_shift is not None and not 0 <= float(max_shift) <= min(ny, nx) / 2:
+        raise ValueError(f"max_shift must be between 0 and half the box ({min(ny, nx) / 2:g} px), got {max_shift!r}")
+    nthreads = as_threads(threads)
+    half = split_halves(n, half_split, seed)
+    show = _tqdm_progress if progress else _noop_progress
+    if cache_spectra is None:
+        cache_spectra = n * ny * (nx // 2 + 1) * 8 <= MAX_SPECTRA_CACHE
+    first_lowpass = min(cap, 0.1)
+    params = dict(
+        n_images=n, box=[ny, nx], rotate=rotate, threshold=threshold, iterations=iterations,
+        half_split=half_split if isinstance(half_split, str) else "array", seed=seed, mode=mode,
+        pixel_size_A=pixel_size_A, lowpass_A=lowpass_A, max_shift=max_shift, threads=nthreads,
+        upsample=upsample, mask_radius=mask_radius, cache_spectra=bool(cache_spectra) and mode == "iterative",
+        reference=("reference-free" if reference is None else (f"image {int(reference)}" if isinstance(reference, (int, np.integer)) else "array")),
+    )
+    reg_kw = dict(upsample=int(upsample), max_shift=None if max_shift is None else float(max_shift))
+
+    if mode == "online":
+        return _align_online(src, half, reference, threshold, pixel_size_A, cap, nthreads, show, params, reg_kw, mask_radius, t_start)
+
+    t0 = time.perf_counter()
+    halves = _Halves(src, half, nthreads, bool(cache_spectra), show)
+    timings = {"fft_cache_s": time.perf_counter() - t0}
+    refs = _initial_references(src, halves, reference, first_lowpass)
+    # Recentre the starting references; poses found against them refer to the recentred frame.
+    refs = [_shift_image(r, -centre_of_mass_offset(r)) for r in refs]
+
+    shifts = [np.zeros((len(ix), 2)) for ix in halves.index]
+    scores = [np.zeros(len(ix)) for ix in halves.index]
+    accepted = [np.ones(len(ix), bool) for ix in halves.index]
+    thresholds = np.zeros(2)
+    history: list[dict] = []
+    frames = []
+    lowpass = first_lowpass
+    fr: Optional[FRC] = None
+    avgs: list[np.ndarray] = refs
+    t_iter = time.perf_counter()
+    for it in progress_iter(range(1, iterations + 1), progress):
+        rows = []
+        new_avgs = []
+        for h in (0, 1):
+            s, c = halves.register(h, refs[h], lowpass=lowpass if lowpass < 0.5 else None, **reg_kw)
+            thr = auto_threshold(c) if threshold == "auto" else float(threshold)
+            acc = c >= thr
+            if not acc.any():
+                raise ValueError(
+                    f"no image of half {h + 1} scored at or above the threshold {thr:.3f} in iteration {it} "
+                    f"(best score {c.max():.3f}); lower the threshold or use threshold='auto'"
+                )
+            avg = halves.average(h, s, acc.astype(np.float64))
+            # Keep the average centred in the box: move it and re-express the poses.
+            com = centre_of_mass_offset(avg)
+            avg = _shift_image(avg, -com)
+            s = s + com
+            change = float(np.sqrt(np.mean(np.sum((s - shifts[h]) ** 2, axis=1)))) if it > 1 else float("nan")
+            changed_set = int((acc != accepted[h]).sum())
+            shifts[h], scores[h], accepted[h], thresholds[h] = s, c, acc, thr
+            new_avgs.append(avg)
+            rows.append(dict(iteration=it, half=h + 1, mean_score=float(c.mean()), median_score=float(np.median(c)),
+                             accepted=int(acc.sum()), total=int(len(c)), pose_change=change,
+                             accepted_changes=changed_set, threshold=float(thr), lowpass=float(lowpass)))
+        a1, a2, t21 = _align_pair(new_avgs[0], new_avgs[1], nthreads)
+        fr = frc(a1, a2, mask_radius=mask_radius, pixel_size_A=pixel_size_A)
+        for r in rows:
+            r["resolution"] = fr.resolution_0143
+        history.extend(rows)
+        frames.append(_combine(a1, a2, rows[0]["accepted"], rows[1]["accepted"]).astype(np.float32))
+        avgs = new_avgs
+        refs = new_avgs
+        lowpass = min(cap, _resolution_lowpass(fr, first_lowpass))
+        if callback is not None:
+            callback(dict(iteration=it, rows=rows, half_averages=np.stack([a1, a2])))
+        if it > 1 and all(r["pose_change"] < tolerance_px and r["accepted_changes"] == 0 for r in rows):
+            break
+    timings["iterations_s"] = time.perf_counter() - t_iter
+    assert fr is not None
+
+    # Final: half 2's average aligned onto half 1's; half 2's poses composed with that shift.
+    a1, a2, t21 = _align_pair(avgs[0], avgs[1], nthreads)
+    shifts[1] = shifts[1] + t21
+    return _finish(n, ny, nx, half, halves.index, shifts, scores, accepted, thresholds, a1, a2, history, frames,
+                   pixel_size_A, mask_radius, src, params, timings, t_start)
+
+
+def progress_iter(it, progress):  # type: ignore[no-untyped-def]
+    return _tqdm_progress(it, "iterations") if progress else it
+
+
+def _align_pair(a1: np.ndarray, a2: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shift ``a2`` onto ``a1``; returns (a1, a2 moved, t) with ``a2 = a1 moved by t``."""
+    s, _, _ = _core.register_stack(
+        np.ascontiguousarray(a1, np.float32)[None], np.ascontiguousarray(a2, np.float32)[None],
+        upsample=50, threads=1,
+    )
+    t = s[0]
+    return np.asarray(a1, np.float64), _shift_image(a2, -t).astype(np.float64), t
+
+
+def _combine(a1: np.ndarray, a2: np.ndarray, n1: int, n2: int) -> np.ndarray:
+    tot = n1 + n2
+    return (n1 * a1 + n2 * a2) / tot if tot else 0.5 * (a1 + a2)
+
+
+def _finish(n, ny, nx, half, index, shifts, scores, accepted, thresholds, a1, a2, history, frames,
+            pixel_size_A, mask_radius, src, params, timings, t_start) -> AlignResult:  # type: ignore[no-untyped-def]
+    all_shifts = np.zeros((n, 2))
+    all_scores = np.zeros(n)
+    all_acc = np.zeros(n, bool)
+    for h in (0, 1):
+        all_shifts[index[h]] = shifts[h]
+        all_scores[index[h]] = scores[h]
+        all_acc[index[h]] = accepted[h]
+    n1, n2 = int(accepted[0].sum()), int(accepted[1].sum())
+    fr = frc(a1, a2, mask_radius=mask_radius, pixel_size_A=pixel_size_A)
+    timings["total_s"] = time.perf_counter() - t_start
+    return AlignResult(
+        shifts=all_shifts,
+        angles=np.zeros(n),
+        scores=all_scores,
+        accepted=all_acc,
+        half=half.copy(),
+        average=_combine(a1, a2, n1, n2).astype(np.float32),
+        half_averages=np.stack([a1, a2]).astype(np.float32),
+        frc=fr,
+        thresholds=thresholds,
+        history=history,
+        frames=np.stack(frames).astype(np.float32) if frames else np.zeros((0, ny, nx), np.float32),
+        pixel_size_A=None if pixel_size_A is None else float(pixel_size_A),
+        image_names=getattr(src, "image_names", None),
+        parameters=params,
+        timings=timings,
+    )
+
+
+def _align_online(src, half, reference, threshold, pixel_size_A, cap, threads, show, params, reg_kw, mask_radius, t_start):  # type: ignore[no-untyped-def]
+    """The report's single pass: each image against the running weighted average of its half."""
+    n, ny, nx = (int(v) for v in src.shape)
+    index = [np.flatnonzero(half == h) for h in (1, 2)]
+    if reference is None:
+        raise ValueError("mode='online' needs a starting reference: an image index or an array")
+    first_lowpass = min(cap, 0.1)
+    tmp = _Halves(src, half, threads, False, _noop_progress)
+    refs = _initial_references(src, tmp, reference, first_lowpass)
+    sums = [r.copy() for r in refs]  # the starting reference counts as one image of weight 1
+    weights = [1.0, 1.0]
+    shifts = [np.zeros((len(ix), 2)) for ix in index]
+    scores = [np.zeros(len(ix)) for ix in index]
+    accepted = [np.zeros(len(ix), bool) for ix in index]
+    fixed = None if threshold == "auto" else float(threshold)
+    history: list[dict] = []
+    frames = []
+    every = max(1, n // 40)
+    pos = [0, 0]
+    t0 = time.perf_counter()
+    for i in show(range(n), "images"):
+        h = int(half[i]) - 1
+        img = src.read(i, i + 1)
+        ref = (sums[h] / weights[h]).astype(np.float32)
+        s, c, _ = _core.register_stack(ref[None], img, lowpass=first_lowpass, threads=1, **reg_kw)
+        k = pos[h]
+        pos[h] += 1
+        shifts[h][k], scores[h][k] = s[0], c[0]
+        seen = scores[h][: k + 1]
+        thr = auto_threshold(seen) if fixed is None else fixed
+        if fixed is None and k < 10:
+            thr = -1.0  # too few scores for a robust rule yet
+        if c[0] >= thr and c[0] > 0:
+            w = float(c[0])
+            add = np.zeros((ny, nx))
+            _core.accumulate(img, s, np.array([w]), add, None, threads=1)
+            sums[h] += add
+            weights[h] += w
+            accepted[h][k] = True
+        if (i + 1) % every == 0 or i == n - 1:
+            frames.append(_combine(sums[0] / weights[0], sums[1] / weights[1], 1, 1))
+            for hh in (0, 1):
+                m = pos[hh]
+                history.append(dict(iteration=i + 1, half=hh + 1, mean_score=float(scores[hh][:m].mean()) if m else 0.0,
+                                    accepted=int(accepted[hh][:m].sum()), total=m, pose_change=float("nan"),
+                                    threshold=float(thr), lowpass=float(first_lowpass)))
+    thresholds = np.array([auto_threshold(scores[0]) if fixed is None else fixed,
+                           auto_threshold(scores[1]) if fixed is None else fixed])
+    timings = {"online_s": time.perf_counter() - t0}
+    a1, a2, t21 = _align_pair(sums[0] / weights[0], sums[1] / weights[1], threads)
+    shifts[1] = shifts[1] + t21
+    return _finish(n, ny, nx, half, index, shifts, scores, accepted, thresholds, a1, a2, history, frames,
+                   pixel_size_A, mask_radius, src, params, timings, t_start)
