@@ -307,9 +307,16 @@ def _initial_references(src: Any, halves: _Halves, reference: Any, lowpass: floa
     return [ref, ref.copy()]
 
 
-def _resolution_lowpass(fr: FRC, floor: float) -> float:
-    """Next iteration's low-pass: a little beyond the FRC 0.143 crossing."""
-    return float(min(0.5, max(floor, fr.resolution_0143 + 0.02)))
+def _half_resolution(qa: np.ndarray, qb: np.ndarray, mask_radius: Optional[float]) -> float:
+    """FRC 0.143 crossing (cycles/px) expected for a half, from two quarter averages.
+
+    The quarter-set FRC is corrected to the twice larger half set with the
+    Rosenthal-Henderson relation ``FRC' = 2 FRC / (1 + FRC)``.
+    """
+    q = frc(qa, qb, mask_radius=mask_radius)
+    v = np.clip(q.values, -0.99, 1.0)
+    corrected = FRC(q.frequencies, 2 * v / (1 + v), q.ssnr, q.counts)
+    return corrected.resolution_0143
 
 
 def align(
@@ -447,7 +454,11 @@ def align(
     thresholds = np.zeros(2)
     history: list[dict] = []
     frames = []
-    lowpass = first_lowpass
+    # Each half sets its own next low-pass from the FRC of two quarter
+    # averages inside it (corrected to the half size), so that nothing of one
+    # half, not even a resolution estimate, reaches the other before the end.
+    lowpass = [first_lowpass, first_lowpass]
+    quarter = [np.arange(len(ix)) % 2 == 0 for ix in halves.index]
     fr: Optional[FRC] = None
     avgs: list[np.ndarray] = refs
     t_iter = time.perf_counter()
@@ -455,7 +466,8 @@ def align(
         rows = []
         new_avgs = []
         for h in (0, 1):
-            s, c = halves.register(h, refs[h], lowpass=lowpass if lowpass < 0.5 else None, **reg_kw)
+            lp = lowpass[h]
+            s, c = halves.register(h, refs[h], lowpass=lp if lp < 0.5 else None, **reg_kw)
             thr = auto_threshold(c) if threshold == "auto" else float(threshold)
             acc = c >= thr
             if not acc.any():
@@ -463,7 +475,10 @@ def align(
                     f"no image of half {h + 1} scored at or above the threshold {thr:.3f} in iteration {it} "
                     f"(best score {c.max():.3f}); lower the threshold or use threshold='auto'"
                 )
-            avg = halves.average(h, s, acc.astype(np.float64))
+            wa = (acc & quarter[h]).astype(np.float64)
+            wb = (acc & ~quarter[h]).astype(np.float64)
+            qa, qb = halves.average(h, s, wa), halves.average(h, s, wb)
+            avg = (wa.sum() * qa + wb.sum() * qb) / (wa.sum() + wb.sum())
             # Keep the average centred in the box: move it and re-express the poses.
             com = centre_of_mass_offset(avg)
             avg = _shift_image(avg, -com)
@@ -472,9 +487,12 @@ def align(
             changed_set = int((acc != accepted[h]).sum())
             shifts[h], scores[h], accepted[h], thresholds[h] = s, c, acc, thr
             new_avgs.append(avg)
+            own = _half_resolution(qa, qb, mask_radius)
+            lowpass[h] = min(cap, float(min(0.5, max(first_lowpass, own + 0.02))))
             rows.append(dict(iteration=it, half=h + 1, mean_score=float(c.mean()), median_score=float(np.median(c)),
                              accepted=int(acc.sum()), total=int(len(c)), pose_change=change,
-                             accepted_changes=changed_set, threshold=float(thr), lowpass=float(lowpass)))
+                             accepted_changes=changed_set, threshold=float(thr), lowpass=float(lp),
+                             half_resolution=own))
         a1, a2, t21 = _align_pair(new_avgs[0], new_avgs[1], nthreads)
         fr = frc(a1, a2, mask_radius=mask_radius, pixel_size_A=pixel_size_A)
         for r in rows:
@@ -483,7 +501,6 @@ def align(
         frames.append(_combine(a1, a2, rows[0]["accepted"], rows[1]["accepted"]).astype(np.float32))
         avgs = new_avgs
         refs = new_avgs
-        lowpass = min(cap, _resolution_lowpass(fr, first_lowpass))
         if callback is not None:
             callback(dict(iteration=it, rows=rows, half_averages=np.stack([a1, a2])))
         if it > 1 and all(r["pose_change"] < tolerance_px and r["accepted_changes"] == 0 for r in rows):

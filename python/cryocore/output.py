@@ -1,0 +1,120 @@
+"""Writing an :class:`~cryocore.alignment.AlignResult` to a directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .alignment import AlignResult
+
+__all__ = ["write_result", "prepare_outdir"]
+
+OUTPUT_FILES = (
+    "average.mrc", "half1.mrc", "half2.mrc", "average.png", "particles.star", "particles.csv",
+    "convergence.png", "frc.png", "scores.png", "progress.gif", "report.json",
+)
+
+
+def prepare_outdir(outdir: str, *, overwrite: bool = False, inputs: Sequence[str] = ()) -> Path:
+    """Create ``outdir``; refuse an existing one unless ``overwrite``, and any path that is an input.
+
+    Raises FileExistsError / ValueError / PermissionError with a message that says what to do.
+    """
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output directory {out} already exists and is not empty; use --overwrite (overwrite=True) to replace its files")
+    resolved_inputs = {Path(p).resolve() for p in inputs}
+    for name in OUTPUT_FILES:
+        if (out / name).resolve() in resolved_inputs:
+            raise ValueError(f"output file {out / name} is one of the inputs; choose another output directory")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory {out} is not writable")
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    return x
+
+
+def write_result(result: "AlignResult", outdir: str, *, overwrite: bool = False, inputs: Sequence[str] = ()) -> dict:
+    """Write every output file of an alignment into ``outdir``; returns {file name: path}.
+
+    Each file is written to a temporary name and renamed, so an interrupted
+    run never leaves a half-written file.
+    """
+    from . import __version__, fftw_version, io, plot
+
+    out = prepare_outdir(outdir, overwrite=overwrite, inputs=inputs)
+    paths = {name: str(out / name) for name in OUTPUT_FILES}
+    apix = result.pixel_size_A
+    n, ny, nx = len(result.scores), result.average.shape[0], result.average.shape[1]
+    io.write_mrc(paths["average.mrc"], result.average, pixel_size_A=apix, overwrite=True)
+    io.write_mrc(paths["half1.mrc"], result.half_averages[0], pixel_size_A=apix, overwrite=True)
+    io.write_mrc(paths["half2.mrc"], result.half_averages[1], pixel_size_A=apix, overwrite=True)
+    names = result.image_names or [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
+    table = dict(image_names=names, shifts=result.shifts, angles=result.angles, scores=result.scores,
+                 accepted=result.accepted, half=result.half)
+    io.write_particles_star(paths["particles.star"], pixel_size_A=apix, image_size=nx, overwrite=True, **table)
+    io.write_particles_csv(paths["particles.csv"], overwrite=True, **table)
+
+    plot.save_image_png(paths["average.png"], result.average, title=f"Average of {int(result.accepted.sum())} images",
+                        pixel_size_A=apix)
+    plot.plot_convergence(paths["convergence.png"], result.history)
+    plot.plot_frc(paths["frc.png"], result.frc.frequencies, result.frc.values, pixel_size_A=apix,
+                  resolution_0143=result.frc.resolution_0143, resolution_05=result.frc.resolution_05)
+    thr = float(np.mean(result.thresholds))
+    plot.plot_scores(paths["scores.png"], result.scores, accepted=result.accepted, threshold=thr, half=result.half)
+    if len(result.frames):
+        online = result.parameters.get("mode") == "online"
+        unit = "images" if online else "iteration"
+        steps = sorted({int(r["iteration"]) for r in result.history})
+        labels = [f"{s} {unit}" if online else f"{unit} {s}" for s in steps][: len(result.frames)]
+        plot.write_gif(paths["progress.gif"], result.frames, labels=labels if len(labels) == len(result.frames) else None)
+    else:  # pragma: no cover - align always records frames
+        paths.pop("progress.gif")
+
+    report = dict(
+        cryocore_version=__version__,
+        fftw_version=fftw_version,
+        numpy_version=np.__version__,
+        python_version=platform.python_version(),
+        parameters=result.parameters,
+        timings_s=result.timings,
+        n_images=n,
+        box=[ny, nx],
+        pixel_size_A=apix,
+        accepted=int(result.accepted.sum()),
+        rejected=int((~result.accepted).sum()),
+        per_half=[dict(half=h, images=int((result.half == h).sum()),
+                       accepted=int(result.accepted[result.half == h].sum()),
+                       threshold=float(result.thresholds[h - 1])) for h in (1, 2)],
+        resolution=dict(frc_0143_per_px=result.frc.resolution_0143, frc_05_per_px=result.frc.resolution_05,
+                        frc_0143_A=result.frc.resolution_A(0.143), frc_05_A=result.frc.resolution_A(0.5)),
+        frc=dict(frequencies_per_px=result.frc.frequencies, values=result.frc.values, ssnr=result.frc.ssnr),
+        history=result.history,
+        files=sorted(paths),
+    )
+    with io.atomic_write(paths["report.json"], "w") as f:
+        json.dump(_jsonable(report), f, indent=1, allow_nan=False)
+    return paths

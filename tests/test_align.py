@@ -1,0 +1,191 @@
+"""The alignment pipeline on simulated data with known ground truth."""
+
+import numpy as np
+import pytest
+
+import cryocore
+from cryocore.alignment import align, auto_threshold, centre_of_mass_offset, split_halves
+
+
+def _fit_to_template(average, template):
+    """Pearson correlation of an average with the template after aligning it by a shift."""
+    fit = cryocore.register(template, average, upsample=50)
+    aligned = cryocore.shift(average, -fit.shifts)
+    return float(np.corrcoef(aligned.ravel(), template.ravel())[0, 1])
+
+
+def _shift_errors(result, truth):
+    """Per-image shift error after removing the global offset of the average."""
+    err = result.shifts - truth
+    offset = np.median(err[result.accepted], axis=0)
+    return np.hypot(*(err - offset).T)
+
+
+@pytest.fixture(scope="module")
+def snr01():
+    sim = cryocore.simulate(500, 128, snr=0.1, max_shift=10, rotate=False, seed=11)
+    res = align(sim.images, progress=False, pixel_size_A=1.5)
+    return sim, res
+
+
+def test_reference_free_matches_oracle_at_snr01(snr01):
+    sim, res = snr01
+    oracle = cryocore.register(sim.template, sim.images)
+    med_oracle = np.median(np.hypot(*(oracle.shifts - sim.shifts).T))
+    med = np.median(_shift_errors(res, sim.shifts)[res.accepted])
+    assert med <= 1.15 * med_oracle, (med, med_oracle)
+    assert _fit_to_template(res.average, sim.template) >= 0.95
+
+
+def test_both_halves_converge_and_resolution_is_reported(snr01):
+    _, res = snr01
+    last = max(r["iteration"] for r in res.history)
+    rows = [r for r in res.history if r["iteration"] == last]
+    assert {r["half"] for r in rows} == {1, 2}
+    if last > 1:
+        assert all(r["pose_change"] < 0.05 for r in rows)
+    # each half average on its own resembles the particle
+    for h in (0, 1):
+        assert _fit_to_template(res.half_averages[h], _template(128)) > 0.9
+    assert 0.05 < res.resolution < 0.5
+    assert res.resolution_A == pytest.approx(1.5 / res.resolution)
+    assert res.frc.values[1] > 0.9
+
+
+def _template(n):
+    return cryocore.make_template(n)
+
+
+def test_result_shapes_and_halves(snr01):
+    sim, res = snr01
+    n = len(sim.images)
+    assert res.shifts.shape == (n, 2) and res.scores.shape == (n,) and res.accepted.dtype == bool
+    assert set(np.unique(res.half)) == {1, 2} and abs((res.half == 1).sum() - n / 2) <= 1
+    assert res.average.shape == (128, 128) and res.half_averages.shape == (2, 128, 128)
+    assert res.frames.shape[1:] == (128, 128) and len(res.frames) == max(r["iteration"] for r in res.history)
+
+
+def test_lower_snr_converges_to_worse_resolution(snr01):
+    _, res01 = snr01
+    sim = cryocore.simulate(500, 128, snr=0.02, max_shift=10, rotate=False, seed=12)
+    res = align(sim.images, progress=False)
+    assert _fit_to_template(res.average, sim.template) > 0.85
+    assert res.resolution < res01.resolution
+    assert res.accepted.mean() > 0.9
+
+
+def test_auto_threshold_rejects_pure_noise_images():
+    sim = cryocore.simulate(400, 96, snr=0.1, max_shift=8, rotate=False, seed=13)
+    rng = np.random.default_rng(1)
+    imgs = sim.images.copy()
+    bad = rng.choice(len(imgs), 40, replace=False)
+    imgs[bad] = rng.standard_normal((40, 96, 96)).astype(np.float32) * imgs.std()
+    res = align(imgs, progress=False)
+    is_bad = np.zeros(len(imgs), bool)
+    is_bad[bad] = True
+    assert (~res.accepted[is_bad]).mean() >= 0.9
+    assert (~res.accepted[~is_bad]).mean() <= 0.05
+
+
+@pytest.mark.parametrize("how", ["random", "halves", "even-odd"])
+def test_split_halves(how):
+    h = split_halves(11, how, seed=3)
+    assert h.shape == (11,) and set(h) == {1, 2} and (h == 1).sum() == (6 if how == "even-odd" else 5)
+    if how == "halves":
+        assert (h[:5] == 1).all() and (h[5:] == 2).all()
+    if how == "even-odd":
+        assert (h[::2] == 1).all() and (h[1::2] == 2).all()
+    assert np.array_equal(split_halves(11, how, seed=3), h)
+
+
+def test_halves_are_independent():
+    """Changing the images of half 2 must not change anything of half 1 (gold standard)."""
+    sim = cryocore.simulate(120, 64, snr=0.5, max_shift=5, rotate=False, seed=14)
+    r1 = align(sim.images, half_split="even-odd", progress=False, iterations=3, tolerance_px=0)
+    imgs = sim.images.copy()
+    imgs[1::2] = np.random.default_rng(0).standard_normal(imgs[1::2].shape)
+    r2 = align(imgs, half_split="even-odd", progress=False, iterations=3, tolerance_px=0)
+    # Half-1 poses before the final combination are the same; the final step moves
+    # only half 2's poses, so half 1's shifts and scores agree exactly.
+    assert np.array_equal(r1.shifts[::2], r2.shifts[::2])
+    assert np.array_equal(r1.scores[::2], r2.scores[::2])
+
+
+def test_cached_and_chunked_paths_agree():
+    sim = cryocore.simulate(60, 64, snr=1.0, max_shift=5, rotate=False, seed=15)
+    a = align(sim.images, progress=False, iterations=3, tolerance_px=0, cache_spectra=True)
+    b = align(sim.images, progress=False, iterations=3, tolerance_px=0, cache_spectra=False)
+    np.testing.assert_allclose(a.shifts, b.shifts, atol=1e-3)
+    np.testing.assert_allclose(a.average, b.average, atol=1e-4 * np.abs(a.average).max())
+
+
+@pytest.mark.parametrize("reference", [7, "template"])
+def test_given_reference_and_online_mode(reference):
+    sim = cryocore.simulate(200, 64, snr=0.3, max_shift=5, rotate=False, seed=16)
+    ref = sim.template if reference == "template" else reference
+    for mode in ("iterative", "online"):
+        res = align(sim.images, ref, mode=mode, progress=False)
+        assert _fit_to_template(res.average, sim.template) > 0.9, mode
+        assert res.accepted.mean() > 0.8
+
+
+def test_fixed_threshold_and_all_rejected():
+    sim = cryocore.simulate(60, 64, snr=0.1, max_shift=5, rotate=False, seed=17)
+    res = align(sim.images, threshold=-1.0, progress=False, iterations=2)
+    assert res.accepted.all()
+    with pytest.raises(ValueError, match="threshold"):
+        align(sim.images, threshold=0.999, progress=False, iterations=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, word",
+    [
+        (dict(rotate=True), NotImplementedError, "rotat"),
+        (dict(threshold=1.5), ValueError, "threshold"),
+        (dict(threshold="high"), ValueError, "threshold"),
+        (dict(iterations=0), ValueError, "iterations"),
+        (dict(mode="batch"), ValueError, "mode"),
+        (dict(half_split="thirds"), ValueError, "half_split"),
+        (dict(pixel_size_A=-1.0), ValueError, "pixel_size_A"),
+        (dict(lowpass_A=10.0), ValueError, "pixel"),
+        (dict(max_shift=100.0), ValueError, "max_shift"),
+        (dict(reference=500), ValueError, "out of range"),
+        (dict(reference=np.zeros((10, 10))), ValueError, "box"),
+        (dict(threads=0), ValueError, "threads"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, word):
+    sim = cryocore.simulate(20, 64, snr=1.0, rotate=False, seed=18)
+    kw = dict(progress=False)
+    kw.update(kwargs)
+    with pytest.raises(exc, match=word):
+        align(sim.images, **kw)
+
+
+def test_bad_images():
+    with pytest.raises(ValueError, match="at least 2"):
+        align(np.zeros((1, 32, 32)), progress=False)
+    with pytest.raises(ValueError, match="stack"):
+        align(np.zeros((32, 32)), progress=False)
+    with pytest.raises(TypeError, match="real"):
+        align(np.zeros((4, 32, 32), complex), progress=False)
+    imgs = np.random.default_rng(0).standard_normal((6, 32, 32))
+    imgs[3, 4, 4] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        align(imgs, progress=False)
+
+
+def test_auto_threshold_rule():
+    rng = np.random.default_rng(2)
+    good = rng.normal(0.3, 0.02, 900)
+    junk = rng.normal(0.05, 0.02, 100)
+    thr = auto_threshold(np.concatenate([good, junk]))
+    assert 0.1 < thr < 0.25
+    assert (good >= thr).mean() > 0.99 and (junk < thr).all()
+
+
+def test_centre_of_mass_offset_finds_a_shifted_blob():
+    t = cryocore.make_template(64)
+    c0 = centre_of_mass_offset(t)
+    moved = cryocore.shift(t, (3.0, -2.0))
+    np.testing.assert_allclose(centre_of_mass_offset(moved) - c0, (3.0, -2.0), atol=0.05)
