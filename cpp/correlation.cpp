@@ -245,7 +245,16 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
             dx = ref.dx;
             score = ref.value;
           }
-          if (p.phase || p.upsample <= 1)
+          // max_shift is a hard bound: a sub-pixel step that leaves the
+          // radius is brought back onto its edge (radially).
+          const double len = std::hypot(dy, dx);
+          const bool outside = p.max_shift >= 0.0 && len > p.max_shift;
+          if (outside) {
+            const double f = len > 0.0 ? p.max_shift / len : 0.0;
+            dy *= f;
+            dx *= f;
+          }
+          if (p.phase || p.upsample <= 1 || outside)
             score = ws.dft.value_at(ws.pre.data(), ws.pim.data(), my, mx, ny, nx, dy, dx);
           score = std::clamp(score, -1.0, 1.0);
         }
@@ -314,7 +323,12 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
       }
       product(F, R.spec[0], ny, nx, ny, mxh, inv, phase, h2, ws);
       plan->inverse(ws.P.data(), ws.map.data());
-      std::memcpy(o, ws.map.data(), ny * nx * sizeof(float));
+      const float* m = ws.map.data();
+      if (phase) {
+        std::memcpy(o, m, ny * nx * sizeof(float));
+      } else {  // Pearson values: rounding must not leave [-1, 1]
+        for (std::size_t k = 0; k < ny * nx; ++k) o[k] = std::clamp(m[k], -1.0f, 1.0f);
+      }
     }
   });
 }

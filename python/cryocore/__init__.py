@@ -7,18 +7,23 @@ README): an image is the reference rotated by ``psi`` and then shifted by
 
 Main entry points
 -----------------
+align           the pipeline: half-sets, iterations, thresholds, FRC, outputs
 register        shifts and Pearson scores of images against references
 correlation_maps  normalised cross-correlation maps
 shift           exact Fourier-space sub-pixel shifts
 Accumulator     in-place weighted running mean / variance of aligned images
+frc             Fourier ring correlation of two images
 simulate        seeded synthetic stacks with ground truth
+io.open_stack   MRC/MRCS, .npy, TIFF, image folders and RELION STAR files
 set_planning, export_wisdom, import_wisdom, forget_wisdom   FFTW planning
 """
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, io
 from .accumulate import Accumulator
+from .alignment import AlignResult, align
+from .frc import FRC, frc
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
 from .registration import Registration, correlation_maps, register
 from .simulation import Simulation, make_template, simulate
@@ -29,6 +34,11 @@ fftw_version: str = _core.fftw_version
 
 __all__ = [
     "Accumulator",
+    "AlignResult",
+    "FRC",
+    "align",
+    "frc",
+    "io",
     "Registration",
     "Simulation",
     "correlation_maps",

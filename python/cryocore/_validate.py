@@ -34,6 +34,24 @@ def as_real_array(x: object, name: str) -> np.ndarray:
     return a
 
 
+def to_float32(a: np.ndarray, name: str) -> np.ndarray:
+    """Contiguous float32 copy (or view); values beyond float32's range are an error, not inf."""
+    if a.dtype == np.float32 and a.flags.c_contiguous:
+        return a
+    with np.errstate(over="raise", invalid="raise"):
+        try:
+            return np.ascontiguousarray(a, dtype=np.float32)
+        except FloatingPointError:
+            big = ~(np.abs(a) <= np.finfo(np.float32).max)  # also NaN
+            where = ""
+            if a.ndim == 3:
+                where = f" (image {int(np.flatnonzero(big.reshape(len(a), -1).any(axis=1))[0])})"
+            raise ValueError(
+                f"{name}{where} holds NaN or values beyond the float32 range (|x| > 3.4e38); "
+                "cryocore computes in float32"
+            ) from None
+
+
 def as_images(x: object, name: str = "images", *, allow_2d: bool = True) -> tuple[np.ndarray, bool]:
     """A stack ``(n, ny, nx)`` as contiguous float32, and whether a single 2D image was given.
 
@@ -51,9 +69,9 @@ def as_images(x: object, name: str = "images", *, allow_2d: bool = True) -> tupl
         raise ValueError(f"{name} is an empty stack ({describe(a)}); at least one image is needed")
     if a.shape[1] < MIN_SIZE or a.shape[2] < MIN_SIZE:
         raise ValueError(
-            f"{name} images must be at least {MIN_SIZE} x {MIN_SIZE} pixels, got {describe(a)}"
+            f"{name}: each image must be at least {MIN_SIZE} x {MIN_SIZE} pixels, got {describe(a)}"
         )
-    return np.ascontiguousarray(a, dtype=np.float32), single
+    return to_float32(a, name), single
 
 
 def as_image(x: object, name: str) -> np.ndarray:
@@ -63,7 +81,7 @@ def as_image(x: object, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 2D image (ny, nx), got {describe(a)}")
     if a.shape[0] < MIN_SIZE or a.shape[1] < MIN_SIZE:
         raise ValueError(f"{name} must be at least {MIN_SIZE} x {MIN_SIZE} pixels, got {describe(a)}")
-    a = np.ascontiguousarray(a, dtype=np.float32)
+    a = to_float32(a, name)
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or infinity; all pixel values must be finite")
     return a
@@ -107,6 +125,16 @@ def as_threads(threads: Optional[int]) -> int:
     if not 1 <= int(threads) <= MAX_THREADS:
         raise ValueError(f"threads must be between 1 and {MAX_THREADS} (or None for all cores), got {threads}")
     return int(threads)
+
+
+def as_edge(x: object, name: str = "filter_edge") -> float:
+    """A filter edge width in cycles per pixel, in [0, 0.25]."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number of cycles per pixel in [0, 0.25], got {x!r}")
+    v = float(x)
+    if not 0.0 <= v <= 0.25:
+        raise ValueError(f"{name} must be in [0, 0.25] cycles per pixel, got {x!r}")
+    return v
 
 
 def as_frequency(x: Optional[float], name: str, *, upper: float = 0.5) -> Optional[float]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _core
 from ._validate import (
+    as_edge,
     as_frequency,
     as_images,
     as_positive_int,
@@ -138,7 +139,7 @@ def register(
         max_shift=ms,
         lowpass=lp,
         highpass=hp,
-        edge=float(filter_edge),
+        edge=as_edge(filter_edge),
         phase=bool(phase_correlation),
         crop=True,
         threads=as_threads(threads),
@@ -176,7 +177,7 @@ def correlation_maps(
         imgs,
         lowpass=as_frequency(lowpass, "lowpass"),
         highpass=as_frequency(highpass, "highpass"),
-        edge=float(filter_edge),
+        edge=as_edge(filter_edge),
         phase=bool(phase_correlation),
         threads=as_threads(threads),
     )

@@ -17,8 +17,11 @@ def shift(images: np.ndarray, shifts: np.ndarray, *, threads: Optional[int] = No
 
     ``out[i](y, x) = images[i](y - dy_i, x - dx_i)``: a positive shift moves the
     content to larger indices (the pose convention). Interpolation is
-    band-limited (a phase ramp on the spectrum), so the shift is circular and
-    ``shift(shift(a, s), -s)`` returns ``a`` up to float32 rounding.
+    band-limited (a phase ramp on the spectrum), so the shift is circular. For
+    even sizes the Nyquist row/column has no sign and is multiplied by
+    ``cos(pi d)`` (so that the result stays real): ``shift(shift(a, s), -s)``
+    returns ``a`` up to float32 rounding for odd sizes, and for even sizes
+    when ``a`` has no content at the Nyquist frequency.
 
     Parameters
     ----------

@@ -1,0 +1,125 @@
+"""Results do not depend on the number of worker threads, and calls are safe from many Python threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import cryocore
+from conftest import SIZE_IDS, SIZES, fourier_shift, smooth_image
+
+THREADS = [1, 2, 3, 7]
+
+
+def _noisy_stack(rng, shape, n):
+    ref = smooth_image(rng, shape)
+    true = rng.uniform(-8, 8, (n, 2))
+    imgs = np.array([fourier_shift(ref, s) for s in true]) + rng.standard_normal((n,) + shape)
+    return ref.astype(np.float32), imgs.astype(np.float32)
+
+
+def _all_results(ref, imgs, shifts, weights, threads):
+    shape = imgs.shape[1:]
+    out = {}
+    for name, kw in {
+        "default": {},
+        "up1": {"upsample": 1},
+        "band": {"lowpass": 0.2, "highpass": 0.03},
+        "phase": {"phase_correlation": True, "max_shift": 12},
+    }.items():
+        r = cryocore.register(ref, imgs, threads=threads, **kw)
+        out[f"register-{name}"] = (r.shifts, r.scores, r.reference_index)
+    refs = np.stack([ref, np.roll(ref, 5, axis=1), -ref])
+    r = cryocore.register(refs, imgs, threads=threads)
+    out["register-multi"] = (r.shifts, r.scores, r.reference_index)
+    out["shift"] = (cryocore.shift(imgs, shifts, threads=threads),)
+    acc = cryocore.Accumulator(shape).add(imgs, shifts, weights, threads=threads)
+    out["accumulate"] = (acc.sum, acc.sum_sq, acc.mean(), acc.variance())
+    acc = cryocore.Accumulator(shape).add(imgs, threads=threads)
+    out["accumulate-noshift"] = (acc.sum, acc.sum_sq)
+    out["maps"] = (cryocore.correlation_maps(ref, imgs, threads=threads),)
+    out["maps-lp"] = (cryocore.correlation_maps(ref, imgs, lowpass=0.3, threads=threads),)
+    return out
+
+
+@pytest.mark.parametrize("shape", SIZES, ids=SIZE_IDS)
+def test_bit_identical_for_any_thread_count(rng, shape):
+    n = 37  # several chunks of 8, the last one partial
+    ref, imgs = _noisy_stack(rng, shape, n)
+    shifts = rng.uniform(-6, 6, (n, 2))
+    weights = rng.uniform(0.0, 2.0, n)
+    base = _all_results(ref, imgs, shifts, weights, 1)
+    for t in THREADS[1:] + [None]:
+        other = _all_results(ref, imgs, shifts, weights, t)
+        for key, arrays in base.items():
+            for a, b in zip(arrays, other[key]):
+                assert np.array_equal(a, b), f"{key} differs between threads=1 and threads={t}"
+
+
+def test_more_threads_than_images(rng):
+    ref, imgs = _noisy_stack(rng, (40, 40), 2)
+    a = cryocore.register(ref, imgs, threads=1)
+    b = cryocore.register(ref, imgs, threads=64)
+    assert np.array_equal(a.shifts, b.shifts) and np.array_equal(a.scores, b.scores)
+
+
+# Different shapes so that several plans are created at the same time.
+CONCURRENT_SHAPES = [(64, 64), (65, 65), (48, 80), (81, 50), (40, 40), (33, 57), (72, 96), (50, 81)]
+
+
+def _register_job(args):
+    ref, imgs, kw = args
+    r = cryocore.register(ref, imgs, **kw)
+    return r.shifts, r.scores
+
+
+def _mixed_job(args):
+    ref, imgs, kw = args
+    shifts = np.linspace(-3, 3, 2 * len(imgs)).reshape(-1, 2)
+    acc = cryocore.Accumulator(imgs.shape[1:]).add(imgs, shifts, threads=kw.get("threads"))
+    return (
+        cryocore.shift(imgs, shifts, threads=kw.get("threads")),
+        cryocore.correlation_maps(ref, imgs, lowpass=0.3, threads=kw.get("threads")),
+        acc.sum,
+    )
+
+
+@pytest.mark.parametrize("job", [_register_job, _mixed_job], ids=["register", "mixed"])
+def test_concurrent_python_threads_match_sequential(rng, job):
+    data = []
+    for i, shape in enumerate(CONCURRENT_SHAPES):
+        ref, imgs = _noisy_stack(rng, shape, 12)
+        kw = {"threads": 1 + i % 3}
+        if i % 2:
+            kw["lowpass"] = 0.3  # a second, cropped plan per shape
+        data.append((ref, imgs, kw if job is _register_job else {"threads": kw["threads"]}))
+    cryocore._core.clear_plan_cache()
+    sequential = [job(d) for d in data]
+    for _round in range(3):
+        cryocore._core.clear_plan_cache()
+        assert cryocore._core.plan_cache_size() == 0
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            concurrent = list(pool.map(job, data))
+        for seq, par in zip(sequential, concurrent):
+            for a, b in zip(seq, par):
+                assert np.array_equal(a, b)
+        assert cryocore._core.plan_cache_size() >= len(CONCURRENT_SHAPES)
+
+
+def test_concurrent_calls_on_the_same_shape(rng):
+    """Many threads sharing one cached plan, while the cache is being cleared."""
+    shape = (56, 56)
+    data = [_noisy_stack(rng, shape, 6) for _ in range(16)]
+    expected = [cryocore.register(r, i, threads=1).shifts for r, i in data]
+
+    def job(k):
+        if k % 5 == 0:
+            cryocore._core.clear_plan_cache()
+        r, i = data[k % len(data)]
+        return k % len(data), cryocore.register(r, i, threads=2).shifts
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for idx, shifts in pool.map(job, range(48)):
+            assert np.array_equal(shifts, expected[idx])
