@@ -58,13 +58,14 @@ BandPass make_bandpass(std::optional<double> lowpass, std::optional<double> high
 
 RegisterParams make_params(int upsample, std::optional<double> max_shift,
                            std::optional<double> lowpass, std::optional<double> highpass,
-                           double edge, bool phase, bool crop, int threads) {
+                           double edge, bool phase, bool crop, bool coarse, int threads) {
   RegisterParams p;
   p.upsample = upsample;
   p.max_shift = max_shift.value_or(-1.0);
   p.filter = make_bandpass(lowpass, highpass, edge);
   p.phase = phase;
   p.crop = crop;
+  p.coarse = coarse;
   p.threads = threads;
   return p;
 }
@@ -91,13 +92,13 @@ py::tuple registration_outputs(std::size_t n, Fn&& fn) {
 py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsample,
                       std::optional<double> max_shift, std::optional<double> lowpass,
                       std::optional<double> highpass, double edge, bool phase, bool crop,
-                      int threads) {
+                      bool coarse, int threads) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
   const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
   const RegisterParams p =
-      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, threads);
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
   check_register_params(p, ny, nx);
   const float* rp = refs.data();
   const float* ip = images.data();
@@ -110,7 +111,7 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsa
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
                               std::size_t nx, int upsample, std::optional<double> max_shift,
                               std::optional<double> lowpass, std::optional<double> highpass,
-                              double edge, bool phase, bool crop, int threads) {
+                              double edge, bool phase, bool crop, bool coarse, int threads) {
   require_stack(refs, "references");
   const std::size_t ny = dim(refs, 1);
   if (dim(refs, 2) != nx || spectra.ndim() != 3 || dim(spectra, 1) != ny ||
@@ -118,7 +119,7 @@ py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spec
     throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1) for the references' box");
   const std::size_t n = dim(spectra, 0);
   const RegisterParams p =
-      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, threads);
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
   check_register_params(p, ny, nx);
   const float* rp = refs.data();
   const cfloat* fp = spectra.data();
@@ -238,14 +239,14 @@ PYBIND11_MODULE(_core, m) {
         py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
-        py::arg("threads") = 1,
+        py::arg("coarse") = true, py::arg("threads") = 1,
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
         "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
   m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
         py::arg("nx"), py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
-        py::arg("threads") = 1,
+        py::arg("coarse") = true, py::arg("threads") = 1,
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c).");

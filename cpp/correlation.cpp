@@ -79,40 +79,78 @@ PreparedRefs prepare_refs(const float* refs, std::size_t n_refs, std::size_t ny,
   return out;
 }
 
+// The blocks of the spectrum a registration works on. The product spectrum
+// is kept on the q block (qy x qx/2+1 lowest frequencies) for the sub-pixel
+// search and the scores; the integer peak is searched on the inverse FFT of
+// the m block (my x mx), which may be smaller still (coarse search), with an
+// optional taper to soften its edge.
+struct Geometry {
+  std::size_t ny = 0, nx = 0;
+  std::size_t qy = 0, qx = 0, qxh = 0;
+  std::size_t my = 0, mx = 0, mxh = 0;
+  std::vector<float> taper;  // my x mxh, empty for none
+};
+
+Geometry full_geometry(std::size_t ny, std::size_t nx) {
+  Geometry g;
+  g.ny = g.qy = g.my = ny;
+  g.nx = g.qx = g.mx = nx;
+  g.qxh = g.mxh = nx / 2 + 1;
+  return g;
+}
+
 struct Workspace {
   RealArray img, map;
   ComplexArray F, P;
-  std::vector<float> pre, pim;  // Pearson product spectrum, split planes
+  std::vector<float> pre, pim;  // Pearson product spectrum on the q block, split planes
   std::vector<float> wre, wim;  // whitened product (phase correlation)
   LocalDft dft;
-  Workspace(std::size_t ny, std::size_t nx, std::size_t my, std::size_t mx)
-      : img(ny * nx),
-        map(my * mx),
-        F(ny * (nx / 2 + 1)),
-        P(my * (mx / 2 + 1)),
-        pre(my * (mx / 2 + 1)),
-        pim(my * (mx / 2 + 1)) {}
+  explicit Workspace(const Geometry& g)
+      : img(g.ny * g.nx),
+        map(g.my * g.mx),
+        F(g.ny * (g.nx / 2 + 1)),
+        P(g.my * g.mxh),
+        pre(g.qy * g.qxh),
+        pim(g.qy * g.qxh) {}
 };
 
 // Per-worker scratch, made on first use by the worker that owns the slot.
 class Workspaces {
  public:
-  Workspaces(int threads, std::size_t ny, std::size_t nx, std::size_t my, std::size_t mx)
-      : slots_(static_cast<std::size_t>(std::max(threads, 1))), ny_(ny), nx_(nx), my_(my), mx_(mx) {}
+  Workspaces(int threads, const Geometry& g)
+      : slots_(static_cast<std::size_t>(std::max(threads, 1))), g_(g) {}
   Workspace& get(std::size_t worker) {
     auto& s = slots_[worker];
-    if (!s) s = std::make_unique<Workspace>(ny_, nx_, my_, mx_);
+    if (!s) s = std::make_unique<Workspace>(g_);
     return *s;
   }
 
  private:
   std::vector<std::unique_ptr<Workspace>> slots_;
-  std::size_t ny_, nx_, my_, mx_;
+  const Geometry& g_;
 };
 
-// 1/|H F| (DC excluded), or 0 for a flat image.
-float inverse_norm(const cfloat* F, std::size_t ny, std::size_t nx, const std::vector<float>& h2) {
-  const double e = spectral_energy(F, h2.empty() ? nullptr : h2.data(), ny, nx);
+// 1/|H F| (DC excluded), or 0 for a flat image. H is zero outside the q
+// block, so only that block is summed (all of it without a low-pass).
+float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2) {
+  const std::size_t nxh = geo.nx / 2 + 1;
+  double e = 0.0;
+  if (geo.qy == geo.ny && geo.qx == geo.nx) {
+    e = spectral_energy(F, h2.empty() ? nullptr : h2.data(), geo.ny, geo.nx);
+  } else {
+    for (std::size_t row = 0; row < geo.qy; ++row) {
+      const std::size_t fr = full_row(row, geo.qy, geo.ny);
+      const float* f = reinterpret_cast<const float*>(F + fr * nxh);
+      const float* w = h2.data() + fr * nxh;
+      float acc = 0.0f;
+      // Columns 1..qxh-1 stand for two Fourier pixels (k and -k); the block
+      // never reaches the Nyquist column of nx.
+#pragma omp simd reduction(+ : acc)
+      for (std::size_t j = 1; j < geo.qxh; ++j) acc += (f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1]) * w[j];
+      e += 2.0 * static_cast<double>(acc);
+      if (fr != 0) e += static_cast<double>((f[0] * f[0] + f[1] * f[1]) * w[0]);
+    }
+  }
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
 }
 
@@ -124,41 +162,57 @@ const cfloat* image_spectrum(const Fft2d& plan, const float* image, std::size_t 
   return ws.F.data();
 }
 
-// P = F_I * G * inv on the block, into ws.P (for the inverse FFT) and the
-// split planes; with `phase`, ws.P and ws.wre/wim hold the whitened product
-// times H^2 instead, and ws.pre/pim keep the Pearson product for scoring.
-void product(const cfloat* F, const ComplexArray& G, std::size_t ny, std::size_t nx,
-             std::size_t my, std::size_t mxh, float inv, bool phase,
+// Pearson product F_I G inv on the q block into the split planes ws.pre/pim
+// (and, with `phase`, the whitened product times H^2 into ws.wre/wim); then
+// the m block of the one the peak is searched on (whitened with `phase`),
+// times the taper, into ws.P for the inverse FFT.
+void product(const cfloat* F, const ComplexArray& G, const Geometry& geo, float inv, bool phase,
              const std::vector<float>& h2, Workspace& ws) {
-  const std::size_t nxh = nx / 2 + 1;
-  for (std::size_t row = 0; row < my; ++row) {
-    const std::size_t fr = full_row(row, my, ny);
+  const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
+  for (std::size_t row = 0; row < geo.qy; ++row) {
+    const std::size_t fr = full_row(row, geo.qy, geo.ny);
     const float* f = reinterpret_cast<const float*>(F + fr * nxh);
-    const float* g = reinterpret_cast<const float*>(G.data() + row * mxh);
-    float* p = reinterpret_cast<float*>(ws.P.data() + row * mxh);
-    float* pr = ws.pre.data() + row * mxh;
-    float* pi = ws.pim.data() + row * mxh;
+    const float* g = reinterpret_cast<const float*>(G.data() + row * qxh);
+    float* pr = ws.pre.data() + row * qxh;
+    float* pi = ws.pim.data() + row * qxh;
 #pragma omp simd
-    for (std::size_t j = 0; j < mxh; ++j) {
+    for (std::size_t j = 0; j < qxh; ++j) {
       const float a = f[2 * j], b = f[2 * j + 1], c = g[2 * j], d = g[2 * j + 1];
-      const float re = (a * c - b * d) * inv;
-      const float im = (a * d + b * c) * inv;
-      p[2 * j] = re;
-      p[2 * j + 1] = im;
-      pr[j] = re;
-      pi[j] = im;
+      pr[j] = (a * c - b * d) * inv;
+      pi[j] = (a * d + b * c) * inv;
     }
     if (phase) {
-      float* wr = ws.wre.data() + row * mxh;
-      float* wi = ws.wim.data() + row * mxh;
-      for (std::size_t j = 0; j < mxh; ++j) {
+      float* wr = ws.wre.data() + row * qxh;
+      float* wi = ws.wim.data() + row * qxh;
+      for (std::size_t j = 0; j < qxh; ++j) {
         const float mag = std::sqrt(pr[j] * pr[j] + pi[j] * pi[j]);
         const float h = h2.empty() ? 1.0f : h2[fr * nxh + j];
-        const float s = mag > 0.0f ? h / mag : 0.0f;
-        wr[j] = pr[j] * s;
-        wi[j] = pi[j] * s;
-        p[2 * j] = wr[j];
-        p[2 * j + 1] = wi[j];
+        const float sc = mag > 0.0f ? h / mag : 0.0f;
+        wr[j] = pr[j] * sc;
+        wi[j] = pi[j] * sc;
+      }
+    }
+  }
+  const float* sr = phase ? ws.wre.data() : ws.pre.data();
+  const float* si = phase ? ws.wim.data() : ws.pim.data();
+  const std::size_t mxh = geo.mxh;
+  for (std::size_t row = 0; row < geo.my; ++row) {
+    const std::size_t qr = full_row(row, geo.my, geo.qy);
+    const float* a = sr + qr * qxh;
+    const float* b = si + qr * qxh;
+    float* p = reinterpret_cast<float*>(ws.P.data() + row * mxh);
+    if (geo.taper.empty()) {
+#pragma omp simd
+      for (std::size_t j = 0; j < mxh; ++j) {
+        p[2 * j] = a[j];
+        p[2 * j + 1] = b[j];
+      }
+    } else {
+      const float* t = geo.taper.data() + row * mxh;
+#pragma omp simd
+      for (std::size_t j = 0; j < mxh; ++j) {
+        p[2 * j] = a[j] * t[j];
+        p[2 * j + 1] = b[j] * t[j];
       }
     }
   }
@@ -187,6 +241,38 @@ void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t 
 }
 
 namespace {
+
+constexpr double kCoarseSupport = 0.25;  // cycles/px kept in the coarse map
+constexpr double kCoarseTaper = 0.05;    // its raised-cosine edge
+
+Geometry register_geometry(std::size_t ny, std::size_t nx, const RegisterParams& p) {
+  Geometry g = full_geometry(ny, nx);
+  if (p.crop && p.filter.lowpass > 0.0) {
+    // Nothing passes above the low-pass: keep only the block that holds it.
+    g.qy = g.my = cropped_size(ny, p.filter.support());
+    g.qx = g.mx = cropped_size(nx, p.filter.support());
+    g.qxh = g.mxh = g.qx / 2 + 1;
+  } else if (p.coarse) {
+    const std::size_t my = cropped_size(ny, kCoarseSupport), mx = cropped_size(nx, kCoarseSupport);
+    if (4 * my <= 3 * ny && 4 * mx <= 3 * nx) {  // worth it: at least a quarter less per axis
+      g.my = my;
+      g.mx = mx;
+      g.mxh = mx / 2 + 1;
+      g.taper.resize(g.my * g.mxh);
+      for (std::size_t r = 0; r < g.my; ++r) {
+        const double fy = static_cast<double>(signed_freq(r, g.my)) / static_cast<double>(ny);
+        for (std::size_t j = 0; j < g.mxh; ++j) {
+          const double fx = static_cast<double>(j) / static_cast<double>(nx);
+          const double t = (std::sqrt(fy * fy + fx * fx) - (kCoarseSupport - kCoarseTaper)) / kCoarseTaper;
+          const double c = t <= 0.0 ? 1.0 : (t >= 1.0 ? 0.0 : std::cos(0.5 * M_PI * t));
+          g.taper[r * g.mxh + j] = static_cast<float>(c * c);
+        }
+      }
+    }
+  }
+  return g;
+}
+
 // spectrum_of(i, ws) -> the half spectrum of image i (ny x nx/2+1).
 template <class SpectrumOf>
 void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::size_t ny,
@@ -200,35 +286,36 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
     for (auto& v : w) v *= v;
     return w;
   }();
-  const bool crop = p.crop && p.filter.lowpass > 0.0;
-  const std::size_t my = crop ? cropped_size(ny, p.filter.support()) : ny;
-  const std::size_t mx = crop ? cropped_size(nx, p.filter.support()) : nx;
-  const std::size_t mxh = mx / 2 + 1;
+  const Geometry geo = register_geometry(ny, nx, p);
+  const std::size_t my = geo.my, mx = geo.mx;
   const auto plan = get_fft2d(ny, nx);
   const auto inv_plan = (my == ny && mx == nx) ? plan : get_fft2d(my, mx);
-  const PreparedRefs R = prepare_refs(refs, n_refs, ny, nx, my, mx, h2);
+  const PreparedRefs R = prepare_refs(refs, n_refs, ny, nx, geo.qy, geo.qx, h2);
   const double sy = static_cast<double>(ny) / static_cast<double>(my);
   const double sx = static_cast<double>(nx) / static_cast<double>(mx);
   const double ry = p.max_shift >= 0.0 ? p.max_shift / sy : -1.0;
   const double rx = p.max_shift >= 0.0 ? p.max_shift / sx : -1.0;
+  // The coarse map samples the peak every sy px: refine at least on a 1 px
+  // grid at full resolution, even for upsample = 1.
+  const bool refine_always = my != geo.qy || mx != geo.qx;
 
-  Workspaces pool(p.threads, ny, nx, my, mx);
+  Workspaces pool(p.threads, geo);
   parallel_for(n_chunks(n, kChunk), p.threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = pool.get(worker);
     if (p.phase && ws.wre.empty()) {
-      ws.wre.resize(my * mxh);
-      ws.wim.resize(my * mxh);
+      ws.wre.resize(geo.qy * geo.qxh);
+      ws.wim.resize(geo.qy * geo.qxh);
     }
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const cfloat* F = spectrum_of(i, ws);
-      const float inv = inverse_norm(F, ny, nx, h2);
+      const float inv = inverse_norm(F, geo, h2);
       double best_score = -2.0, bdy = 0.0, bdx = 0.0;
       std::int32_t bref = 0;
       for (std::size_t r = 0; r < n_refs; ++r) {
         double score = 0.0, dy = 0.0, dx = 0.0;
         if (inv != 0.0f && !R.flat[r]) {
-          product(F, R.spec[r], ny, nx, my, mxh, inv, p.phase, h2, ws);
+          product(F, R.spec[r], geo, inv, p.phase, h2, ws);
           inv_plan->inverse(ws.P.data(), ws.map.data());
           const MapPeak pk = argmax_in_radius(ws.map.data(), my, mx, ry, rx);
           float v[9];
@@ -239,8 +326,9 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
           dx = (static_cast<double>(signed_freq(pk.ix, mx)) + ox) * sx;
           const float* cre = p.phase ? ws.wre.data() : ws.pre.data();
           const float* cim = p.phase ? ws.wim.data() : ws.pim.data();
-          if (p.upsample > 1) {
-            const Refined ref = ws.dft.refine(cre, cim, my, mx, ny, nx, dy, dx, p.upsample);
+          const std::size_t qy = geo.qy, qx = geo.qx;
+          if (p.upsample > 1 || refine_always) {
+            const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample);
             dy = ref.dy;
             dx = ref.dx;
             score = ref.value;
@@ -254,8 +342,8 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
             dy *= f;
             dx *= f;
           }
-          if (p.phase || p.upsample <= 1 || outside)
-            score = ws.dft.value_at(ws.pre.data(), ws.pim.data(), my, mx, ny, nx, dy, dx);
+          if (p.phase || !(p.upsample > 1 || refine_always) || outside)
+            score = ws.dft.value_at(ws.pre.data(), ws.pim.data(), qy, qx, ny, nx, dy, dx);
           score = std::clamp(score, -1.0, 1.0);
         }
         if (score > best_score) {
@@ -305,7 +393,8 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
   const auto plan = get_fft2d(ny, nx);
   const PreparedRefs R = prepare_refs(ref, 1, ny, nx, ny, nx, h2);
   const std::size_t mxh = nx / 2 + 1;
-  Workspaces pool(threads, ny, nx, ny, nx);
+  const Geometry geo = full_geometry(ny, nx);
+  Workspaces pool(threads, geo);
   parallel_for(n_chunks(n, kChunk), threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = pool.get(worker);
     if (phase && ws.wre.empty()) {
@@ -316,12 +405,12 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
     for (std::size_t i = task * kChunk; i < end; ++i) {
       float* o = out + i * ny * nx;
       const cfloat* F = image_spectrum(*plan, images + i * ny * nx, i, ws);
-      const float inv = inverse_norm(F, ny, nx, h2);
+      const float inv = inverse_norm(F, geo, h2);
       if (inv == 0.0f || R.flat[0]) {
         std::fill(o, o + ny * nx, 0.0f);
         continue;
       }
-      product(F, R.spec[0], ny, nx, ny, mxh, inv, phase, h2, ws);
+      product(F, R.spec[0], geo, inv, phase, h2, ws);
       plan->inverse(ws.P.data(), ws.map.data());
       const float* m = ws.map.data();
       if (phase) {

@@ -183,6 +183,10 @@ Refined LocalDft::refine(const float* cre, const float* cim, std::size_t my, std
   float g[9];
   for (int level = 0; level < n_levels; ++level) {
     const double h = steps[level];
+    // Grids lie on the lattice of their step (for step 1: the integer shifts,
+    // so that upsample = 1 is the quadratic fit of the integer map).
+    y = std::round(y / h) * h;
+    x = std::round(x / h) * h;
     // Move the 3x3 grid until its centre holds the maximum (a few moves at
     // most: the estimate is already within a step or two of the peak).
     int by = 1, bx = 1;

@@ -52,9 +52,10 @@ class LocalDft {
                 float* out);
 
   // Sub-pixel maximum near an estimate (y, x) in pixels. Coarse to fine:
-  // 3x3 grids of spacing 1/4 px and then 1/upsample px, each re-centred
-  // until its centre is the largest value, followed by a quadratic fit;
-  // the value is evaluated exactly at the result.
+  // 3x3 grids of spacing 1/4 px (when upsample > 4) and then 1/upsample px,
+  // each on the lattice of its spacing and moved until its centre is the
+  // largest value, followed by a quadratic fit; the value is evaluated
+  // exactly at the result.
   Refined refine(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                  std::size_t ny, std::size_t nx, double y, double x, int upsample);
 

@@ -17,9 +17,39 @@ def register_stack(
     edge: float = 0.02,
     phase: bool = False,
     crop: bool = True,
+    coarse: bool = True,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """Registers images (n, ny, nx) against references (k, ny, nx). Returns (shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32)."""
+
+def register_spectra(
+    references: npt.ArrayLike,
+    spectra: npt.ArrayLike,
+    nx: int,
+    upsample: int = 20,
+    max_shift: Optional[float] = None,
+    lowpass: Optional[float] = None,
+    highpass: Optional[float] = None,
+    edge: float = 0.02,
+    phase: bool = False,
+    crop: bool = True,
+    coarse: bool = True,
+    threads: int = 1,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack."""
+
+def forward_stack(images: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.complex64]:
+    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c)."""
+
+def accumulate_spectra(
+    spectra: npt.ArrayLike,
+    nx: int,
+    shifts: Optional[npt.ArrayLike],
+    weights: Optional[npt.ArrayLike],
+    sum: npt.NDArray[np.complex128],
+    threads: int = 1,
+) -> None:
+    """Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place."""
 
 def correlation_maps(
     reference: npt.ArrayLike,

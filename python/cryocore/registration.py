@@ -83,6 +83,7 @@ def register(
     highpass: Optional[float] = None,
     filter_edge: float = 0.02,
     phase_correlation: bool = False,
+    full_search: bool = False,
     threads: Optional[int] = None,
 ) -> Registration:
     """Find the shift of each image relative to a reference.
@@ -113,6 +114,14 @@ def register(
     phase_correlation : bool
         Search the peak on the whitened (phase) correlation; scores are still
         Pearson correlations at the found shift.
+    full_search : bool
+        By default (no low-pass, boxes of 32 px and more) the integer peak is
+        searched on the correlation band-limited to 0.25 cycles/px, an inverse
+        FFT a quarter of the size, and then refined on the full-resolution
+        correlation (grids of 1/4 px down to 1/upsample px, moved until they
+        are centred on its local maximum). ``True`` searches the full-size
+        map instead (slower; differs only when the full-band correlation has
+        a higher peak away from the band-limited one, e.g. on pure noise).
     threads : int, optional
         Worker threads (default: all available cores). Results do not depend
         on it.
@@ -142,6 +151,7 @@ def register(
         edge=as_edge(filter_edge),
         phase=bool(phase_correlation),
         crop=True,
+        coarse=not bool(full_search),
         threads=as_threads(threads),
     )
     best = best.astype(np.intp)

@@ -1,0 +1,124 @@
+"""asv benchmarks for ``cryocore.register`` (translational alignment of a stack).
+
+Every suite is parametrised over the image box (``size`` x ``size`` pixels)
+and the number of images per call (``batch``). ``setup`` builds a noisy,
+shifted stack cheaply (template moved with ``cryocore.shift`` plus white
+noise; ``cryocore.simulate`` is too slow to run before every sample) and
+warms FFTW's plan cache, so the timed calls measure steady-state throughput
+and not planning.
+
+``peakmem_*`` values are the peak RSS of the whole benchmark process, so
+they include the stack made in ``setup``; ``peakmem_reference`` measures an
+empty call with the same setup to give the baseline to subtract.
+"""
+
+import numpy as np
+
+SIZES = [64, 128, 256]
+BATCHES = [100, 1000]
+WARMUP_IMAGES = 8  # plans are cached per image shape, a few images suffice
+
+
+def make_stack(size, batch, snr=0.1, seed=0):
+    """(reference (size, size), images (batch, size, size) float32, true shifts (batch, 2)).
+
+    The images are the reference moved by random sub-pixel pose shifts plus
+    white Gaussian noise with variance ``var(reference) / snr``. They are
+    made in small blocks written into one preallocated stack, so the
+    high-water mark of setup stays close to the stack itself and the
+    ``peakmem_*`` numbers show the memory of the call being measured.
+    """
+    import cryocore
+
+    rng = np.random.default_rng(seed)
+    reference = cryocore.make_template(size)
+    max_shift = min(10.0, size / 8)
+    shifts = rng.uniform(-max_shift, max_shift, size=(batch, 2))
+    sigma = np.float32(np.sqrt(reference.var() / snr))
+    images = np.empty((batch, size, size), np.float32)
+    block = 32
+    for start in range(0, batch, block):
+        stop = min(batch, start + block)
+        clean = np.broadcast_to(reference, (stop - start, size, size))
+        images[start:stop] = cryocore.shift(clean, shifts[start:stop])
+        images[start:stop] += sigma * rng.standard_normal((stop - start, size, size), dtype=np.float32)
+    return reference, images, shifts
+
+
+class RegisterSuite:
+    """cryocore.register: integer peak + quadratic fit, upsampled DFT refinement, low-pass."""
+
+    params = (SIZES, BATCHES)
+    param_names = ["size", "batch"]
+    timeout = 180
+
+    def setup(self, size, batch):
+        import cryocore
+
+        cryocore.set_planning("measure")
+        self.register = cryocore.register
+        self.reference, self.images, self.true_shifts = make_stack(size, batch)
+        warm = self.images[:WARMUP_IMAGES]
+        for kwargs in self._configs():
+            cryocore.register(self.reference, warm, **kwargs)
+
+    @staticmethod
+    def _configs():
+        return ({"upsample": 1}, {"upsample": 20}, {"upsample": 20, "lowpass": 0.25})
+
+    # -- time ------------------------------------------------------------
+
+    def time_register_upsample1(self, size, batch):
+        self.register(self.reference, self.images, upsample=1)
+
+    def time_register_upsample20(self, size, batch):
+        self.register(self.reference, self.images, upsample=20)
+
+    def time_register_upsample20_lowpass025(self, size, batch):
+        self.register(self.reference, self.images, upsample=20, lowpass=0.25)
+
+    # -- peak memory -----------------------------------------------------
+
+    def peakmem_reference(self, size, batch):
+        """Baseline: setup only (the stack and the warmed plans)."""
+
+    def peakmem_register_upsample1(self, size, batch):
+        self.register(self.reference, self.images, upsample=1)
+
+    def peakmem_register_upsample20(self, size, batch):
+        self.register(self.reference, self.images, upsample=20)
+
+    def peakmem_register_upsample20_lowpass025(self, size, batch):
+        self.register(self.reference, self.images, upsample=20, lowpass=0.25)
+
+
+class RegisterAccuracy:
+    """RMS shift error (pixels) of cryocore.register on the setup stack, tracked over commits.
+
+    Not a timing: ``track_*`` records the returned value, so a change that
+    makes registration faster but less accurate shows up next to the timings.
+    """
+
+    params = ([128], [1000])
+    param_names = ["size", "batch"]
+    unit = "pixels"
+    timeout = 180
+
+    def setup(self, size, batch):
+        import cryocore
+
+        self.register = cryocore.register
+        self.reference, self.images, self.true_shifts = make_stack(size, batch)
+
+    def _rms(self, **kwargs):
+        est = self.register(self.reference, self.images, **kwargs).shifts
+        return float(np.sqrt(np.mean((est - self.true_shifts) ** 2)))
+
+    def track_rms_upsample1(self, size, batch):
+        return self._rms(upsample=1)
+
+    def track_rms_upsample20(self, size, batch):
+        return self._rms(upsample=20)
+
+    def track_rms_upsample20_lowpass025(self, size, batch):
+        return self._rms(upsample=20, lowpass=0.25)

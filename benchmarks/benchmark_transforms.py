@@ -1,0 +1,82 @@
+"""asv benchmarks for applying poses: ``cryocore.shift`` and ``cryocore.Accumulator.add``.
+
+Parametrised over the image box (``size``) and the number of images per call
+(``batch``). ``setup`` makes a random stack and pose shifts and warms the
+FFTW plan cache; ``peakmem_reference`` is the baseline (setup only) for the
+``peakmem_*`` numbers, which are whole-process peak RSS.
+"""
+
+import numpy as np
+
+SIZES = [64, 128, 256]
+BATCHES = [100, 1000]
+WARMUP_IMAGES = 8
+
+
+def make_stack(size, batch, seed=0):
+    """Random float32 stack (batch, size, size) and pose shifts (batch, 2)."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch, size, size), dtype=np.float32)
+    shifts = rng.uniform(-10.0, 10.0, size=(batch, 2))
+    return images, shifts
+
+
+class ShiftSuite:
+    """cryocore.shift: exact Fourier-space sub-pixel shift of every image."""
+
+    params = (SIZES, BATCHES)
+    param_names = ["size", "batch"]
+    timeout = 180
+
+    def setup(self, size, batch):
+        import cryocore
+
+        cryocore.set_planning("measure")
+        self.shift = cryocore.shift
+        self.images, self.shifts = make_stack(size, batch)
+        cryocore.shift(self.images[:WARMUP_IMAGES], self.shifts[:WARMUP_IMAGES])
+
+    def time_shift(self, size, batch):
+        self.shift(self.images, self.shifts)
+
+    def peakmem_reference(self, size, batch):
+        """Baseline: setup only."""
+
+    def peakmem_shift(self, size, batch):
+        self.shift(self.images, self.shifts)
+
+
+class AccumulatorSuite:
+    """cryocore.Accumulator.add: move images back by their poses and sum in place."""
+
+    params = (SIZES, BATCHES)
+    param_names = ["size", "batch"]
+    timeout = 180
+
+    def setup(self, size, batch):
+        import cryocore
+
+        cryocore.set_planning("measure")
+        self.Accumulator = cryocore.Accumulator
+        self.images, self.shifts = make_stack(size, batch)
+        self.weights = np.random.default_rng(1).uniform(0.5, 1.5, size=batch)
+        warm = cryocore.Accumulator((size, size))
+        warm.add(self.images[:WARMUP_IMAGES], shifts=self.shifts[:WARMUP_IMAGES])
+        # One accumulator for all timed calls: add() is an in-place update, the
+        # growing sums do not change its cost.
+        self.acc = cryocore.Accumulator((size, size))
+
+    def time_add_shifts(self, size, batch):
+        self.acc.add(self.images, shifts=self.shifts)
+
+    def time_add_shifts_weights(self, size, batch):
+        self.acc.add(self.images, shifts=self.shifts, weights=self.weights)
+
+    def time_add_no_shifts(self, size, batch):
+        self.acc.add(self.images)
+
+    def peakmem_reference(self, size, batch):
+        """Baseline: setup only."""
+
+    def peakmem_add_shifts(self, size, batch):
+        self.acc.add(self.images, shifts=self.shifts)
