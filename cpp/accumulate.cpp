@@ -11,12 +11,15 @@
 #include "parallel.hpp"
 #include "plans.hpp"
 #include "shift.hpp"
+#include "simd.hpp"
 #include "spectra.hpp"
 
 namespace cryocore {
 namespace {
 
-constexpr std::size_t kChunk = 8;  // images per partial sum; fixed so results never depend on threads
+// Images per partial sum; fixed, so that results never depend on threads.
+constexpr std::size_t kChunk = 8;
+constexpr std::size_t kSpectraChunk = 32;  // spectra are cheap to add: larger chunks
 
 void check_poses(std::size_t n, const double* shifts, const double* weights) {
   for (std::size_t i = 0; shifts && i < 2 * n; ++i)
@@ -33,8 +36,9 @@ void check_poses(std::size_t n, const double* shifts, const double* weights) {
 // to the total in chunk order. Chunks run in waves of a few per thread so
 // that the partials stay small.
 template <class T, class AddImage>
-void chunked_sum(std::size_t n, int threads, std::size_t width, T* total, AddImage&& add_image) {
-  const std::size_t chunks = n_chunks(n, kChunk);
+void chunked_sum(std::size_t n, std::size_t chunk, int threads, std::size_t width, T* total,
+                 AddImage&& add_image) {
+  const std::size_t chunks = n_chunks(n, chunk);
   const std::size_t wave = std::min(chunks, static_cast<std::size_t>(threads) * 4);
   std::vector<T> partial(wave * width);
   for (std::size_t first = 0; first < chunks; first += wave) {
@@ -43,13 +47,24 @@ void chunked_sum(std::size_t n, int threads, std::size_t width, T* total, AddIma
       T* ps = &partial[t * width];
       std::fill(ps, ps + width, T(0));
       const std::size_t c = first + t;
-      for (std::size_t i = c * kChunk, end = std::min(n, (c + 1) * kChunk); i < end; ++i)
+      for (std::size_t i = c * chunk, end = std::min(n, (c + 1) * chunk); i < end; ++i)
         add_image(i, worker, ps);
     });
     for (std::size_t t = 0; t < count; ++t) {
       const T* ps = &partial[t * width];
       for (std::size_t k = 0; k < width; ++k) total[k] += ps[k];
     }
+  }
+}
+
+// Adds one spectrum's band rows, each times ey[row] * ex[col] * w, into the
+// packed partial ps (rows.size() x cols).
+CRYOCORE_HOT void add_band(const cfloat* F, std::size_t nxh, const std::vector<std::size_t>& rows,
+                           std::size_t cols, const cfloat* ey, const cfloat* ex, float w,
+                           std::complex<double>* ps) {
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const std::size_t r = rows[k];
+    add_phase_shifted_row(F + r * nxh, ey[r] * w, ex, cols, ps + k * cols);
   }
 }
 
@@ -75,7 +90,7 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
   const std::size_t planes = sumsq ? 2 : 1;
   std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
   std::vector<double> total(planes * npx, 0.0);
-  chunked_sum(n, threads, planes * npx, total.data(),
+  chunked_sum(n, kChunk, threads, planes * npx, total.data(),
               [&](std::size_t i, std::size_t worker, double* ps) {
                 auto& s = pool[worker];
                 if (!s) s = std::make_unique<Scratch>(ny, nx);
@@ -110,17 +125,25 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
 
 void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
                         const double* shifts, const double* weights, int threads,
-                        std::complex<double>* sum) {
+                        std::complex<double>* sum, double band) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
   if (n == 0) return;
   const std::size_t nxh = nx / 2 + 1, nsp = ny * nxh;
+  // Rows |ky| <= band*ny and columns kx <= band*nx (all of them for band >= 0.5).
+  const bool all = !(band < 0.5);
+  const auto ky_max = static_cast<std::size_t>(std::floor(band * static_cast<double>(ny)));
+  const std::size_t cols = all ? nxh : std::min(nxh, static_cast<std::size_t>(std::floor(band * static_cast<double>(nx))) + 1);
+  std::vector<std::size_t> rows;
+  for (std::size_t r = 0; r < ny; ++r)
+    if (all || r <= ky_max || ny - r <= ky_max) rows.push_back(r);
   struct Phases {
     std::vector<cfloat> ey, ex;
   };
   std::vector<std::unique_ptr<Phases>> pool(static_cast<std::size_t>(threads));
-  std::vector<std::complex<double>> total(nsp, 0.0);
-  chunked_sum(n, threads, nsp, total.data(),
+  // Partial sums hold only the band, rows.size() x cols, packed.
+  std::vector<std::complex<double>> total(rows.size() * cols, 0.0);
+  chunked_sum(n, kSpectraChunk, threads, total.size(), total.data(),
               [&](std::size_t i, std::size_t worker, std::complex<double>* ps) {
                 const double w = weights ? weights[i] : 1.0;
                 if (w == 0.0) return;
@@ -130,13 +153,11 @@ void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, st
                 const double dx = shifts ? -shifts[2 * i + 1] : 0.0;
                 shift_phase_axis(ny, false, dy, ph->ey.data());
                 shift_phase_axis(nx, true, dx, ph->ex.data());
-                const cfloat* F = spectra + i * nsp;
-                for (std::size_t r = 0; r < ny; ++r) {
-                  add_phase_shifted_row(F + r * nxh, ph->ey[r] * static_cast<float>(w),
-                                        ph->ex.data(), nxh, ps + r * nxh);
-                }
+                add_band(spectra + i * nsp, nxh, rows, cols, ph->ey.data(), ph->ex.data(),
+                         static_cast<float>(w), ps);
               });
-  for (std::size_t k = 0; k < nsp; ++k) sum[k] += total[k];
+  for (std::size_t k = 0; k < rows.size(); ++k)
+    for (std::size_t j = 0; j < cols; ++j) sum[rows[k] * nxh + j] += total[k * cols + j];
 }
 
 }  // namespace cryocore

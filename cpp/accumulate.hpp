@@ -26,8 +26,11 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
 // forward_stack makes them): sum[k] += w_i F_i(k) exp(+2 pi i k.d_i / n), the
 // spectrum of the image moved back by its shift. One inverse FFT of the sum
 // (divided by ny*nx) gives the real-space sum. Deterministic like accumulate.
+// band < 0.5 (cycles/px) adds only the rows |ky| <= band*ny and columns
+// kx <= band*nx (a low-passed sum at a fraction of the cost); the other
+// entries of sum are left as they are.
 void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
                         const double* shifts, const double* weights, int threads,
-                        std::complex<double>* sum);
+                        std::complex<double>* sum, double band = 0.5);
 
 }  // namespace cryocore

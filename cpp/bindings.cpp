@@ -129,23 +129,37 @@ py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spec
   });
 }
 
-py::array_t<std::complex<float>> py_forward(const FloatArray& images, int threads) {
+py::array_t<std::complex<float>> py_forward(
+    const FloatArray& images, int threads,
+    std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index) {
   require_stack(images, "images");
-  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  const std::size_t ny = dim(images, 1), nx = dim(images, 2);
+  std::size_t n = dim(images, 0);
+  const std::int64_t* xp = nullptr;
+  if (index) {
+    if (index->ndim() != 1) throw std::invalid_argument("index must be 1D");
+    xp = index->data();
+    for (py::ssize_t k = 0; k < index->shape(0); ++k)
+      if (xp[k] < 0 || static_cast<std::size_t>(xp[k]) >= n)
+        throw std::invalid_argument("index " + std::to_string(xp[k]) + " is out of range for " +
+                                    std::to_string(n) + " images");
+    n = dim(*index, 0);
+  }
   py::array_t<std::complex<float>> out(
-      {images.shape(0), images.shape(1), static_cast<py::ssize_t>(nx / 2 + 1)});
+      {static_cast<py::ssize_t>(n), images.shape(1), static_cast<py::ssize_t>(nx / 2 + 1)});
   const float* ip = images.data();
   cfloat* op = out.mutable_data();
   {
     py::gil_scoped_release release;  // see registration_outputs
-    forward_stack(ip, n, ny, nx, threads, op);
+    forward_stack(ip, n, ny, nx, threads, op, xp);
   }
   return out;
 }
 
 void py_accumulate_spectra(const ComplexArrayPy& spectra, std::size_t nx,
                            std::optional<DoubleArray> shifts, std::optional<DoubleArray> weights,
-                           py::array_t<std::complex<double>, py::array::c_style> sum, int threads) {
+                           py::array_t<std::complex<double>, py::array::c_style> sum, int threads,
+                           double band) {
   if (spectra.ndim() != 3 || dim(spectra, 2) != nx / 2 + 1)
     throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1)");
   const std::size_t n = dim(spectra, 0), ny = dim(spectra, 1);
@@ -160,7 +174,7 @@ void py_accumulate_spectra(const ComplexArrayPy& spectra, std::size_t nx,
   std::complex<double>* out = sum.mutable_data();
   {
     py::gil_scoped_release release;  // see registration_outputs
-    accumulate_spectra(fp, n, ny, nx, sp, wp, threads, out);
+    accumulate_spectra(fp, n, ny, nx, sp, wp, threads, out, band);
   }
 }
 
@@ -249,10 +263,14 @@ PYBIND11_MODULE(_core, m) {
         py::arg("coarse") = true, py::arg("threads") = 1,
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
-        "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c).");
+        py::arg("index") = py::none(),
+        "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "
+        "of images[index] only.");
   m.def("accumulate_spectra", &py_accumulate_spectra, py::arg("spectra"), py::arg("nx"),
         py::arg("shifts"), py::arg("weights"), py::arg("sum"), py::arg("threads") = 1,
-        "Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place.");
+        py::arg("band") = 0.5,
+        "Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place; "
+        "band < 0.5 cycles/px adds only the rows and columns within it.");
   m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("threads") = 1,

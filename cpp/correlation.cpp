@@ -11,6 +11,7 @@
 #include "parallel.hpp"
 #include "peaks.hpp"
 #include "plans.hpp"
+#include "simd.hpp"
 #include "spectra.hpp"
 
 namespace cryocore {
@@ -132,7 +133,7 @@ class Workspaces {
 
 // 1/|H F| (DC excluded), or 0 for a flat image. H is zero outside the q
 // block, so only that block is summed (all of it without a low-pass).
-float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2) {
+CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2) {
   const std::size_t nxh = geo.nx / 2 + 1;
   double e = 0.0;
   if (geo.qy == geo.ny && geo.qx == geo.nx) {
@@ -166,7 +167,7 @@ const cfloat* image_spectrum(const Fft2d& plan, const float* image, std::size_t 
 // (and, with `phase`, the whitened product times H^2 into ws.wre/wim); then
 // the m block of the one the peak is searched on (whitened with `phase`),
 // times the taper, into ws.P for the inverse FFT.
-void product(const cfloat* F, const ComplexArray& G, const Geometry& geo, float inv, bool phase,
+CRYOCORE_HOT void product(const cfloat* F, const ComplexArray& G, const Geometry& geo, float inv, bool phase,
              const std::vector<float>& h2, Workspace& ws) {
   const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
   for (std::size_t row = 0; row < geo.qy; ++row) {

@@ -58,7 +58,7 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
 namespace cryocore {
 
 void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
-                   int threads, cfloat* out) {
+                   int threads, cfloat* out, const std::int64_t* index) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   const auto plan = get_fft2d(ny, nx);
   const std::size_t npx = ny * nx, nsp = plan->complex_size();
@@ -70,9 +70,10 @@ void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
     auto& s = pool[worker];
     if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
-    std::memcpy(s->img.data(), images + i * npx, npx * sizeof(float));
+    const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
+    std::memcpy(s->img.data(), images + src * npx, npx * sizeof(float));
     if (!all_finite(s->img.data(), npx))
-      throw std::invalid_argument("image " + std::to_string(i) +
+      throw std::invalid_argument("image " + std::to_string(src) +
                                   " contains NaN or infinity; all pixel values must be finite");
     // FFTW's new-array execution needs the plan's SIMD alignment; an output
     // row of the caller's array may lack it, then the aligned scratch is used.

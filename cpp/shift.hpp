@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "plans.hpp"
 
@@ -25,9 +26,11 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
 
 namespace cryocore {
 
-// Half spectra (n x ny x nx/2+1, unnormalised r2c) of a stack. Throws
+// Half spectra (n x ny x nx/2+1, unnormalised r2c) of a stack: out[k] is
+// the spectrum of images[index[k]] (of images[k] when index is null), so a
+// subset is transformed without copying it first. Throws
 // std::invalid_argument for NaN/inf pixels.
 void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
-                   int threads, cfloat* out);
+                   int threads, cfloat* out, const std::int64_t* index = nullptr);
 
 }  // namespace cryocore

@@ -38,8 +38,10 @@ def register_spectra(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack."""
 
-def forward_stack(images: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.complex64]:
-    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c)."""
+def forward_stack(
+    images: npt.ArrayLike, threads: int = 1, index: Optional[npt.ArrayLike] = None
+) -> npt.NDArray[np.complex64]:
+    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, of images[index] only."""
 
 def accumulate_spectra(
     spectra: npt.ArrayLike,
@@ -48,8 +50,9 @@ def accumulate_spectra(
     weights: Optional[npt.ArrayLike],
     sum: npt.NDArray[np.complex128],
     threads: int = 1,
+    band: float = 0.5,
 ) -> None:
-    """Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place."""
+    """Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place; band < 0.5 cycles/px adds only the rows and columns within it."""
 
 def correlation_maps(
     reference: npt.ArrayLike,
