@@ -267,6 +267,12 @@ class _Halves:
             k = len(chunk)
             _core.accumulate(chunk, shifts[pos : pos + k], weights[pos : pos + k], acc_r, None, threads=self.threads)
             pos += k
+        if band < 0.5:  # the same band as accumulate_spectra keeps
+            spec = np.fft.rfft2(acc_r)
+            ky = np.abs(np.fft.fftfreq(self.ny) * self.ny)
+            kx = np.arange(self.nx // 2 + 1)
+            keep = (ky[:, None] <= np.floor(band * self.ny)) & (kx[None, :] <= np.floor(band * self.nx))
+            acc_r = np.fft.irfft2(spec * keep, s=(self.ny, self.nx))
         return acc_r / total
 
     def _chunks(self, h: int):  # type: ignore[no-untyped-def]
