@@ -80,3 +80,34 @@ class AccumulatorSuite:
 
     def peakmem_add_shifts(self, size, batch):
         self.acc.add(self.images, shifts=self.shifts)
+
+
+class AlignSuite:
+    """Iterations of the alignment pipeline (reference-free, two half-sets)."""
+
+    params = ([64, 128], [500, 2000])
+    param_names = ["size", "n_images"]
+    timeout = 240
+
+    def setup(self, size, n_images):
+        import cryocore
+
+        sim = cryocore.simulate(n_images, size, snr=0.1, max_shift=size / 12, rotate=False, seed=0)
+        self.images = sim.images
+        self.template = sim.template
+        cryocore.align(self.images[:64], iterations=1, progress=False)  # plans
+
+    def time_align_10_iterations(self, size, n_images):
+        import cryocore
+
+        cryocore.align(self.images, iterations=10, tolerance_px=0, progress=False)
+
+    def time_register_one_pass(self, size, n_images):
+        import cryocore
+
+        cryocore.register(self.template, self.images)
+
+    def peakmem_align(self, size, n_images):
+        import cryocore
+
+        cryocore.align(self.images, iterations=3, tolerance_px=0, progress=False)
