@@ -1,8 +1,8 @@
 """cryocore.io: stack readers, atomic writers, RELION STAR and CSV pose files.
 
-Real files made by RELION and other programs are read from ``shared/data``
-next to the repository (GPL-3.0, see its README); those tests are skipped
-when that folder is absent.
+Real files made by RELION and other programs are read from ``tests/data``
+(copied from the project's shared data, GPL-3.0, see tests/data/README.md),
+or from ``shared/data`` next to the repository.
 """
 
 from __future__ import annotations
@@ -21,14 +21,18 @@ import cryocore
 from conftest import pearson
 from cryocore import io
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_DIRS = (
+    Path(__file__).resolve().parent / "data",
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+)
 
 
 def shared(*parts: str) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared test data not found: {p}")
-    return p
+    for d in DATA_DIRS:
+        p = d.joinpath(*parts)
+        if p.exists():
+            return p
+    pytest.skip(f"test data not found: {'/'.join(parts)} in {[str(d) for d in DATA_DIRS]}")
 
 
 def random_stack(rng, n=7, ny=24, nx=30, dtype=np.float32) -> np.ndarray:
