@@ -132,7 +132,7 @@ def centre_of_mass_offset(img: np.ndarray, lowpass: float = 0.1) -> np.ndarray:
     return np.array([(w.sum(axis=1) * y).sum() / total, (w.sum(axis=0) * x).sum() / total])
 
 
-def _shift_image(img: np.ndarray, d: Sequence[float]) -> np.ndarray:
+def _shift_image(img: np.ndarray, d: Union[Sequence[float], np.ndarray]) -> np.ndarray:
     return _core.shift_stack(np.ascontiguousarray(img, np.float32)[None], np.asarray([d], np.float64), threads=1)[0]
 
 

@@ -661,7 +661,7 @@ def _open_tiff(path: str) -> ParticleStack:
         def reader(start: int, stop: int) -> np.ndarray:
             with lock:
                 if pages is not None:
-                    raw = np.stack([np.asarray(pages[i].asarray()) for i in range(start, stop)])
+                    raw = np.stack([np.asarray(pages[i].asarray()) for i in range(start, stop)])  # type: ignore[union-attr]
                 elif paged:
                     raw = tif.asarray(key=list(range(start, stop)), series=0)
                 else:  # e.g. one page holding the whole stack: read once
@@ -698,7 +698,7 @@ def _read_image_file(path: str) -> np.ndarray:
         try:
             with Image.open(path) as im:
                 if im.mode in ("P", "PA", "CMYK", "YCbCr", "HSV", "LAB", "RGBX", "RGBa", "La"):
-                    im = im.convert("RGBA" if "A" in im.mode or "a" in im.mode else "RGB")
+                    im = im.convert("RGBA" if "A" in im.mode or "a" in im.mode else "RGB")  # type: ignore[assignment]
                 a = np.asarray(im)
         except Exception as err:
             raise ValueError(f"{path!r} is not a readable image: {err}") from err
@@ -965,8 +965,8 @@ def _open_star(path: str) -> ParticleStack:
                     f" {box[0]} x {box[1]}; all particles must have the same box"
                 )
             rows = np.nonzero(stack_of == k)[0]
-            idx = index_of[rows]
-            whole = idx < 0
+            in_stack = np.asarray(index_of[rows])
+            whole: np.ndarray = np.asarray(in_stack < 0)
             if whole.any():
                 if sn != 1:
                     r = int(rows[np.argmax(whole)])

@@ -73,8 +73,8 @@ def write_result(result: "AlignResult", outdir: str, *, overwrite: bool = False,
     io.write_mrc(paths["half1.mrc"], result.half_averages[0], pixel_size_A=apix, overwrite=True)
     io.write_mrc(paths["half2.mrc"], result.half_averages[1], pixel_size_A=apix, overwrite=True)
     names = result.image_names or [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
-    table = dict(image_names=names, shifts=result.shifts, angles=result.angles, scores=result.scores,
-                 accepted=result.accepted, half=result.half)
+    table: dict[str, Any] = dict(image_names=names, shifts=result.shifts, angles=result.angles,
+                                 scores=result.scores, accepted=result.accepted, half=result.half)
     io.write_particles_star(paths["particles.star"], pixel_size_A=apix, image_size=nx, overwrite=True, **table)
     io.write_particles_csv(paths["particles.csv"], overwrite=True, **table)
 
