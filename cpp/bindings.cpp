@@ -13,6 +13,7 @@
 
 #include "accumulate.hpp"
 #include "correlation.hpp"
+#include "interrupt.hpp"
 #include "plans.hpp"
 #include "shift.hpp"
 
@@ -20,6 +21,28 @@ namespace py = pybind11;
 using namespace cryocore;
 
 namespace {
+
+// Polled by the core between tasks (from the calling thread, which released
+// the GIL): runs Python's signal handlers, so Ctrl-C raises KeyboardInterrupt.
+bool python_interrupted() {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+// Runs core work without the GIL, interruptible by Ctrl-C. Safe: the arrays
+// the work reads and writes are owned by the caller's frame (inputs kept
+// alive by its references, outputs new), and the core touches no Python
+// object; the interrupt check takes the GIL back for its own short call.
+template <class Fn>
+void run_without_gil(Fn&& fn) {
+  try {
+    py::gil_scoped_release release;
+    InterruptScope scope(&python_interrupted);
+    fn();
+  } catch (const Interrupted&) {
+    throw py::error_already_set();  // the KeyboardInterrupt set by the signal handler
+  }
+}
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
@@ -79,13 +102,7 @@ py::tuple registration_outputs(std::size_t n, Fn&& fn) {
   double* sp = shifts.mutable_data();
   double* cp = scores.mutable_data();
   std::int32_t* bp = best.mutable_data();
-  {
-    // Safe without the GIL: the inputs are kept alive by the caller's frame,
-    // the outputs are new arrays owned here, and the core touches no Python
-    // object.
-    py::gil_scoped_release release;
-    fn(sp, cp, bp);
-  }
+  run_without_gil([&] { fn(sp, cp, bp); });
   return py::make_tuple(shifts, scores, best);
 }
 
@@ -149,10 +166,7 @@ py::array_t<std::complex<float>> py_forward(
       {static_cast<py::ssize_t>(n), images.shape(1), static_cast<py::ssize_t>(nx / 2 + 1)});
   const float* ip = images.data();
   cfloat* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;  // see registration_outputs
-    forward_stack(ip, n, ny, nx, threads, op, xp);
-  }
+  run_without_gil([&] { forward_stack(ip, n, ny, nx, threads, op, xp); });
   return out;
 }
 
@@ -172,10 +186,7 @@ void py_accumulate_spectra(const ComplexArrayPy& spectra, std::size_t nx,
   const double* sp = shifts ? shifts->data() : nullptr;
   const double* wp = weights ? weights->data() : nullptr;
   std::complex<double>* out = sum.mutable_data();
-  {
-    py::gil_scoped_release release;  // see registration_outputs
-    accumulate_spectra(fp, n, ny, nx, sp, wp, threads, out, band);
-  }
+  run_without_gil([&] { accumulate_spectra(fp, n, ny, nx, sp, wp, threads, out, band); });
 }
 
 py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& images,
@@ -191,10 +202,7 @@ py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& 
   const float* rp = ref.data();
   const float* ip = images.data();
   float* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;  // see registration_outputs
-    correlation_maps(rp, ip, n, ny, nx, bp, phase, threads, op);
-  }
+  run_without_gil([&] { correlation_maps(rp, ip, n, ny, nx, bp, phase, threads, op); });
   return out;
 }
 
@@ -206,10 +214,7 @@ py::array_t<float> py_shift(const FloatArray& images, const DoubleArray& shifts,
   const float* ip = images.data();
   const double* sp = shifts.data();
   float* op = out.mutable_data();
-  {
-    py::gil_scoped_release release;  // see registration_outputs
-    shift_stack(ip, n, ny, nx, sp, threads, op);
-  }
+  run_without_gil([&] { shift_stack(ip, n, ny, nx, sp, threads, op); });
   return out;
 }
 
@@ -234,10 +239,7 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
   const double* wp = weights ? weights->data() : nullptr;
   double* sump = sum.mutable_data();
   double* sqp = sumsq ? sumsq->mutable_data() : nullptr;
-  {
-    py::gil_scoped_release release;  // see registration_outputs
-    accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp);
-  }
+  run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp); });
 }
 
 }  // namespace

@@ -3,15 +3,20 @@
 // counter. Each task's result must depend only on its index (never on the
 // worker that ran it), which makes results independent of the thread count.
 // The first exception thrown by any task (lowest task index wins) is
-// re-thrown in the calling thread after all workers have joined.
+// re-thrown in the calling thread after all workers have joined. The calling
+// thread's interrupt check (interrupt.hpp) is polled between its tasks; when
+// it fires, no new task starts and Interrupted is thrown.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "interrupt.hpp"
 
 namespace cryocore {
 
@@ -21,17 +26,27 @@ void parallel_for(std::size_t n_tasks, int threads, Fn&& fn) {
   if (n_tasks == 0) return;
   std::size_t n_workers = threads < 1 ? 1 : static_cast<std::size_t>(threads);
   if (n_workers > n_tasks) n_workers = n_tasks;
-  if (n_workers == 1) {
-    for (std::size_t i = 0; i < n_tasks; ++i) fn(i, std::size_t{0});
-    return;
-  }
+  const InterruptCheck check = current_interrupt_check();
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
+  std::atomic<bool> interrupted{false};
   std::mutex err_mutex;
   std::exception_ptr err;
   std::size_t err_task = n_tasks;
+  auto last_poll = std::chrono::steady_clock::now();
   auto work = [&](std::size_t worker) {
     for (;;) {
+      if (worker == 0 && check) {  // only the calling thread polls
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_poll >= kInterruptPeriod) {
+          last_poll = now;
+          if (check()) {
+            interrupted.store(true, std::memory_order_relaxed);
+            failed.store(true, std::memory_order_relaxed);
+            return;
+          }
+        }
+      }
       const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= n_tasks || failed.load(std::memory_order_relaxed)) return;
       try {
@@ -57,6 +72,7 @@ void parallel_for(std::size_t n_tasks, int threads, Fn&& fn) {
   work(0);
   for (auto& t : pool) t.join();
   if (err) std::rethrow_exception(err);
+  if (interrupted.load()) throw Interrupted();
 }
 
 // Splits n items into contiguous chunks of at most `chunk` items.
