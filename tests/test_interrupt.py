@@ -73,5 +73,70 @@ def test_cli_align_interrupted_leaves_no_output_file(tmp_path):
     assert time.perf_counter() - t_signal < 1.5
     assert p.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert not out.exists() or list(out.iterdir()) == []
+    # Only the (complete, atomically written) resume state may be there: no output file.
+    left = [q.name for q in out.iterdir()] if out.exists() else []
+    assert all(name.startswith(".cryocore-") for name in left), left
+    assert not [q for q in left if q.endswith(".partial")]
     assert stack.exists()
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    """kill -9 in the middle of `cryocore align`, then `--resume`: same files as an uninterrupted run.
+
+    FFTW_MEASURE may pick other plans in another process (other last bits), so
+    every process here plans with FFTW_ESTIMATE, as README advises for
+    bit-reproducible runs."""
+    import cryocore
+
+    env = dict(os.environ, CRYOCORE_PLANNING="estimate")
+
+    sim = cryocore.simulate(1200, 96, snr=0.05, max_shift=6, rotate=False, seed=5)
+    stack = tmp_path / "stack.npy"
+    np.save(stack, sim.images)
+    argv = ["align", str(stack), "--iterations", "12", "--quiet", "--threads", "2"]
+    ref_out, out = tmp_path / "reference", tmp_path / "out"
+    assert subprocess.run([sys.executable, "-m", "cryocore", *argv, "-o", str(ref_out)], env=env).returncode == 0
+
+    p = subprocess.Popen([sys.executable, "-m", "cryocore", *argv, "-o", str(out)], env=env)
+    ckpt = out / ".cryocore-checkpoint.npz"
+    t0 = time.perf_counter()
+    while not ckpt.exists() and p.poll() is None and time.perf_counter() - t0 < 60:
+        time.sleep(0.002)
+    p.kill()  # SIGKILL: no clean-up at all
+    p.wait()
+    assert ckpt.exists(), "the run finished before it could be killed"
+    with np.load(ckpt) as z:
+        killed_at = int(z["iteration"])
+    assert not (out / "average.mrc").exists()
+
+    r = subprocess.run([sys.executable, "-m", "cryocore", "align", "--resume", str(out)], capture_output=True,
+                       text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert not ckpt.exists()
+    import mrcfile
+
+    import starfile
+
+    assert (out / "particles.csv").read_bytes() == (ref_out / "particles.csv").read_bytes()
+    a, b = starfile.read(out / "particles.star"), starfile.read(ref_out / "particles.star")  # header has a time
+    assert a["particles"].equals(b["particles"]) and a["optics"].equals(b["optics"])
+    for name in ("average.mrc", "half1.mrc", "half2.mrc"):  # headers hold a creation time
+        with mrcfile.open(out / name) as a, mrcfile.open(ref_out / name) as b:
+            assert np.array_equal(a.data, b.data), name
+    import json
+
+    hist = json.loads((out / "report.json").read_text())["history"]
+    assert max(h["iteration"] for h in hist) > killed_at
+
+
+def test_resume_refuses_other_parameters(tmp_path):
+    import cryocore
+    from cryocore.alignment import align
+
+    sim = cryocore.simulate(60, 64, snr=0.5, rotate=False, seed=6)
+    ck = str(tmp_path / "ck.npz")
+    a = align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck)
+    b = align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck, resume=True)  # nothing left
+    assert np.array_equal(a.shifts, b.shifts) and np.array_equal(a.average, b.average)
+    with pytest.raises(ValueError, match="another input or other parameters"):
+        align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck, resume=True, seed=9)

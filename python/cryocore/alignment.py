@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
@@ -206,6 +209,65 @@ class AlignResult:
         return write_result(self, outdir, overwrite=overwrite, inputs=inputs)
 
 
+# --------------------------------------------------------------------------- checkpoints
+def _fingerprint(src: Any, half: np.ndarray, params: dict, tolerance_px: float, cap: float) -> str:
+    """What a checkpoint must match to be resumed: the input's shape, a digest of
+    its first and last images and of the half split, and every parameter that
+    changes the result."""
+    n = len(src)
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(src.read(0, 1)).tobytes())
+    h.update(np.ascontiguousarray(src.read(n - 1, n)).tobytes())
+    h.update(half.tobytes())
+    keep = {k: v for k, v in params.items() if k not in ("threads", "iterations")}
+    keep.update(tolerance_px=tolerance_px, cap=cap, data=h.hexdigest())
+    return json.dumps(keep, sort_keys=True, default=str)
+
+
+def _save_checkpoint(path: str, fingerprint: str, st: dict) -> None:
+    from .io import atomic_write
+
+    arrays = dict(
+        fingerprint=np.array(fingerprint), iteration=np.array(st["iteration"]),
+        converged=np.array(st["converged"]), refs=np.stack(st["refs"]), lowpass=np.asarray(st["lowpass"]),
+        shifts1=st["shifts"][0], shifts2=st["shifts"][1], scores1=st["scores"][0], scores2=st["scores"][1],
+        accepted1=st["accepted"][0], accepted2=st["accepted"][1], thresholds=np.asarray(st["thresholds"]),
+        history=np.array(json.dumps(st["history"])), frames=np.stack(st["frames"]),
+        wisdom=np.frombuffer(_core.export_wisdom(), np.uint8),
+    )
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _import_checkpoint_wisdom(path: str) -> None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            wisdom = z["wisdom"].tobytes() if "wisdom" in z.files else b""
+    except Exception:
+        return  # _load_checkpoint reports an unreadable file
+    if wisdom:
+        _core.clear_plan_cache()
+        _core.import_wisdom(wisdom)
+
+
+def _load_checkpoint(path: str, fingerprint: str) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except Exception as err:
+        raise ValueError(f"checkpoint {path} cannot be read ({err}); remove it to start afresh") from None
+    if str(d["fingerprint"]) != fingerprint:
+        raise ValueError(f"checkpoint {path} was made for another input or other parameters; "
+                         "remove it (or use another output directory) to start afresh")
+    return dict(
+        iteration=int(d["iteration"]), converged=bool(d["converged"]), refs=[d["refs"][0], d["refs"][1]],
+        lowpass=[float(v) for v in d["lowpass"]], shifts=[d["shifts1"], d["shifts2"]],
+        scores=[d["scores1"], d["scores2"]], accepted=[d["accepted1"], d["accepted2"]],
+        thresholds=np.array(d["thresholds"]), history=json.loads(str(d["history"])),
+        frames=list(d["frames"]),
+    )
+
+
 # --------------------------------------------------------------------------- engine
 class _Halves:
     """Per-half data access: cached spectra when they fit in memory, chunked reads otherwise."""
@@ -352,6 +414,8 @@ def align(
     mask_radius: Optional[float] = None,
     tolerance_px: float = 0.01,
     cache_spectra: Optional[bool] = None,
+    checkpoint: Optional[str] = None,
+    resume: bool = False,
 ) -> AlignResult:
     """Align a particle stack and average it in two independent half-sets.
 
@@ -397,6 +461,13 @@ def align(
     cache_spectra : bool, optional
         Keep the images' spectra in memory between iterations (default: when
         they take at most 4 GiB), so an iteration needs no forward FFT.
+    checkpoint : str, optional
+        File (``.npz``) where the state is saved, atomically, after every
+        iteration: poses, scores, references, low-pass, history.
+    resume : bool
+        Continue from ``checkpoint`` when it exists (same input and
+        parameters, else ValueError). The result is the same as that of an
+        uninterrupted run.
 
     Returns
     -------
@@ -454,6 +525,9 @@ def align(
     if mode == "online":
         return _align_online(src, half, reference, threshold, pixel_size_A, cap, nthreads, show, params, reg_kw, mask_radius, t_start)
 
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        # Plan the FFTs exactly as the interrupted process did (same rounding).
+        _import_checkpoint_wisdom(checkpoint)
     t0 = time.perf_counter()
     halves = _Halves(src, half, nthreads, bool(cache_spectra), show)
     timings = {"fft_cache_s": time.perf_counter() - t0}
@@ -466,16 +540,24 @@ def align(
     accepted = [np.ones(len(ix), bool) for ix in halves.index]
     thresholds = np.zeros(2)
     history: list[dict] = []
-    frames = []
+    frames: list[np.ndarray] = []
     # Each half sets its own next low-pass from the FRC of two quarter
     # averages inside it (corrected to the half size), so that nothing of one
     # half, not even a resolution estimate, reaches the other before the end.
     lowpass = [first_lowpass, first_lowpass]
     quarter = [np.arange(len(ix)) % 2 == 0 for ix in halves.index]
-    fr: Optional[FRC] = None
     avgs: list[np.ndarray] = refs
+    fingerprint = _fingerprint(src, half, params, tolerance_px, cap)
+    done, converged = 0, False
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        st = _load_checkpoint(checkpoint, fingerprint)
+        done, converged = st["iteration"], st["converged"]
+        refs = avgs = st["refs"]
+        lowpass, shifts, scores, accepted = st["lowpass"], st["shifts"], st["scores"], st["accepted"]
+        thresholds, history, frames = st["thresholds"], st["history"], st["frames"]
     t_iter = time.perf_counter()
-    for it in progress_iter(range(1, iterations + 1), progress):
+    todo = [] if converged else range(done + 1, iterations + 1)
+    for it in progress_iter(todo, progress):
         rows = []
         new_avgs = []
         for h in (0, 1):
@@ -517,12 +599,16 @@ def align(
         frames.append(_combine(a1, a2, rows[0]["accepted"], rows[1]["accepted"]).astype(np.float32))
         avgs = new_avgs
         refs = new_avgs
+        converged = it > 1 and all(r["pose_change"] < tolerance_px and r["accepted_changes"] == 0 for r in rows)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, fingerprint, dict(
+                iteration=it, converged=converged, refs=refs, lowpass=lowpass, shifts=shifts, scores=scores,
+                accepted=accepted, thresholds=thresholds, history=history, frames=frames))
         if callback is not None:
             callback(dict(iteration=it, rows=rows, half_averages=np.stack([a1, a2])))
-        if it > 1 and all(r["pose_change"] < tolerance_px and r["accepted_changes"] == 0 for r in rows):
+        if converged:
             break
     timings["iterations_s"] = time.perf_counter() - t_iter
-    assert fr is not None
 
     # Final: full-band half averages at the last poses; half 2's average
     # aligned onto half 1's, and half 2's poses composed with that shift.

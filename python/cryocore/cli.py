@@ -90,18 +90,42 @@ def _print_summary(result: Any, paths: dict, elapsed: float) -> None:
         print(f"   in {Path(next(iter(paths.values()))).parent}")
 
 
+RUN_FILE = ".cryocore-run.json"
+CHECKPOINT_FILE = ".cryocore-checkpoint.npz"
+RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_split", "mode", "rotate",
+             "lowpass_A", "pixel_size_A", "max_shift", "threads", "seed", "quiet")
+
+
 def _align(args: argparse.Namespace) -> int:
+    import json
+
     from .alignment import align
-    from .io import open_stack
+    from .io import atomic_write, open_stack
     from .output import prepare_outdir
 
-    # Refuse a bad output directory before the work, not after it.
-    prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
+    if args.resume is not None:
+        run = Path(args.resume) / RUN_FILE
+        if not run.exists():
+            raise FileNotFoundError(f"{args.resume} holds no interrupted cryocore run to resume ({RUN_FILE} is missing)")
+        saved = json.loads(run.read_text())
+        for k in RESUMABLE:
+            if k in saved:
+                setattr(args, k, saved[k])
+        args.output = args.resume
+    else:
+        if args.input is None or args.output is None:
+            raise UserError("align needs INPUT and -o OUTDIR (or --resume OUTDIR)")
+        # Refuse a bad output directory before the work, not after it.
+        prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
+        with atomic_write(str(Path(args.output) / RUN_FILE), "w") as f:
+            json.dump({k: getattr(args, k) for k in RESUMABLE}, f)
+    checkpoint = str(Path(args.output) / CHECKPOINT_FILE)
     t0 = time.perf_counter()
     with open_stack(args.input) as stack:
         if not args.quiet:
             apix = args.pixel_size_A or stack.pixel_size_A
-            print(f"cryocore align: {len(stack)} images of {stack.shape[1]}x{stack.shape[2]} px from {args.input}"
+            verb = "resuming" if args.resume is not None else "align"
+            print(f"cryocore {verb}: {len(stack)} images of {stack.shape[1]}x{stack.shape[2]} px from {args.input}"
                   + (f", {apix:g} Å/px" if apix else ", pixel size unknown"))
         result = align(
             stack,
@@ -117,8 +141,12 @@ def _align(args: argparse.Namespace) -> int:
             max_shift=args.max_shift,
             threads=args.threads,
             progress=not args.quiet,
+            checkpoint=checkpoint if args.mode == "iterative" else None,
+            resume=args.resume is not None,
         )
         paths = result.write(args.output, overwrite=True, inputs=[args.input])
+    for name in (CHECKPOINT_FILE, RUN_FILE):  # the run is complete: nothing left to resume
+        (Path(args.output) / name).unlink(missing_ok=True)
     if not args.quiet:
         _print_summary(result, paths, time.perf_counter() - t0)
     return 0
@@ -198,8 +226,10 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("align", help="align and average a particle stack in two half-sets",
                        description="Align and average a particle stack (MRC/MRCS, .npy, TIFF, a folder of PNG/TIFF, "
                                    "or a RELION particle STAR file) in two independent half-sets.")
-    a.add_argument("input", help="particle stack or STAR file")
-    a.add_argument("-o", "--output", required=True, help="output directory")
+    a.add_argument("input", nargs="?", help="particle stack or STAR file")
+    a.add_argument("-o", "--output", help="output directory")
+    a.add_argument("--resume", metavar="OUTDIR", default=None,
+                   help="continue an interrupted run from its last completed iteration (same result)")
     a.add_argument("--reference", default="auto", help="'auto' (reference-free), an image index, or an image file")
     a.add_argument("--threshold", type=_threshold, default="auto", help="'auto' or a Pearson score (default auto)")
     a.add_argument("--iterations", type=_positive_int, default=10)

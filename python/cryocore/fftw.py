@@ -9,12 +9,20 @@ restored in a later process to skip that time::
     ...
     cryocore.import_wisdom(blob)
 
-Only single-precision (fftwf) wisdom is involved. Plans are created under one
+Only single-precision (fftwf) wisdom is involved.
+
+Reproducibility: ``"measure"`` and ``"patient"`` time candidate plans, so two
+processes may pick different plans and round differently in the last bits.
+For results that are bit-identical across processes, plan with
+``"estimate"`` (or set the environment variable ``CRYOCORE_PLANNING=estimate``
+before importing cryocore), or import the same wisdom in every process. Plans are created under one
 process-wide lock; another library in the same process that plans with FFTW
 concurrently must call ``fftwf_make_planner_thread_safe()`` itself.
 """
 
 from __future__ import annotations
+
+import os
 
 from . import _core
 
@@ -60,3 +68,15 @@ def forget_wisdom() -> None:
     """Discard FFTW's wisdom and cryocore's cached plans."""
     _core.clear_plan_cache()
     _core.forget_wisdom()
+
+
+def _planning_from_environment() -> None:
+    effort = os.environ.get("CRYOCORE_PLANNING")
+    if effort:
+        try:
+            set_planning(effort)
+        except ValueError:
+            raise ValueError(f"CRYOCORE_PLANNING must be one of {sorted(_EFFORTS)}, got {effort!r}") from None
+
+
+_planning_from_environment()

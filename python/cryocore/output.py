@@ -30,6 +30,9 @@ def prepare_outdir(outdir: str, *, overwrite: bool = False, inputs: Sequence[str
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"output path {out} exists and is not a directory")
+    if out.exists() and (out / ".cryocore-run.json").exists() and not overwrite:
+        raise FileExistsError(f"output directory {out} holds an interrupted run; continue it with --resume {out}, "
+                              "or use --overwrite to start afresh")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"output directory {out} already exists and is not empty; use --overwrite (overwrite=True) to replace its files")
     resolved_inputs = {Path(p).resolve() for p in inputs}
