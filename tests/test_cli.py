@@ -121,3 +121,12 @@ def test_not_an_image_stack(tmp_path):
     bad.write_bytes(b"this is not an MRC file" * 100)
     r = _run("align", str(bad), "-o", str(tmp_path / "o"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_failed_run_leaves_no_output_directory(stack, tmp_path):
+    out = tmp_path / "never"
+    r = _run("align", str(stack), "-o", str(out), "--threshold", "0.9999", "--quiet")
+    assert r.returncode == 2 and "threshold" in r.stderr
+    assert not out.exists()
+    r = _run("align", str(tmp_path / "missing.mrcs"), "-o", str(out))
+    assert r.returncode == 2 and not out.exists()

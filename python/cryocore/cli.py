@@ -99,8 +99,7 @@ RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_sp
 def _align(args: argparse.Namespace) -> int:
     import json
 
-    from .alignment import align
-    from .io import atomic_write, open_stack
+    from .io import atomic_write
     from .output import prepare_outdir
 
     if args.resume is not None:
@@ -116,9 +115,30 @@ def _align(args: argparse.Namespace) -> int:
         if args.input is None or args.output is None:
             raise UserError("align needs INPUT and -o OUTDIR (or --resume OUTDIR)")
         # Refuse a bad output directory before the work, not after it.
+        created = not Path(args.output).exists()
         prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
         with atomic_write(str(Path(args.output) / RUN_FILE), "w") as f:
             json.dump({k: getattr(args, k) for k in RESUMABLE}, f)
+        try:
+            return _run_align(args)
+        except (UserError,) + USER_ERRORS:
+            # A user error will not go away on --resume: leave nothing behind.
+            _discard_run(Path(args.output), created)
+            raise
+    return _run_align(args)
+
+
+def _discard_run(out: Path, created: bool) -> None:
+    for name in (CHECKPOINT_FILE, RUN_FILE):
+        (out / name).unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _run_align(args: argparse.Namespace) -> int:
+    from .alignment import align
+    from .io import open_stack
+
     checkpoint = str(Path(args.output) / CHECKPOINT_FILE)
     t0 = time.perf_counter()
     with open_stack(args.input) as stack:
