@@ -130,3 +130,10 @@ def test_failed_run_leaves_no_output_directory(stack, tmp_path):
     assert not out.exists()
     r = _run("align", str(tmp_path / "missing.mrcs"), "-o", str(out))
     assert r.returncode == 2 and not out.exists()
+
+
+def test_output_directory_that_cannot_be_created(stack, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    r = _run("align", str(stack), "-o", str(blocker / "sub"), "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot create the output directory" in r.stderr

@@ -39,7 +39,10 @@ def prepare_outdir(outdir: str, *, overwrite: bool = False, inputs: Sequence[str
     for name in OUTPUT_FILES:
         if (out / name).resolve() in resolved_inputs:
             raise ValueError(f"output file {out / name} is one of the inputs; choose another output directory")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"cannot create the output directory {out}: {err.strerror or err}") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise PermissionError(f"output directory {out} is not writable")
     return out
