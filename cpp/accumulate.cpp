@@ -10,6 +10,7 @@
 
 #include "parallel.hpp"
 #include "plans.hpp"
+#include "rotate.hpp"
 #include "shift.hpp"
 #include "simd.hpp"
 #include "spectra.hpp"
@@ -80,12 +81,15 @@ struct Scratch {
 
 void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                 const double* shifts, const double* weights, int threads, double* sum,
-                double* sumsq) {
+                double* sumsq, const double* angles) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
+  for (std::size_t i = 0; angles && i < n; ++i)
+    if (!std::isfinite(angles[i]))
+      throw std::invalid_argument("angle " + std::to_string(i) + " is not finite");
   if (n == 0) return;
   const std::size_t npx = ny * nx;
-  const auto plan = shifts ? get_fft2d(ny, nx) : nullptr;
+  const auto plan = (shifts && !angles) ? get_fft2d(ny, nx) : nullptr;
   const float scale = 1.0f / static_cast<float>(npx);
   const std::size_t planes = sumsq ? 2 : 1;
   std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
@@ -103,7 +107,12 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
                 const double w = weights ? weights[i] : 1.0;
                 if (w == 0.0) return;
                 float f = 1.0f;
-                if (shifts) {
+                if (angles) {
+                  float* b = reinterpret_cast<float*>(s->F.data());  // ny*(nx/2+1) complex >= ny*nx floats
+                  transform_image(a, ny, nx, angles[i], shifts ? shifts[2 * i] : 0.0,
+                                  shifts ? shifts[2 * i + 1] : 0.0, true, b);
+                  std::memcpy(a, b, npx * sizeof(float));
+                } else if (shifts) {
                   plan->forward(a, s->F.data());
                   apply_shift(s->F.data(), ny, nx, -shifts[2 * i], -shifts[2 * i + 1],
                               s->ey.data(), s->ex.data());

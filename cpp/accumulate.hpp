@@ -18,9 +18,13 @@ namespace cryocore {
 // whose partial sums are reduced in chunk order, so the result is
 // bit-identical for any thread count. Throws std::invalid_argument for
 // NaN/inf pixels, shifts or weights.
+//
+// With angles (degrees, may be null) the images are brought back by their
+// full pose instead, a_i(x') = image_i(Rot(psi_i) x' + d_i), in one bicubic
+// interpolation (rotate.hpp).
 void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                 const double* shifts, const double* weights, int threads, double* sum,
-                double* sumsq);
+                double* sumsq, const double* angles = nullptr);
 
 // Fourier-space version on cached half spectra (n x ny x nx/2+1, as
 // forward_stack makes them): sum[k] += w_i F_i(k) exp(+2 pi i k.d_i / n), the

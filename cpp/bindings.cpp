@@ -15,6 +15,7 @@
 #include "correlation.hpp"
 #include "interrupt.hpp"
 #include "plans.hpp"
+#include "rotate.hpp"
 #include "shift.hpp"
 
 namespace py = pybind11;
@@ -221,7 +222,8 @@ py::array_t<float> py_shift(const FloatArray& images, const DoubleArray& shifts,
 void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
                    std::optional<DoubleArray> weights,
                    py::array_t<double, py::array::c_style> sum,
-                   std::optional<py::array_t<double, py::array::c_style>> sumsq, int threads) {
+                   std::optional<py::array_t<double, py::array::c_style>> sumsq, int threads,
+                   std::optional<DoubleArray> angles) {
   require_stack(images, "images");
   const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
   if (shifts) require_pairs(*shifts, n, "shifts");
@@ -234,12 +236,31 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
   };
   check_plane(sum, "sum");
   if (sumsq) check_plane(*sumsq, "sumsq");
+  if (angles && (angles->ndim() != 1 || dim(*angles, 0) != n))
+    throw std::invalid_argument("angles must have shape (" + std::to_string(n) + ",)");
+  const double* ap = angles ? angles->data() : nullptr;
   const float* ip = images.data();
   const double* sp = shifts ? shifts->data() : nullptr;
   const double* wp = weights ? weights->data() : nullptr;
   double* sump = sum.mutable_data();
   double* sqp = sumsq ? sumsq->mutable_data() : nullptr;
-  run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp); });
+  run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp, ap); });
+}
+
+py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& angles,
+                                std::optional<DoubleArray> shifts, bool inverse, int threads) {
+  require_stack(images, "images");
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  if (angles.ndim() != 1 || dim(angles, 0) != n)
+    throw std::invalid_argument("angles must have shape (" + std::to_string(n) + ",)");
+  if (shifts) require_pairs(*shifts, n, "shifts");
+  py::array_t<float> out({images.shape(0), images.shape(1), images.shape(2)});
+  const float* ip = images.data();
+  const double* ap = angles.data();
+  const double* sp = shifts ? shifts->data() : nullptr;
+  float* op = out.mutable_data();
+  run_without_gil([&] { transform_stack(ip, n, ny, nx, ap, sp, inverse, threads, op); });
+  return out;
 }
 
 }  // namespace
@@ -279,8 +300,12 @@ PYBIND11_MODULE(_core, m) {
         "Normalised circular cross-correlation maps (n, ny, nx), unshifted layout.");
   m.def("shift_stack", &py_shift, py::arg("images"), py::arg("shifts"), py::arg("threads") = 1,
         "Moves each image by its (dy, dx) shift (pose convention), in Fourier space.");
+  m.def("transform_stack", &py_transform, py::arg("images"), py::arg("angles"),
+        py::arg("shifts") = py::none(), py::arg("inverse") = false, py::arg("threads") = 1,
+        "Applies poses (rotate by angles in degrees, then shift) by bicubic interpolation; "
+        "inverse=True brings images back onto their reference.");
   m.def("accumulate", &py_accumulate, py::arg("images"), py::arg("shifts"), py::arg("weights"),
-        py::arg("sum"), py::arg("sumsq"), py::arg("threads") = 1,
+        py::arg("sum"), py::arg("sumsq"), py::arg("threads") = 1, py::arg("angles") = py::none(),
         "Adds images moved back by their shifts, weighted, into sum (and sumsq) in place.");
 
   m.def("set_planning_effort", [](int e) {

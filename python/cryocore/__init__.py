@@ -11,6 +11,7 @@ align           the pipeline: half-sets, iterations, thresholds, FRC, outputs
 register        shifts and Pearson scores of images against references
 correlation_maps  normalised cross-correlation maps
 shift           exact Fourier-space sub-pixel shifts
+rotate, transform  in-plane rotations and whole poses (bicubic)
 Accumulator     in-place weighted running mean / variance of aligned images
 frc             Fourier ring correlation of two images
 simulate        seeded synthetic stacks with ground truth
@@ -27,7 +28,7 @@ from .frc import FRC, frc
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
 from .registration import Registration, correlation_maps, register
 from .simulation import Simulation, make_template, simulate
-from .transforms import shift
+from .transforms import rotate, shift, transform
 
 __version__: str = getattr(_core, "__version__", "0+unknown")
 fftw_version: str = _core.fftw_version
@@ -49,7 +50,9 @@ __all__ = [
     "make_template",
     "register",
     "set_planning",
+    "rotate",
     "shift",
+    "transform",
     "simulate",
     "__version__",
     "fftw_version",

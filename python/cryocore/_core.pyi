@@ -68,6 +68,15 @@ def correlation_maps(
 def shift_stack(images: npt.ArrayLike, shifts: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.float32]:
     """Moves each image by its (dy, dx) shift (pose convention), in Fourier space."""
 
+def transform_stack(
+    images: npt.ArrayLike,
+    angles: npt.ArrayLike,
+    shifts: Optional[npt.ArrayLike] = None,
+    inverse: bool = False,
+    threads: int = 1,
+) -> npt.NDArray[np.float32]:
+    """Applies poses (rotate by angles in degrees, then shift) by bicubic interpolation; inverse=True brings images back onto their reference."""
+
 def accumulate(
     images: npt.ArrayLike,
     shifts: Optional[npt.ArrayLike],
@@ -75,6 +84,7 @@ def accumulate(
     sum: npt.NDArray[np.float64],
     sumsq: Optional[npt.NDArray[np.float64]],
     threads: int = 1,
+    angles: Optional[npt.ArrayLike] = None,
 ) -> None:
     """Adds images moved back by their shifts, weighted, into sum (and sumsq) in place."""
 

@@ -58,6 +58,7 @@ class Accumulator:
         shifts: Optional[np.ndarray] = None,
         weights: Optional[np.ndarray] = None,
         *,
+        angles: Optional[np.ndarray] = None,
         threads: Optional[int] = None,
     ) -> "Accumulator":
         """Add images, each moved back by its shift and weighted.
@@ -70,6 +71,11 @@ class Accumulator:
             it is added. None adds the images as they are.
         weights : array (N,) or scalar, optional
             Non-negative weights (default 1).
+        angles : array (N,), optional
+            In-plane angles psi (degrees) of the poses. With angles, each image is
+            brought back by its whole pose, ``a(x') = image(Rot(psi) x' + d)``, in
+            one bicubic interpolation (see :func:`cryocore.transform`); without,
+            shifts are applied exactly in Fourier space.
 
         Returns self, so calls can be chained.
         """
@@ -79,11 +85,16 @@ class Accumulator:
         n = imgs.shape[0]
         s = None if shifts is None else as_pairs(shifts, n, "shifts")
         w = None if weights is None else as_weights(weights, n)
+        a = None
+        if angles is not None:
+            from .transforms import _angles
+
+            a = _angles(angles, n)
         # Sums go into fresh arrays first so that a failure (NaN in image 57)
         # leaves the accumulator as it was.
         add_sum = np.zeros(self.shape, np.float64)
         add_sq = np.zeros(self.shape, np.float64)
-        _core.accumulate(imgs, s, w, add_sum, add_sq, threads=as_threads(threads))
+        _core.accumulate(imgs, s, w, add_sum, add_sq, threads=as_threads(threads), angles=a)
         self.sum += add_sum
         self.sum_sq += add_sq
         self.weight += float(n if w is None else w.sum())
