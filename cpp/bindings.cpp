@@ -126,6 +126,34 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsa
   });
 }
 
+py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, double angular_step,
+                             int upsample, std::optional<double> max_shift,
+                             std::optional<double> lowpass, std::optional<double> highpass,
+                             double edge, bool coarse, int threads) {
+  require_stack(refs, "references");
+  require_stack(images, "images");
+  require_same_box(refs, images);
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, false, true, coarse, threads);
+  check_register_params(p, ny, nx);
+  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+  py::array_t<double> angles(static_cast<py::ssize_t>(n));
+  py::array_t<double> scores(static_cast<py::ssize_t>(n));
+  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
+  const float* rp = refs.data();
+  const float* ip = images.data();
+  double* sp = shifts.mutable_data();
+  double* ap = angles.mutable_data();
+  double* cp = scores.mutable_data();
+  std::int32_t* bp = best.mutable_data();
+  const std::size_t n_refs = dim(refs, 0);
+  run_without_gil([&] {
+    register_rotate_stack(rp, n_refs, ip, n, ny, nx, p, angular_step, sp, ap, cp, bp);
+  });
+  return py::make_tuple(shifts, angles, scores, best);
+}
+
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
                               std::size_t nx, int upsample, std::optional<double> max_shift,
                               std::optional<double> lowpass, std::optional<double> highpass,
@@ -279,6 +307,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("coarse") = true, py::arg("threads") = 1,
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
         "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
+  m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
+        py::arg("angular_step") = 1.0, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(), py::arg("edge") = 0.02,
+        py::arg("coarse") = true, py::arg("threads") = 1,
+        "Rotational + translational registration against references (k, ny, nx). Returns "
+        "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)).");
   m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
         py::arg("nx"), py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),

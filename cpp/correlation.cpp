@@ -11,6 +11,7 @@
 #include "parallel.hpp"
 #include "peaks.hpp"
 #include "plans.hpp"
+#include "rotate.hpp"
 #include "simd.hpp"
 #include "spectra.hpp"
 
@@ -274,89 +275,119 @@ Geometry register_geometry(std::size_t ny, std::size_t nx, const RegisterParams&
   return g;
 }
 
+// Everything one translational search needs besides the image: the blocks,
+// the filter, the inverse plan of the peak map and the search radius.
+struct TranslationSearch {
+  const RegisterParams& p;
+  Geometry geo;
+  std::vector<float> h2;
+  std::shared_ptr<const Fft2d> inv_plan;
+  double sy, sx, ry, rx;
+  bool refine_always;
+
+  TranslationSearch(std::size_t ny, std::size_t nx, const RegisterParams& params) : p(params) {
+    check_register_params(p, ny, nx);
+    if (p.filter.active()) {
+      h2 = bandpass_weights(ny, nx, p.filter);
+      for (auto& v : h2) v *= v;
+    }
+    geo = register_geometry(ny, nx, p);
+    inv_plan = get_fft2d(geo.my, geo.mx);
+    sy = static_cast<double>(ny) / static_cast<double>(geo.my);
+    sx = static_cast<double>(nx) / static_cast<double>(geo.mx);
+    ry = p.max_shift >= 0.0 ? p.max_shift / sy : -1.0;
+    rx = p.max_shift >= 0.0 ? p.max_shift / sx : -1.0;
+    // The coarse map samples the peak every sy px: refine at least on a 1 px
+    // grid at full resolution, even for upsample = 1.
+    refine_always = geo.my != geo.qy || geo.mx != geo.qx;
+  }
+
+  PreparedRefs prepare(const float* refs, std::size_t n_refs) const {
+    return prepare_refs(refs, n_refs, geo.ny, geo.nx, geo.qy, geo.qx, h2);
+  }
+
+  void prepare_workspace(Workspace& ws) const {
+    if (p.phase && ws.wre.empty()) {
+      ws.wre.resize(geo.qy * geo.qxh);
+      ws.wim.resize(geo.qy * geo.qxh);
+    }
+  }
+
+  // Best shift of the image with spectrum F (1/|H F| = inv) against one
+  // prepared reference G: {dy, dx, Pearson score}.
+  Refined run(const cfloat* F, float inv, const ComplexArray& G, Workspace& ws) const {
+    const std::size_t ny = geo.ny, nx = geo.nx, my = geo.my, mx = geo.mx;
+    product(F, G, geo, inv, p.phase, h2, ws);
+    inv_plan->inverse(ws.P.data(), ws.map.data());
+    const MapPeak pk = argmax_in_radius(ws.map.data(), my, mx, ry, rx);
+    float v[9];
+    neighbourhood3x3(ws.map.data(), my, mx, pk.iy, pk.ix, v);
+    double oy = 0.0, ox = 0.0;
+    quadratic_peak(v, oy, ox);
+    double dy = (static_cast<double>(signed_freq(pk.iy, my)) + oy) * sy;
+    double dx = (static_cast<double>(signed_freq(pk.ix, mx)) + ox) * sx;
+    double score = 0.0;
+    const float* cre = p.phase ? ws.wre.data() : ws.pre.data();
+    const float* cim = p.phase ? ws.wim.data() : ws.pim.data();
+    const std::size_t qy = geo.qy, qx = geo.qx;
+    if (p.upsample > 1 || refine_always) {
+      const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample);
+      dy = ref.dy;
+      dx = ref.dx;
+      score = ref.value;
+    }
+    // max_shift is a hard bound: a sub-pixel step that leaves the radius is
+    // brought back onto its edge (radially).
+    const double len = std::hypot(dy, dx);
+    const bool outside = p.max_shift >= 0.0 && len > p.max_shift;
+    if (outside) {
+      const double f = len > 0.0 ? p.max_shift / len : 0.0;
+      dy *= f;
+      dx *= f;
+    }
+    if (p.phase || !(p.upsample > 1 || refine_always) || outside)
+      score = ws.dft.value_at(ws.pre.data(), ws.pim.data(), qy, qx, ny, nx, dy, dx);
+    return Refined{dy, dx, std::clamp(score, -1.0, 1.0)};
+  }
+
+  // Pearson score of the image against G at a given shift (no search).
+  double score_at(const cfloat* F, float inv, const ComplexArray& G, double dy, double dx,
+                  Workspace& ws) const {
+    product(F, G, geo, inv, false, h2, ws);
+    return std::clamp(ws.dft.value_at(ws.pre.data(), ws.pim.data(), geo.qy, geo.qx, geo.ny, geo.nx, dy, dx),
+                      -1.0, 1.0);
+  }
+};
+
 // spectrum_of(i, ws) -> the half spectrum of image i (ny x nx/2+1).
 template <class SpectrumOf>
 void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::size_t ny,
                    std::size_t nx, const RegisterParams& p, double* shifts, double* scores,
                    std::int32_t* best_ref, SpectrumOf&& spectrum_of) {
-  check_register_params(p, ny, nx);
   if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
-  const std::vector<float> h2 = [&] {
-    if (!p.filter.active()) return std::vector<float>();
-    auto w = bandpass_weights(ny, nx, p.filter);
-    for (auto& v : w) v *= v;
-    return w;
-  }();
-  const Geometry geo = register_geometry(ny, nx, p);
-  const std::size_t my = geo.my, mx = geo.mx;
-  const auto plan = get_fft2d(ny, nx);
-  const auto inv_plan = (my == ny && mx == nx) ? plan : get_fft2d(my, mx);
-  const PreparedRefs R = prepare_refs(refs, n_refs, ny, nx, geo.qy, geo.qx, h2);
-  const double sy = static_cast<double>(ny) / static_cast<double>(my);
-  const double sx = static_cast<double>(nx) / static_cast<double>(mx);
-  const double ry = p.max_shift >= 0.0 ? p.max_shift / sy : -1.0;
-  const double rx = p.max_shift >= 0.0 ? p.max_shift / sx : -1.0;
-  // The coarse map samples the peak every sy px: refine at least on a 1 px
-  // grid at full resolution, even for upsample = 1.
-  const bool refine_always = my != geo.qy || mx != geo.qx;
-
-  Workspaces pool(p.threads, geo);
+  const TranslationSearch search(ny, nx, p);
+  const PreparedRefs R = search.prepare(refs, n_refs);
+  Workspaces pool(p.threads, search.geo);
   parallel_for(n_chunks(n, kChunk), p.threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = pool.get(worker);
-    if (p.phase && ws.wre.empty()) {
-      ws.wre.resize(geo.qy * geo.qxh);
-      ws.wim.resize(geo.qy * geo.qxh);
-    }
+    search.prepare_workspace(ws);
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const cfloat* F = spectrum_of(i, ws);
-      const float inv = inverse_norm(F, geo, h2);
-      double best_score = -2.0, bdy = 0.0, bdx = 0.0;
+      const float inv = inverse_norm(F, search.geo, search.h2);
+      Refined best{0.0, 0.0, -2.0};
       std::int32_t bref = 0;
       for (std::size_t r = 0; r < n_refs; ++r) {
-        double score = 0.0, dy = 0.0, dx = 0.0;
-        if (inv != 0.0f && !R.flat[r]) {
-          product(F, R.spec[r], geo, inv, p.phase, h2, ws);
-          inv_plan->inverse(ws.P.data(), ws.map.data());
-          const MapPeak pk = argmax_in_radius(ws.map.data(), my, mx, ry, rx);
-          float v[9];
-          neighbourhood3x3(ws.map.data(), my, mx, pk.iy, pk.ix, v);
-          double oy = 0.0, ox = 0.0;
-          quadratic_peak(v, oy, ox);
-          dy = (static_cast<double>(signed_freq(pk.iy, my)) + oy) * sy;
-          dx = (static_cast<double>(signed_freq(pk.ix, mx)) + ox) * sx;
-          const float* cre = p.phase ? ws.wre.data() : ws.pre.data();
-          const float* cim = p.phase ? ws.wim.data() : ws.pim.data();
-          const std::size_t qy = geo.qy, qx = geo.qx;
-          if (p.upsample > 1 || refine_always) {
-            const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample);
-            dy = ref.dy;
-            dx = ref.dx;
-            score = ref.value;
-          }
-          // max_shift is a hard bound: a sub-pixel step that leaves the
-          // radius is brought back onto its edge (radially).
-          const double len = std::hypot(dy, dx);
-          const bool outside = p.max_shift >= 0.0 && len > p.max_shift;
-          if (outside) {
-            const double f = len > 0.0 ? p.max_shift / len : 0.0;
-            dy *= f;
-            dx *= f;
-          }
-          if (p.phase || !(p.upsample > 1 || refine_always) || outside)
-            score = ws.dft.value_at(ws.pre.data(), ws.pim.data(), qy, qx, ny, nx, dy, dx);
-          score = std::clamp(score, -1.0, 1.0);
-        }
-        if (score > best_score) {
-          best_score = score;
-          bdy = dy;
-          bdx = dx;
+        Refined res{0.0, 0.0, 0.0};
+        if (inv != 0.0f && !R.flat[r]) res = search.run(F, inv, R.spec[r], ws);
+        if (res.value > best.value) {
+          best = res;
           bref = static_cast<std::int32_t>(r);
         }
       }
-      shifts[2 * i] = bdy;
-      shifts[2 * i + 1] = bdx;
-      scores[i] = best_score;
+      shifts[2 * i] = best.dy;
+      shifts[2 * i + 1] = best.dx;
+      scores[i] = best.value;
       if (best_ref) best_ref[i] = bref;
     }
   });
@@ -379,6 +410,149 @@ void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spect
   const std::size_t per = ny * (nx / 2 + 1);
   register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                 [&](std::size_t i, Workspace&) { return spectra + i * per; });
+}
+
+namespace {
+
+constexpr double kCoarseStep = 5.0;        // degrees between coarse rotations
+constexpr double kCoarseLowpass = 0.1;     // cycles/px of the coarse search
+constexpr std::size_t kAngleCandidates = 3;  // coarse maxima carried to the fine stage
+
+// The reference rotated by j * step degrees for j < count, prepared for a search.
+PreparedRefs rotated_references(const float* ref, std::size_t ny, std::size_t nx, double step,
+                                std::size_t count, const TranslationSearch& search, int threads) {
+  const std::size_t npx = ny * nx;
+  std::vector<float> stack(count * npx);
+  parallel_for(count, threads, [&](std::size_t j, std::size_t) {
+    transform_image(ref, ny, nx, step * static_cast<double>(j), 0.0, 0.0, false, &stack[j * npx]);
+  });
+  return search.prepare(stack.data(), count);
+}
+
+// Indices of the (at most) k highest circular local maxima of v, best first.
+std::size_t top_local_maxima(const std::vector<float>& v, std::size_t k, std::size_t* out) {
+  const std::size_t m = v.size();
+  std::size_t count = 0;
+  for (std::size_t j = 0; j < m; ++j) {
+    if (!(v[j] > v[(j + m - 1) % m] && v[j] >= v[(j + 1) % m])) continue;
+    std::size_t slot;
+    if (count == k) {  // full: replace the weakest if this one is stronger
+      if (v[j] <= v[out[k - 1]]) continue;
+      slot = k - 1;
+    } else {
+      slot = count++;
+    }
+    while (slot > 0 && v[out[slot - 1]] < v[j]) {
+      out[slot] = out[slot - 1];
+      --slot;
+    }
+    out[slot] = j;
+  }
+  return count;
+}
+
+// Vertex offset of the parabola through (-1, l), (0, c), (1, r), within [-0.5, 0.5].
+double parabola_offset(double l, double c, double r) {
+  const double d = l - 2.0 * c + r;
+  return d < 0.0 ? std::clamp(0.5 * (l - r) / d, -0.5, 0.5) : 0.0;
+}
+
+}  // namespace
+
+void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
+                           std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                           double angular_step, double* shifts, double* angles, double* scores,
+                           std::int32_t* best_ref) {
+  if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
+  if (!(angular_step >= 0.05 && angular_step <= 10.0))
+    throw std::invalid_argument("angular_step must be in [0.05, 10] degrees, got " +
+                                std::to_string(angular_step));
+  const std::size_t npx = ny * nx;
+  for (std::size_t r = 0; r < n_refs; ++r)
+    if (!all_finite(refs + r * npx, npx))
+      throw std::invalid_argument("reference " + std::to_string(r) +
+                                  " contains NaN or infinity; all pixel values must be finite");
+  const TranslationSearch fine(ny, nx, p);
+  RegisterParams pc = p;  // coarse: low-passed, cropped, quadratic peak only
+  pc.filter.lowpass = p.filter.lowpass > 0.0 ? std::min(p.filter.lowpass, kCoarseLowpass) : kCoarseLowpass;
+  pc.filter.highpass = std::min(p.filter.highpass, 0.5 * pc.filter.lowpass);
+  pc.upsample = 1;
+  pc.phase = false;
+  const TranslationSearch coarse(ny, nx, pc);
+  const auto K = static_cast<std::size_t>(std::lround(360.0 / angular_step));
+  const double dpsi = 360.0 / static_cast<double>(K);
+  const auto KC = static_cast<std::size_t>(std::lround(360.0 / kCoarseStep));
+  std::vector<PreparedRefs> fine_refs, coarse_refs;
+  for (std::size_t r = 0; r < n_refs; ++r) {
+    fine_refs.push_back(rotated_references(refs + r * npx, ny, nx, dpsi, K, fine, p.threads));
+    coarse_refs.push_back(rotated_references(refs + r * npx, ny, nx, kCoarseStep, KC, coarse, p.threads));
+  }
+  const auto plan = get_fft2d(ny, nx);
+  Workspaces fine_pool(p.threads, fine.geo), coarse_pool(p.threads, coarse.geo);
+  std::vector<std::vector<float>> coarse_scores(static_cast<std::size_t>(std::max(p.threads, 1)));
+  parallel_for(n_chunks(n, kChunk), p.threads, [&](std::size_t task, std::size_t worker) {
+    Workspace& ws = fine_pool.get(worker);
+    Workspace& cws = coarse_pool.get(worker);
+    fine.prepare_workspace(ws);
+    std::vector<float>& cs = coarse_scores[worker];
+    cs.resize(KC);
+    const std::size_t end = std::min(n, (task + 1) * kChunk);
+    for (std::size_t i = task * kChunk; i < end; ++i) {
+      const cfloat* F = image_spectrum(*plan, images + i * npx, i, ws);
+      const float inv = inverse_norm(F, fine.geo, fine.h2);
+      const float cinv = inverse_norm(F, coarse.geo, coarse.h2);
+      Refined best{0.0, 0.0, -2.0};
+      double best_psi = 0.0;
+      std::int32_t bref = 0;
+      for (std::size_t r = 0; r < n_refs; ++r) {
+        if (inv == 0.0f || cinv == 0.0f || fine_refs[r].flat[0]) {
+          if (best.value < 0.0) best = Refined{0.0, 0.0, 0.0};
+          continue;
+        }
+        // Coarse: score every kCoarseStep degrees; keep the best local maxima.
+        for (std::size_t j = 0; j < KC; ++j)
+          cs[j] = static_cast<float>(coarse.run(F, cinv, coarse_refs[r].spec[j], cws).value);
+        std::size_t peaks[kAngleCandidates];
+        const std::size_t n_peaks = top_local_maxima(cs, kAngleCandidates, peaks);
+        // Fine: the full search at the nearest fine rotation of each candidate.
+        std::size_t j = 0;
+        Refined res{0.0, 0.0, -2.0};
+        for (std::size_t k = 0; k < n_peaks; ++k) {
+          const std::size_t jc = peaks[k];
+          const double psi = (static_cast<double>(jc) +
+                              parabola_offset(cs[(jc + KC - 1) % KC], cs[jc], cs[(jc + 1) % KC])) *
+                             kCoarseStep;
+          const std::size_t jf = static_cast<std::size_t>(std::lround(psi / dpsi)) % K;
+          const Refined cand = fine.run(F, inv, fine_refs[r].spec[jf], ws);
+          if (cand.value > res.value) {
+            res = cand;
+            j = jf;
+          }
+        }
+        if (res.value <= best.value) continue;
+        // Move to a better neighbouring rotation while there is one, then a
+        // parabola through the neighbours' scores (same shift) refines the angle.
+        double sm = 0.0, sp = 0.0;
+        for (int move = 0; move < 8; ++move) {
+          sm = fine.score_at(F, inv, fine_refs[r].spec[(j + K - 1) % K], res.dy, res.dx, ws);
+          sp = fine.score_at(F, inv, fine_refs[r].spec[(j + 1) % K], res.dy, res.dx, ws);
+          if (sm <= res.value && sp <= res.value) break;
+          j = sm > sp ? (j + K - 1) % K : (j + 1) % K;
+          res = fine.run(F, inv, fine_refs[r].spec[j], ws);
+        }
+        best = res;
+        best_psi = (static_cast<double>(j) + parabola_offset(sm, res.value, sp)) * dpsi;
+        bref = static_cast<std::int32_t>(r);
+      }
+      best_psi = std::fmod(best_psi, 360.0);
+      if (best_psi < 0.0) best_psi += 360.0;
+      shifts[2 * i] = best.dy;
+      shifts[2 * i + 1] = best.dx;
+      angles[i] = best_psi;
+      scores[i] = best.value < -1.0 ? 0.0 : best.value;
+      if (best_ref) best_ref[i] = bref;
+    }
+  });
 }
 
 void correlation_maps(const float* ref, const float* images, std::size_t n, std::size_t ny,

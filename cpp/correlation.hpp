@@ -50,6 +50,22 @@ void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spect
                       std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
                       double* shifts, double* scores, std::int32_t* best_ref);
 
+// Rotational + translational registration, coarse to fine. Coarse: the
+// translational search against the reference rotated every 5 degrees, on the
+// correlation low-passed to 0.1 cycles/px (a small cropped inverse FFT);
+// the 3 best local maxima over angle go on. Fine: the full translational
+// search (the caller's filter, upsample, max_shift) against the reference
+// pre-rotated (bicubic) in steps of angular_step degrees nearest to each
+// candidate; the best is moved to a better neighbouring rotation while there
+// is one, and the angle is refined by a parabola through the scores at the
+// neighbouring rotations. angles[i] in [0, 360), pose convention (the image
+// is the reference rotated by psi, then shifted); the score is the Pearson
+// correlation at the nearest sampled rotation.
+void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
+                           std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                           double angular_step, double* shifts, double* angles, double* scores,
+                           std::int32_t* best_ref);
+
 // Normalised correlation maps at integer shifts: out[i, y, x] is the Pearson
 // correlation at shift (signed(y), signed(x)) (circular, unshifted layout,
 // like numpy.fft). The phase flag whitens the spectrum (then values are not

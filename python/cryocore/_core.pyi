@@ -22,6 +22,20 @@ def register_stack(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """Registers images (n, ny, nx) against references (k, ny, nx). Returns (shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32)."""
 
+def register_rotate(
+    references: npt.ArrayLike,
+    images: npt.ArrayLike,
+    angular_step: float = 1.0,
+    upsample: int = 20,
+    max_shift: Optional[float] = None,
+    lowpass: Optional[float] = None,
+    highpass: Optional[float] = None,
+    edge: float = 0.02,
+    coarse: bool = True,
+    threads: int = 1,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """Rotational + translational registration against references (k, ny, nx). Returns (shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,))."""
+
 def register_spectra(
     references: npt.ArrayLike,
     spectra: npt.ArrayLike,

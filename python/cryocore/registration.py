@@ -36,11 +36,15 @@ class Registration:
         zero variance.
     reference_index : ndarray, shape (N,), int
         Index of the best-matching reference (all 0 for one reference).
+    angles : ndarray, shape (N,), float64
+        In-plane angle psi in degrees, in [0, 360): the image is the reference
+        rotated by psi, then shifted (all 0 without ``rotate``).
     """
 
     shifts: np.ndarray
     scores: np.ndarray
     reference_index: np.ndarray
+    angles: np.ndarray
 
     def __len__(self) -> int:
         return int(np.size(self.scores))
@@ -84,6 +88,8 @@ def register(
     filter_edge: float = 0.02,
     phase_correlation: bool = False,
     full_search: bool = False,
+    rotate: bool = False,
+    angular_step: Optional[float] = None,
     threads: Optional[int] = None,
 ) -> Registration:
     """Find the shift of each image relative to a reference.
@@ -122,6 +128,16 @@ def register(
         are centred on its local maximum). ``True`` searches the full-size
         map instead (slower; differs only when the full-band correlation has
         a higher peak away from the band-limited one, e.g. on pure noise).
+    rotate : bool
+        Also find the in-plane angle. Coarse to fine: the reference rotated
+        every 5 degrees is searched on the correlation low-passed to 0.1
+        cycles/px; the 3 best angles are searched in full against the
+        reference pre-rotated every ``angular_step`` degrees (bicubic), moved
+        to a better neighbouring rotation while there is one, and the angle is
+        refined by a parabola through the neighbours' scores.
+    angular_step : float, optional
+        Degrees between the pre-rotated references of the fine stage
+        (default 1; 0.05 .. 10). Memory: 360 / angular_step spectra.
     threads : int, optional
         Worker threads (default: all available cores). Results do not depend
         on it.
@@ -130,7 +146,7 @@ def register(
     -------
     Registration
         ``.shifts`` (N, 2) ``(dy, dx)`` in the pose convention, ``.scores`` (N,),
-        ``.reference_index`` (N,).
+        ``.reference_index`` (N,), ``.angles`` (N,) degrees.
     """
     imgs, single = as_images(images, "images")
     shape = (int(imgs.shape[1]), int(imgs.shape[2]))
@@ -141,23 +157,35 @@ def register(
     hp = as_frequency(highpass, "highpass")
     if hp is not None and hp >= 0.5:
         raise ValueError(f"highpass must be below 0.5 cycles per pixel, got {highpass!r}")
-    shifts, scores, best = _core.register_stack(
-        refs,
-        imgs,
-        upsample=up,
-        max_shift=ms,
-        lowpass=lp,
-        highpass=hp,
-        edge=as_edge(filter_edge),
-        phase=bool(phase_correlation),
-        crop=True,
-        coarse=not bool(full_search),
-        threads=as_threads(threads),
-    )
+    if rotate:
+        step = 1.0 if angular_step is None else float(angular_step)
+        if not 0.05 <= step <= 10.0:
+            raise ValueError(f"angular_step must be between 0.05 and 10 degrees, got {angular_step!r}")
+        if phase_correlation:
+            raise ValueError("phase_correlation is not available with rotate=True")
+        shifts, angles, scores, best = _core.register_rotate(
+            refs, imgs, angular_step=step, upsample=up, max_shift=ms, lowpass=lp, highpass=hp,
+            edge=as_edge(filter_edge), coarse=not bool(full_search), threads=as_threads(threads),
+        )
+    else:
+        shifts, scores, best = _core.register_stack(
+            refs,
+            imgs,
+            upsample=up,
+            max_shift=ms,
+            lowpass=lp,
+            highpass=hp,
+            edge=as_edge(filter_edge),
+            phase=bool(phase_correlation),
+            crop=True,
+            coarse=not bool(full_search),
+            threads=as_threads(threads),
+        )
+        angles = np.zeros(len(scores))
     best = best.astype(np.intp)
     if single:
-        return Registration(shifts[0], scores[0], best[0])
-    return Registration(shifts, scores, best)
+        return Registration(shifts[0], scores[0], best[0], angles[0])
+    return Registration(shifts, scores, best, angles)
 
 
 def correlation_maps(
