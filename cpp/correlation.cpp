@@ -313,13 +313,6 @@ struct TranslationSearch {
     }
   }
 
-  // Highest value of the (integer-sampled) score map: a cheap ranking score.
-  double map_peak(const cfloat* F, float inv, const ComplexArray& G, Workspace& ws) const {
-    product(F, G, geo, inv, false, h2, ws);
-    inv_plan->inverse(ws.P.data(), ws.map.data());
-    return static_cast<double>(argmax_in_radius(ws.map.data(), geo.my, geo.mx, ry, rx).value);
-  }
-
   // Best shift of the image with spectrum F (1/|H F| = inv) against one
   // prepared reference G: {dy, dx, Pearson score}.
   Refined run(const cfloat* F, float inv, const ComplexArray& G, Workspace& ws) const {
@@ -518,7 +511,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
         }
         // Coarse: score every kCoarseStep degrees; keep the best local maxima.
         for (std::size_t j = 0; j < KC; ++j)
-          cs[j] = static_cast<float>(coarse.map_peak(F, cinv, coarse_refs[r].spec[j], cws));
+          cs[j] = static_cast<float>(coarse.run(F, cinv, coarse_refs[r].spec[j], cws).value);
         std::size_t peaks[kAngleCandidates];
         const std::size_t n_peaks = top_local_maxima(cs, kAngleCandidates, peaks);
         // Fine: the full search at the nearest fine rotation of each candidate.
