@@ -62,7 +62,8 @@ def test_cli_align_interrupted_leaves_no_output_file(tmp_path):
     np.save(stack, rng.standard_normal((1500, 96, 96)).astype(np.float32))  # never converges
     out = tmp_path / "out"
     p = subprocess.Popen(
-        [sys.executable, "-m", "cryocore", "align", str(stack), "-o", str(out), "--iterations", "200", "--quiet"],
+        [sys.executable, "-m", "cryocore", "align", str(stack), "-o", str(out), "--iterations", "200", "--quiet",
+         "--no-rotate"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(3.0)
@@ -93,7 +94,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     sim = cryocore.simulate(1200, 96, snr=0.05, max_shift=6, rotate=False, seed=5)
     stack = tmp_path / "stack.npy"
     np.save(stack, sim.images)
-    argv = ["align", str(stack), "--iterations", "12", "--quiet", "--threads", "2"]
+    argv = ["align", str(stack), "--iterations", "12", "--quiet", "--threads", "2", "--no-rotate"]
     ref_out, out = tmp_path / "reference", tmp_path / "out"
     assert subprocess.run([sys.executable, "-m", "cryocore", *argv, "-o", str(ref_out)], env=env).returncode == 0
 
@@ -135,8 +136,9 @@ def test_resume_refuses_other_parameters(tmp_path):
 
     sim = cryocore.simulate(60, 64, snr=0.5, rotate=False, seed=6)
     ck = str(tmp_path / "ck.npz")
-    a = align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck)
+    a = align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck)  # with rotations
     b = align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck, resume=True)  # nothing left
+    assert np.array_equal(a.angles, b.angles)
     assert np.array_equal(a.shifts, b.shifts) and np.array_equal(a.average, b.average)
     with pytest.raises(ValueError, match="another input or other parameters"):
         align(sim.images, progress=False, iterations=3, tolerance_px=0, checkpoint=ck, resume=True, seed=9)

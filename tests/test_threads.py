@@ -140,7 +140,7 @@ def test_sixteen_python_threads_register_and_align_like_sequential_calls():
     def work(job):
         k, imgs, ref = job
         if k % 2:
-            r = cryocore.align(imgs, progress=False, iterations=3, seed=k)
+            r = cryocore.align(imgs, progress=False, iterations=3, seed=k, rotate=bool(k % 4 == 1))
             return r.shifts, r.scores, r.average
         r = cryocore.register(ref, imgs, threads=2)
         return r.shifts, r.scores, r.reference_index

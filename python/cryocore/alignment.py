@@ -24,6 +24,7 @@ HalfSplit = Union[str, np.ndarray]
 MAX_SPECTRA_CACHE = 4 << 30
 CHUNK = 1024  # images read and processed at a time
 BAND_MARGIN = 0.1  # cycles/px summed above the search band while iterating
+ANGLE_TOLERANCE_DEG = 0.05  # RMS angle change below which rotations count as converged
 
 
 # --------------------------------------------------------------------------- inputs
@@ -231,6 +232,7 @@ def _save_checkpoint(path: str, fingerprint: str, st: dict) -> None:
         fingerprint=np.array(fingerprint), iteration=np.array(st["iteration"]),
         converged=np.array(st["converged"]), refs=np.stack(st["refs"]), lowpass=np.asarray(st["lowpass"]),
         shifts1=st["shifts"][0], shifts2=st["shifts"][1], scores1=st["scores"][0], scores2=st["scores"][1],
+        angles1=st["angles"][0], angles2=st["angles"][1],
         accepted1=st["accepted"][0], accepted2=st["accepted"][1], thresholds=np.asarray(st["thresholds"]),
         history=np.array(json.dumps(st["history"])), frames=np.stack(st["frames"]),
         wisdom=np.frombuffer(_core.export_wisdom(), np.uint8),
@@ -262,6 +264,7 @@ def _load_checkpoint(path: str, fingerprint: str) -> dict:
     return dict(
         iteration=int(d["iteration"]), converged=bool(d["converged"]), refs=[d["refs"][0], d["refs"][1]],
         lowpass=[float(v) for v in d["lowpass"]], shifts=[d["shifts1"], d["shifts2"]],
+        angles=[d["angles1"], d["angles2"]],
         scores=[d["scores1"], d["scores2"]], accepted=[d["accepted1"], d["accepted2"]],
         thresholds=np.array(d["thresholds"]), history=json.loads(str(d["history"])),
         frames=list(d["frames"]),
@@ -296,19 +299,27 @@ class _Halves:
                         )
                         pos[h] += k
 
-    def register(self, h: int, ref: np.ndarray, **kw: Any) -> tuple[np.ndarray, np.ndarray]:
+    def register(self, h: int, ref: np.ndarray, rotate: bool = False,
+                 **kw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shifts (n_h, 2), angles (n_h,) (0 without rotate) and scores of half h's images."""
         refs = np.ascontiguousarray(ref, np.float32)[None]
-        if self.spectra is not None:
+        if self.spectra is not None and not rotate:
             s, c, _ = _core.register_spectra(refs, self.spectra[h], self.nx, threads=self.threads, **kw)
-            return s, c
-        shifts, scores = [], []
+            return s, np.zeros(len(c)), c
+        shifts, angles, scores = [], [], []
         for chunk in self._chunks(h):
-            s, c, _ = _core.register_stack(refs, chunk, threads=self.threads, **kw)
+            if rotate:
+                s, a, c, _ = _core.register_rotate(refs, chunk, threads=self.threads, **kw)
+            else:
+                s, c, _ = _core.register_stack(refs, chunk, threads=self.threads, **kw)
+                a = np.zeros(len(c))
             shifts.append(s)
+            angles.append(a)
             scores.append(c)
-        return np.concatenate(shifts), np.concatenate(scores)
+        return np.concatenate(shifts), np.concatenate(angles), np.concatenate(scores)
 
-    def average(self, h: int, shifts: np.ndarray, weights: np.ndarray, band: float = 0.5) -> np.ndarray:
+    def average(self, h: int, shifts: np.ndarray, weights: np.ndarray, band: float = 0.5,
+                angles: Optional[np.ndarray] = None) -> np.ndarray:
         """Weighted mean of half h's images moved back by their shifts, float64 (ny, nx).
 
         With cached spectra and ``band < 0.5`` only frequencies up to ``band``
@@ -318,7 +329,7 @@ class _Halves:
         total = float(weights.sum())
         if total <= 0:
             return np.zeros((self.ny, self.nx))
-        if self.spectra is not None:
+        if self.spectra is not None and angles is None:
             acc = np.zeros((self.ny, self.nx // 2 + 1), np.complex128)
             _core.accumulate_spectra(self.spectra[h], self.nx, shifts, weights, acc, threads=self.threads,
                                      band=float(band))
@@ -327,7 +338,8 @@ class _Halves:
         pos = 0
         for chunk in self._chunks(h):
             k = len(chunk)
-            _core.accumulate(chunk, shifts[pos : pos + k], weights[pos : pos + k], acc_r, None, threads=self.threads)
+            _core.accumulate(chunk, shifts[pos : pos + k], weights[pos : pos + k], acc_r, None,
+                             threads=self.threads, angles=None if angles is None else angles[pos : pos + k])
             pos += k
         if band < 0.5:  # the same band as accumulate_spectra keeps
             spec = np.fft.rfft2(acc_r)
@@ -398,7 +410,7 @@ def align(
     images: Any,
     reference: Union[None, int, np.ndarray] = None,
     *,
-    rotate: bool = False,
+    rotate: bool = True,
     threshold: Union[str, float] = "auto",
     iterations: int = 10,
     half_split: HalfSplit = "random",
@@ -428,7 +440,9 @@ def align(
         unaligned images. An ``int`` picks an image of the stack (low-passed
         to the first iteration's band). An array is used as given.
     rotate : bool
-        In-plane rotation search. Not available yet: raises NotImplementedError.
+        Also search in-plane rotations (:func:`cryocore.register` with
+        ``rotate=True``); the images are then averaged by one bicubic
+        interpolation of their whole pose, and the spectra cache is not used.
     threshold : "auto" or float
         ``"auto"``: per half, reject scores below ``median - 4 * 1.4826 * MAD``
         (:func:`auto_threshold`). A float is a Pearson score (CONVENTIONS.md):
@@ -474,10 +488,6 @@ def align(
     AlignResult
     """
     t_start = time.perf_counter()
-    if rotate:
-        raise NotImplementedError(
-            "rotate=True needs the in-plane rotation search, which is not in this version; use rotate=False"
-        )
     src = _as_source(images)
     n, ny, nx = (int(v) for v in src.shape)
     if mode not in ("iterative", "online"):
@@ -520,22 +530,26 @@ def align(
         upsample=upsample, mask_radius=mask_radius, cache_spectra=bool(cache_spectra) and mode == "iterative",
         reference=("reference-free" if reference is None else (f"image {int(reference)}" if isinstance(reference, (int, np.integer)) else "array")),
     )
-    reg_kw = dict(upsample=int(upsample), max_shift=None if max_shift is None else float(max_shift))
+    reg_kw: dict[str, Any] = dict(upsample=int(upsample), max_shift=None if max_shift is None else float(max_shift))
 
     if mode == "online":
+        if rotate:
+            raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
         return _align_online(src, half, reference, threshold, pixel_size_A, cap, nthreads, show, params, reg_kw, mask_radius, t_start)
 
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         # Plan the FFTs exactly as the interrupted process did (same rounding).
         _import_checkpoint_wisdom(checkpoint)
     t0 = time.perf_counter()
-    halves = _Halves(src, half, nthreads, bool(cache_spectra), show)
+    # The spectra cache serves translations only (a rotation needs the images).
+    halves = _Halves(src, half, nthreads, bool(cache_spectra) and not rotate, show)
     timings = {"fft_cache_s": time.perf_counter() - t0}
     refs = _initial_references(src, halves, reference, first_lowpass)
     # Recentre the starting references; poses found against them refer to the recentred frame.
     refs = [_shift_image(r, -centre_of_mass_offset(r)) for r in refs]
 
     shifts = [np.zeros((len(ix), 2)) for ix in halves.index]
+    angles = [np.zeros(len(ix)) for ix in halves.index]
     scores = [np.zeros(len(ix)) for ix in halves.index]
     accepted = [np.ones(len(ix), bool) for ix in halves.index]
     thresholds = np.zeros(2)
@@ -554,6 +568,7 @@ def align(
         done, converged = st["iteration"], st["converged"]
         refs = avgs = st["refs"]
         lowpass, shifts, scores, accepted = st["lowpass"], st["shifts"], st["scores"], st["accepted"]
+        angles = st["angles"]
         thresholds, history, frames = st["thresholds"], st["history"], st["frames"]
     t_iter = time.perf_counter()
     todo = [] if converged else range(done + 1, iterations + 1)
@@ -562,7 +577,7 @@ def align(
         new_avgs = []
         for h in (0, 1):
             lp = lowpass[h]
-            s, c = halves.register(h, refs[h], lowpass=lp if lp < 0.5 else None, **reg_kw)
+            s, a, c = halves.register(h, refs[h], rotate, lowpass=lp if lp < 0.5 else None, **reg_kw)
             thr = auto_threshold(c) if threshold == "auto" else float(threshold)
             acc = c >= thr
             if not acc.any():
@@ -575,23 +590,26 @@ def align(
             # References need only the band being searched; a margin above it
             # lets the quarter FRC see the resolution improve.
             band = min(0.5, lp + BAND_MARGIN)
-            qa, qb = halves.average(h, s, wa, band), halves.average(h, s, wb, band)
+            rot = a if rotate else None
+            qa, qb = halves.average(h, s, wa, band, rot), halves.average(h, s, wb, band, rot)
             avg = (wa.sum() * qa + wb.sum() * qb) / (wa.sum() + wb.sum())
             # Keep the average centred in the box: move it and re-express the poses.
             com = centre_of_mass_offset(avg)
             avg = _shift_image(avg, -com)
-            s = s + com
+            s = s + rotate_vectors(np.broadcast_to(com, s.shape), a)
             change = float(np.sqrt(np.mean(np.sum((s - shifts[h]) ** 2, axis=1)))) if it > 1 else float("nan")
+            dpsi = (a - angles[h] + 180.0) % 360.0 - 180.0
+            angle_change = float(np.sqrt(np.mean(dpsi**2))) if it > 1 else float("nan")
             changed_set = int((acc != accepted[h]).sum())
-            shifts[h], scores[h], accepted[h], thresholds[h] = s, c, acc, thr
+            shifts[h], angles[h], scores[h], accepted[h], thresholds[h] = s, a, c, acc, thr
             new_avgs.append(avg)
             own = _half_resolution(qa, qb, mask_radius)
             lowpass[h] = min(cap, float(min(0.5, max(first_lowpass, own + 0.02))))
             rows.append(dict(iteration=it, half=h + 1, mean_score=float(c.mean()), median_score=float(np.median(c)),
                              accepted=int(acc.sum()), total=int(len(c)), pose_change=change,
-                             accepted_changes=changed_set, threshold=float(thr), lowpass=float(lp),
-                             half_resolution=own))
-        a1, a2, t21 = _align_pair(new_avgs[0], new_avgs[1], nthreads)
+                             angle_change=angle_change, accepted_changes=changed_set, threshold=float(thr),
+                             lowpass=float(lp), half_resolution=own))
+        a1, a2, _, _ = _align_pair(new_avgs[0], new_avgs[1], nthreads, rotate)
         fr = frc(a1, a2, mask_radius=mask_radius, pixel_size_A=pixel_size_A)
         for r in rows:
             r["resolution"] = fr.resolution_0143
@@ -599,10 +617,14 @@ def align(
         frames.append(_combine(a1, a2, rows[0]["accepted"], rows[1]["accepted"]).astype(np.float32))
         avgs = new_avgs
         refs = new_avgs
-        converged = it > 1 and all(r["pose_change"] < tolerance_px and r["accepted_changes"] == 0 for r in rows)
+        converged = it > 1 and all(
+            r["pose_change"] < tolerance_px and r["accepted_changes"] == 0
+            and (not rotate or r["angle_change"] < ANGLE_TOLERANCE_DEG) for r in rows
+        )
         if checkpoint is not None:
             _save_checkpoint(checkpoint, fingerprint, dict(
-                iteration=it, converged=converged, refs=refs, lowpass=lowpass, shifts=shifts, scores=scores,
+                iteration=it, converged=converged, refs=refs, lowpass=lowpass, shifts=shifts, angles=angles,
+                scores=scores,
                 accepted=accepted, thresholds=thresholds, history=history, frames=frames))
         if callback is not None:
             callback(dict(iteration=it, rows=rows, half_averages=np.stack([a1, a2])))
@@ -613,26 +635,42 @@ def align(
     # Final: full-band half averages at the last poses; half 2's average
     # aligned onto half 1's, and half 2's poses composed with that shift.
     t0 = time.perf_counter()
-    avgs = [halves.average(h, shifts[h], accepted[h].astype(np.float64)) for h in (0, 1)]
+    avgs = [halves.average(h, shifts[h], accepted[h].astype(np.float64), 0.5, angles[h] if rotate else None)
+            for h in (0, 1)]
     timings["final_average_s"] = time.perf_counter() - t0
-    a1, a2, t21 = _align_pair(avgs[0], avgs[1], nthreads)
-    shifts[1] = shifts[1] + t21
+    a1, a2, psi21, t21 = _align_pair(avgs[0], avgs[1], nthreads, rotate)
+    # half 2 = (half 1 rotated by psi21, shifted by t21): compose the poses
+    shifts[1] = shifts[1] + rotate_vectors(np.broadcast_to(t21, shifts[1].shape), angles[1])
+    angles[1] = (angles[1] + psi21) % 360.0
     return _finish(n, ny, nx, half, halves.index, shifts, scores, accepted, thresholds, a1, a2, history, frames,
-                   pixel_size_A, mask_radius, src, params, timings, t_start)
+                   pixel_size_A, mask_radius, src, params, timings, t_start, angles)
 
 
 def progress_iter(it, progress):  # type: ignore[no-untyped-def]
     return _tqdm_progress(it, "iterations") if progress else it
 
 
-def _align_pair(a1: np.ndarray, a2: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shift ``a2`` onto ``a1``; returns (a1, a2 moved, t) with ``a2 = a1 moved by t``."""
-    s, _, _ = _core.register_stack(
-        np.ascontiguousarray(a1, np.float32)[None], np.ascontiguousarray(a2, np.float32)[None],
-        upsample=50, threads=1,
-    )
+def rotate_vectors(v: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """``Rot(psi) v`` for (dy, dx) vectors (N, 2) and angles (N,) in degrees (pose convention)."""
+    a = np.radians(np.asarray(angles, np.float64))
+    c, s = np.cos(a), np.sin(a)
+    dy, dx = v[:, 0], v[:, 1]
+    return np.stack([s * dx + c * dy, c * dx - s * dy], axis=1)
+
+
+def _align_pair(a1: np.ndarray, a2: np.ndarray, threads: int,
+                rotate: bool = False) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Bring ``a2`` onto ``a1``: returns (a1, a2 moved, psi, t) with ``a2 = a1 rotated by psi, moved by t``."""
+    r1 = np.ascontiguousarray(a1, np.float32)[None]
+    r2 = np.ascontiguousarray(a2, np.float32)[None]
+    if rotate:
+        s, a, _, _ = _core.register_rotate(r1, r2, angular_step=0.5, upsample=50, threads=threads)
+        psi, t = float(a[0]), s[0]
+        moved = _core.transform_stack(r2, np.array([psi]), np.array([t]), inverse=True, threads=1)[0]
+        return np.asarray(a1, np.float64), moved.astype(np.float64), psi, t
+    s, _, _ = _core.register_stack(r1, r2, upsample=50, threads=1)
     t = s[0]
-    return np.asarray(a1, np.float64), _shift_image(a2, -t).astype(np.float64), t
+    return np.asarray(a1, np.float64), _shift_image(a2, -t).astype(np.float64), 0.0, t
 
 
 def _combine(a1: np.ndarray, a2: np.ndarray, n1: int, n2: int) -> np.ndarray:
@@ -641,12 +679,15 @@ def _combine(a1: np.ndarray, a2: np.ndarray, n1: int, n2: int) -> np.ndarray:
 
 
 def _finish(n, ny, nx, half, index, shifts, scores, accepted, thresholds, a1, a2, history, frames,
-            pixel_size_A, mask_radius, src, params, timings, t_start) -> AlignResult:  # type: ignore[no-untyped-def]
+            pixel_size_A, mask_radius, src, params, timings, t_start, angles=None) -> AlignResult:  # type: ignore[no-untyped-def]
     all_shifts = np.zeros((n, 2))
+    all_angles = np.zeros(n)
     all_scores = np.zeros(n)
     all_acc = np.zeros(n, bool)
     for h in (0, 1):
         all_shifts[index[h]] = shifts[h]
+        if angles is not None:
+            all_angles[index[h]] = angles[h]
         all_scores[index[h]] = scores[h]
         all_acc[index[h]] = accepted[h]
     n1, n2 = int(accepted[0].sum()), int(accepted[1].sum())
@@ -654,7 +695,7 @@ def _finish(n, ny, nx, half, index, shifts, scores, accepted, thresholds, a1, a2
     timings["total_s"] = time.perf_counter() - t_start
     return AlignResult(
         shifts=all_shifts,
-        angles=np.zeros(n),
+        angles=all_angles,
         scores=all_scores,
         accepted=all_acc,
         half=half.copy(),
@@ -720,7 +761,7 @@ def _align_online(src, half, reference, threshold, pixel_size_A, cap, threads, s
     thresholds = np.array([auto_threshold(scores[0]) if fixed is None else fixed,
                            auto_threshold(scores[1]) if fixed is None else fixed])
     timings = {"online_s": time.perf_counter() - t0}
-    a1, a2, t21 = _align_pair(sums[0] / weights[0], sums[1] / weights[1], threads)
+    a1, a2, _, t21 = _align_pair(sums[0] / weights[0], sums[1] / weights[1], threads)
     shifts[1] = shifts[1] + t21
     return _finish(n, ny, nx, half, index, shifts, scores, accepted, thresholds, a1, a2, history, frames,
                    pixel_size_A, mask_radius, src, params, timings, t_start)
