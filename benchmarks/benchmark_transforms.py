@@ -95,12 +95,17 @@ class AlignSuite:
         sim = cryocore.simulate(n_images, size, snr=0.1, max_shift=size / 12, rotate=False, seed=0)
         self.images = sim.images
         self.template = sim.template
-        cryocore.align(self.images[:64], iterations=1, progress=False)  # plans
+        cryocore.align(self.images[:64], iterations=1, progress=False)  # plans (rotation too)
 
     def time_align_10_iterations(self, size, n_images):
         import cryocore
 
-        cryocore.align(self.images, iterations=10, tolerance_px=0, progress=False)
+        cryocore.align(self.images, rotate=False, iterations=10, tolerance_px=0, progress=False)
+
+    def time_align_rotate_3_iterations(self, size, n_images):
+        import cryocore
+
+        cryocore.align(self.images, rotate=True, iterations=3, tolerance_px=0, progress=False)
 
     def time_register_one_pass(self, size, n_images):
         import cryocore
@@ -110,4 +115,4 @@ class AlignSuite:
     def peakmem_align(self, size, n_images):
         import cryocore
 
-        cryocore.align(self.images, iterations=3, tolerance_px=0, progress=False)
+        cryocore.align(self.images, rotate=False, iterations=3, tolerance_px=0, progress=False)

@@ -6,7 +6,7 @@ rotate=False, seed=0)``), in one process, methods interleaved per repeat,
 medians reported:
 
   register   one ``cryocore.register`` pass over the stack (against the template)
-  align      ``cryocore.align(images, iterations=K, tolerance_px=0)``: K full
+  align      ``cryocore.align(images, rotate=False, iterations=K, tolerance_px=0)``: K full
              iterations, reference-free, two half-sets (spectra cached once,
              correlation on the spectrum cropped to the current resolution,
              band-limited accumulation in Fourier space)
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     methods = {
         "register (one pass)": lambda: cryocore.register(t, imgs, threads=args.threads),
         f"align ({args.iterations} iterations)": lambda: cryocore.align(
-            imgs, iterations=args.iterations, tolerance_px=0, progress=False, threads=args.threads),
+            imgs, rotate=False, iterations=args.iterations, tolerance_px=0, progress=False, threads=args.threads),
         f"pyfftw batch ({args.iterations} iterations)": lambda: pyfftw_iterations(
             imgs, half, args.iterations, args.threads),
     }
