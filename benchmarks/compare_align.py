@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     for k in names:
         print(f"  {k:<32} {med[k]:8.3f} s   {med[k] / base:6.2f}x register pass")
     al, pf = med[names[1]], med[names[2]]
-    print(f"\ntargets (printed, not asserted)")
+    print("\ntargets (printed, not asserted)")
     print(f"  {'PASS' if al <= 5 * base else 'MISS'}  align {args.iterations} iterations <= 5x one register pass: "
           f"{al / base:.2f}x")
     print(f"  {'PASS' if pf >= 2.5 * al else 'MISS'}  pyfftw iterations >= 2.5x align: {pf / al:.2f}x")

@@ -8,12 +8,12 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _core
-from ._validate import as_image, as_threads, default_threads
+from ._validate import as_image, as_threads
 from .frc import FRC, frc
 
 __all__ = ["AlignResult", "align", "split_halves", "auto_threshold"]
@@ -349,14 +349,13 @@ class _Halves:
             acc_r = np.fft.irfft2(spec * keep, s=(self.ny, self.nx))
         return acc_r / total
 
-    def _chunks(self, h: int):  # type: ignore[no-untyped-def]
-        ix = self.index[h]
+    def _chunks(self, h: int) -> Iterator[np.ndarray]:
+        """Half h's images, in input order, a chunk of the input at a time."""
         for start in range(0, self.n, CHUNK):
             stop = min(self.n, start + CHUNK)
             sel = self.half[start:stop] == h + 1
             if sel.any():
                 yield np.ascontiguousarray(self.src.read(start, stop)[sel])
-        del ix
 
 
 def _noop_progress(it, desc):  # type: ignore[no-untyped-def]
