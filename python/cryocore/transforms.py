@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _core
 from ._validate import as_images, as_pairs, as_real_array, as_threads
@@ -51,9 +52,9 @@ def _angles(angles: object, n: int) -> np.ndarray:
 
 
 def transform(
-    images: np.ndarray,
-    angles: np.ndarray,
-    shifts: Optional[np.ndarray] = None,
+    images: npt.ArrayLike,
+    angles: npt.ArrayLike,
+    shifts: Optional[npt.ArrayLike] = None,
     *,
     inverse: bool = False,
     threads: Optional[int] = None,
@@ -86,7 +87,7 @@ def transform(
     return out[0] if single else out
 
 
-def rotate(images: np.ndarray, angles: np.ndarray, *, threads: Optional[int] = None) -> np.ndarray:
+def rotate(images: npt.ArrayLike, angles: npt.ArrayLike, *, threads: Optional[int] = None) -> np.ndarray:
     """Rotate images by ``angles`` (degrees) about their centre ``(ny // 2, nx // 2)``.
 
     ``transform(images, angles)``: a positive angle turns x towards y; for an odd
