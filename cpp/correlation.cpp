@@ -397,6 +397,19 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
 void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
                     std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
                     double* scores, std::int32_t* best_ref) {
+  check_register_params(p, ny, nx);
+  const Geometry geo = register_geometry(ny, nx, p);
+  if (geo.qx < nx) {
+    // Only the q block's columns are ever read: transform just those along y.
+    const auto pruned = get_pruned_forward(ny, nx, geo.qxh);
+    register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
+                  [&](std::size_t i, Workspace& ws) {
+                    copy_checked(images + i * ny * nx, ny * nx, ws.img.data(), i, "image");
+                    pruned->forward(ws.img.data(), ws.F.data());
+                    return static_cast<const cfloat*>(ws.F.data());
+                  });
+    return;
+  }
   const auto plan = get_fft2d(ny, nx);
   register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                 [&](std::size_t i, Workspace& ws) {

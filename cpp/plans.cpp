@@ -14,6 +14,11 @@ std::mutex& planner_mutex() {
 
 // Guarded by planner_mutex().
 PlanEffort g_effort = PlanEffort::Measure;
+std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>>&
+pruned_cache() {
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>> c;
+  return c;
+}
 std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>>& cache() {
   static std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> c;
   return c;
@@ -67,9 +72,11 @@ void forget_wisdom() {
 
 void clear_plan_cache() {
   std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> old;
+  std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>> old_pruned;
   {
     std::lock_guard<std::mutex> lock(planner_mutex());
     old.swap(cache());
+    old_pruned.swap(pruned_cache());
   }
   // `old` is destroyed here, outside the lock: ~Fft2d takes the lock itself.
 }
@@ -129,6 +136,51 @@ std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx) {
   // constructor cleans up itself before throwing.
   auto plan = std::shared_ptr<const Fft2d>(new Fft2d(ny, nx, g_effort));
   cache().emplace(key, plan);
+  return plan;
+}
+
+PrunedForward::PrunedForward(std::size_t ny, std::size_t nx, std::size_t cols, PlanEffort effort)
+    : ny_(ny), nx_(nx), cols_(cols) {
+  // Caller holds planner_mutex.
+  const std::size_t nxh = nx / 2 + 1;
+  RealArray r(ny * nx);
+  ComplexArray c(ny * nxh);
+  const unsigned flags = effort_flag(effort);
+  int n_row[1] = {as_int(nx)};
+  rows_ = fftwf_plan_many_dft_r2c(1, n_row, as_int(ny), r.data(), nullptr, 1, as_int(nx),
+                                  reinterpret_cast<fftwf_complex*>(c.data()), nullptr, 1,
+                                  as_int(nxh), flags);
+  int n_col[1] = {as_int(ny)};
+  columns_ = fftwf_plan_many_dft(1, n_col, as_int(cols), reinterpret_cast<fftwf_complex*>(c.data()),
+                                 nullptr, as_int(nxh), 1, reinterpret_cast<fftwf_complex*>(c.data()),
+                                 nullptr, as_int(nxh), 1, FFTW_FORWARD, flags);
+  if (!rows_ || !columns_) {
+    if (rows_) fftwf_destroy_plan(rows_);
+    if (columns_) fftwf_destroy_plan(columns_);
+    throw std::runtime_error("FFTW could not create a plan");
+  }
+}
+
+PrunedForward::~PrunedForward() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  fftwf_destroy_plan(rows_);
+  fftwf_destroy_plan(columns_);
+}
+
+void PrunedForward::forward(const float* in, cfloat* out) const noexcept {
+  auto* o = reinterpret_cast<fftwf_complex*>(out);
+  fftwf_execute_dft_r2c(rows_, const_cast<float*>(in), o);  // out-of-place r2c keeps its input
+  fftwf_execute_dft(columns_, o, o);
+}
+
+std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::size_t nx,
+                                                        std::size_t cols) {
+  std::unique_lock<std::mutex> lock(planner_mutex());
+  const auto key = std::make_tuple(ny, nx, cols, static_cast<int>(g_effort));
+  auto it = pruned_cache().find(key);
+  if (it != pruned_cache().end()) return it->second;
+  auto plan = std::shared_ptr<const PrunedForward>(new PrunedForward(ny, nx, cols, g_effort));
+  pruned_cache().emplace(key, plan);
   return plan;
 }
 

@@ -96,4 +96,27 @@ class Fft2d {
 // Cached plans for a shape at the current planning effort. Thread-safe.
 std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx);
 
+// A forward r2c of an (ny, nx) image that computes only the first `cols`
+// columns (kx < cols) of the half spectrum: 1D r2c transforms of all rows,
+// then 1D transforms along y of those columns only (the others hold row
+// transforms). For correlations that use only low frequencies.
+class PrunedForward {
+ public:
+  PrunedForward(std::size_t ny, std::size_t nx, std::size_t cols, PlanEffort effort);
+  ~PrunedForward();
+  PrunedForward(const PrunedForward&) = delete;
+  PrunedForward& operator=(const PrunedForward&) = delete;
+  std::size_t cols() const noexcept { return cols_; }
+  // in: ny*nx floats, out: ny*(nx/2+1) complex (aligned like fftwf_malloc).
+  void forward(const float* in, cfloat* out) const noexcept;
+
+ private:
+  std::size_t ny_, nx_, cols_;
+  fftwf_plan rows_ = nullptr;
+  fftwf_plan columns_ = nullptr;
+};
+
+std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::size_t nx,
+                                                        std::size_t cols);
+
 }  // namespace cryocore
