@@ -177,7 +177,8 @@ py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spec
 
 py::array_t<std::complex<float>> py_forward(
     const FloatArray& images, int threads,
-    std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index) {
+    std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index,
+    std::optional<py::array_t<std::complex<float>, py::array::c_style>> out_arg) {
   require_stack(images, "images");
   const std::size_t ny = dim(images, 1), nx = dim(images, 2);
   std::size_t n = dim(images, 0);
@@ -191,8 +192,18 @@ py::array_t<std::complex<float>> py_forward(
                                     std::to_string(n) + " images");
     n = dim(*index, 0);
   }
-  py::array_t<std::complex<float>> out(
-      {static_cast<py::ssize_t>(n), images.shape(1), static_cast<py::ssize_t>(nx / 2 + 1)});
+  const std::size_t nxh = nx / 2 + 1;
+  py::array_t<std::complex<float>> out;
+  if (out_arg) {  // written in place (e.g. a slice of a spectra cache): no second copy
+    out = *out_arg;
+    if (out.ndim() != 3 || dim(out, 0) != n || dim(out, 1) != ny || dim(out, 2) != nxh || !out.writeable())
+      throw std::invalid_argument("out must be a writeable C-contiguous complex64 array of shape (" +
+                                  std::to_string(n) + ", " + std::to_string(ny) + ", " +
+                                  std::to_string(nxh) + ")");
+  } else {
+    out = py::array_t<std::complex<float>>(
+        {static_cast<py::ssize_t>(n), images.shape(1), static_cast<py::ssize_t>(nxh)});
+  }
   const float* ip = images.data();
   cfloat* op = out.mutable_data();
   run_without_gil([&] { forward_stack(ip, n, ny, nx, threads, op, xp); });
@@ -320,9 +331,9 @@ PYBIND11_MODULE(_core, m) {
         py::arg("coarse") = true, py::arg("threads") = 1,
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
-        py::arg("index") = py::none(),
+        py::arg("index") = py::none(), py::arg("out") = py::none(),
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "
-        "of images[index] only.");
+        "of images[index] only; with out, written into that array (returned).");
   m.def("accumulate_spectra", &py_accumulate_spectra, py::arg("spectra"), py::arg("nx"),
         py::arg("shifts"), py::arg("weights"), py::arg("sum"), py::arg("threads") = 1,
         py::arg("band") = 0.5,

@@ -53,9 +53,12 @@ def register_spectra(
     """register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack."""
 
 def forward_stack(
-    images: npt.ArrayLike, threads: int = 1, index: Optional[npt.ArrayLike] = None
+    images: npt.ArrayLike,
+    threads: int = 1,
+    index: Optional[npt.ArrayLike] = None,
+    out: Optional[npt.NDArray[np.complex64]] = None,
 ) -> npt.NDArray[np.complex64]:
-    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, of images[index] only."""
+    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, of images[index] only; with out, written into that array (returned)."""
 
 def accumulate_spectra(
     spectra: npt.ArrayLike,

@@ -15,6 +15,7 @@ import numpy as np
 from . import _core
 from ._validate import as_image, as_threads
 from .frc import FRC, frc
+from .transforms import shift
 
 __all__ = ["AlignResult", "align", "split_halves", "auto_threshold"]
 
@@ -134,10 +135,6 @@ def centre_of_mass_offset(img: np.ndarray, lowpass: float = 0.1) -> np.ndarray:
     y = np.arange(ny) - ny // 2
     x = np.arange(nx) - nx // 2
     return np.array([(w.sum(axis=1) * y).sum() / total, (w.sum(axis=0) * x).sum() / total])
-
-
-def _shift_image(img: np.ndarray, d: Union[Sequence[float], np.ndarray]) -> np.ndarray:
-    return _core.shift_stack(np.ascontiguousarray(img, np.float32)[None], np.asarray([d], np.float64), threads=1)[0]
 
 
 # --------------------------------------------------------------------------- result
@@ -294,9 +291,8 @@ class _Halves:
                     sel = labels == h + 1
                     k = int(sel.sum())
                     if k:
-                        self.spectra[h][pos[h] : pos[h] + k] = _core.forward_stack(
-                            chunk, threads=threads, index=np.flatnonzero(sel)
-                        )
+                        _core.forward_stack(chunk, threads=threads, index=np.flatnonzero(sel),
+                                            out=self.spectra[h][pos[h] : pos[h] + k])
                         pos[h] += k
 
     def register(self, h: int, ref: np.ndarray, rotate: bool = False,
@@ -545,7 +541,7 @@ def align(
     timings = {"fft_cache_s": time.perf_counter() - t0}
     refs = _initial_references(src, halves, reference, first_lowpass)
     # Recentre the starting references; poses found against them refer to the recentred frame.
-    refs = [_shift_image(r, -centre_of_mass_offset(r)) for r in refs]
+    refs = [shift(r, -centre_of_mass_offset(r), threads=1) for r in refs]
 
     shifts = [np.zeros((len(ix), 2)) for ix in halves.index]
     angles = [np.zeros(len(ix)) for ix in halves.index]
@@ -594,7 +590,7 @@ def align(
             avg = (wa.sum() * qa + wb.sum() * qb) / (wa.sum() + wb.sum())
             # Keep the average centred in the box: move it and re-express the poses.
             com = centre_of_mass_offset(avg)
-            avg = _shift_image(avg, -com)
+            avg = shift(avg, -com, threads=1)
             s = s + rotate_vectors(np.broadcast_to(com, s.shape), a)
             change = float(np.sqrt(np.mean(np.sum((s - shifts[h]) ** 2, axis=1)))) if it > 1 else float("nan")
             dpsi = (a - angles[h] + 180.0) % 360.0 - 180.0
@@ -669,7 +665,7 @@ def _align_pair(a1: np.ndarray, a2: np.ndarray, threads: int,
         return np.asarray(a1, np.float64), moved.astype(np.float64), psi, t
     s, _, _ = _core.register_stack(r1, r2, upsample=50, threads=1)
     t = s[0]
-    return np.asarray(a1, np.float64), _shift_image(a2, -t).astype(np.float64), 0.0, t
+    return np.asarray(a1, np.float64), shift(a2, -t, threads=1).astype(np.float64), 0.0, t
 
 
 def _combine(a1: np.ndarray, a2: np.ndarray, n1: int, n2: int) -> np.ndarray:
