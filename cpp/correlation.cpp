@@ -11,6 +11,7 @@
 #include "parallel.hpp"
 #include "peaks.hpp"
 #include "plans.hpp"
+#include "polar.hpp"
 #include "rotate.hpp"
 #include "simd.hpp"
 #include "spectra.hpp"
@@ -169,7 +170,7 @@ const cfloat* image_spectrum(const Fft2d& plan, const float* image, std::size_t 
 // the m block of the one the peak is searched on (whitened with `phase`),
 // times the taper, into ws.P for the inverse FFT.
 CRYOCORE_HOT void product(const cfloat* F, const ComplexArray& G, const Geometry& geo, float inv, bool phase,
-             const std::vector<float>& h2, Workspace& ws) {
+             const std::vector<float>& h2, Workspace& ws, bool map_block) {
   const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
   for (std::size_t row = 0; row < geo.qy; ++row) {
     const std::size_t fr = full_row(row, geo.qy, geo.ny);
@@ -195,6 +196,7 @@ CRYOCORE_HOT void product(const cfloat* F, const ComplexArray& G, const Geometry
       }
     }
   }
+  if (!map_block) return;
   const float* sr = phase ? ws.wre.data() : ws.pre.data();
   const float* si = phase ? ws.wim.data() : ws.pim.data();
   const std::size_t mxh = geo.mxh;
@@ -316,22 +318,37 @@ struct TranslationSearch {
   // Best shift of the image with spectrum F (1/|H F| = inv) against one
   // prepared reference G: {dy, dx, Pearson score}.
   Refined run(const cfloat* F, float inv, const ComplexArray& G, Workspace& ws) const {
-    const std::size_t ny = geo.ny, nx = geo.nx, my = geo.my, mx = geo.mx;
-    product(F, G, geo, inv, p.phase, h2, ws);
+    const std::size_t my = geo.my, mx = geo.mx;
+    product(F, G, geo, inv, p.phase, h2, ws, true);
     inv_plan->inverse(ws.P.data(), ws.map.data());
     const MapPeak pk = argmax_in_radius(ws.map.data(), my, mx, ry, rx);
     float v[9];
     neighbourhood3x3(ws.map.data(), my, mx, pk.iy, pk.ix, v);
     double oy = 0.0, ox = 0.0;
     quadratic_peak(v, oy, ox);
-    double dy = (static_cast<double>(signed_freq(pk.iy, my)) + oy) * sy;
-    double dx = (static_cast<double>(signed_freq(pk.ix, mx)) + ox) * sx;
+    const double dy = (static_cast<double>(signed_freq(pk.iy, my)) + oy) * sy;
+    const double dx = (static_cast<double>(signed_freq(pk.ix, mx)) + ox) * sx;
+    return finish(dy, dx, p.upsample > 1 || refine_always, false, ws);
+  }
+
+  // Like run, from a shift estimate (dy, dx) a pixel or two off, without
+  // the inverse FFT and the integer search: the sub-pixel search starts on a
+  // 1 px grid (`coarse`) or a 1/4 px grid around the estimate.
+  Refined local(const cfloat* F, float inv, const ComplexArray& G, double dy, double dx, bool coarse,
+                Workspace& ws) const {
+    product(F, G, geo, inv, p.phase, h2, ws, false);
+    return finish(dy, dx, true, coarse, ws);
+  }
+
+  // Sub-pixel refinement on the product in ws (optional), the max_shift
+  // bound, the Pearson score.
+  Refined finish(double dy, double dx, bool refine, bool coarse, Workspace& ws) const {
+    const std::size_t ny = geo.ny, nx = geo.nx, qy = geo.qy, qx = geo.qx;
     double score = 0.0;
     const float* cre = p.phase ? ws.wre.data() : ws.pre.data();
     const float* cim = p.phase ? ws.wim.data() : ws.pim.data();
-    const std::size_t qy = geo.qy, qx = geo.qx;
-    if (p.upsample > 1 || refine_always) {
-      const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample);
+    if (refine) {
+      const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample, coarse);
       dy = ref.dy;
       dx = ref.dx;
       score = ref.value;
@@ -345,17 +362,33 @@ struct TranslationSearch {
       dy *= f;
       dx *= f;
     }
-    if (p.phase || !(p.upsample > 1 || refine_always) || outside)
+    if (p.phase || !refine || outside)
       score = ws.dft.value_at(ws.pre.data(), ws.pim.data(), qy, qx, ny, nx, dy, dx);
     return Refined{dy, dx, std::clamp(score, -1.0, 1.0)};
   }
 
-  // Pearson score of the image against G at a given shift (no search).
-  double score_at(const cfloat* F, float inv, const ComplexArray& G, double dy, double dx,
-                  Workspace& ws) const {
-    product(F, G, geo, inv, false, h2, ws);
-    return std::clamp(ws.dft.value_at(ws.pre.data(), ws.pim.data(), geo.qy, geo.qx, geo.ny, geo.nx, dy, dx),
-                      -1.0, 1.0);
+  // Pearson score of the image against G at a given shift (no search):
+  // Re sum_k F(k) G(k) inv e(k . shift), without storing the product.
+  CRYOCORE_HOT double score_at(const cfloat* F, float inv, const ComplexArray& G, double dy, double dx,
+                               Workspace& ws) const {
+    const float *eyr, *eyi, *exr, *exi;
+    ws.dft.point_twiddles(geo.qy, geo.qx, geo.ny, geo.nx, dy, dx, &eyr, &eyi, &exr, &exi);
+    const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
+    double v = 0.0;
+    for (std::size_t row = 0; row < geo.qy; ++row) {
+      const float* f = reinterpret_cast<const float*>(F + full_row(row, geo.qy, geo.ny) * nxh);
+      const float* g = reinterpret_cast<const float*>(G.data() + row * qxh);
+      float ar = 0.0f, ai = 0.0f;
+#pragma omp simd reduction(+ : ar, ai)
+      for (std::size_t j = 0; j < qxh; ++j) {
+        const float a = f[2 * j], b = f[2 * j + 1], c = g[2 * j], d = g[2 * j + 1];
+        const float pr = a * c - b * d, pi = a * d + b * c;
+        ar += pr * exr[j] - pi * exi[j];
+        ai += pr * exi[j] + pi * exr[j];
+      }
+      v += static_cast<double>(eyr[row] * ar - eyi[row] * ai);
+    }
+    return std::clamp(v * static_cast<double>(inv), -1.0, 1.0);
   }
 };
 
@@ -429,17 +462,34 @@ namespace {
 
 constexpr double kCoarseStep = 5.0;        // degrees between coarse rotations
 constexpr double kCoarseLowpass = 0.1;     // cycles/px of the coarse search
-constexpr std::size_t kAngleCandidates = 3;  // coarse maxima carried to the fine stage
+constexpr std::size_t kAngleCandidates = 5;  // polar maxima scored by the coarse search
+constexpr double kRivalDistance = 90.0;      // degrees: a rival candidate is this far from the best
+constexpr double kRivalMargin = 0.5;         // and scores within kRivalMargin * (1 - best) of it
+constexpr int kMaxAngleSteps = 16;           // fine rotations one search may step over
+constexpr double kPolarMax = 0.2;            // cycles/px of the outer polar ring
 
-// The reference rotated by j * step degrees for j < count, prepared for a search.
-PreparedRefs rotated_references(const float* ref, std::size_t ny, std::size_t nx, double step,
-                                std::size_t count, const TranslationSearch& search, int threads) {
+// The reference rotated by j * step degrees for j < count (bicubic), one
+// image after the other.
+std::vector<float> rotated_stack(const float* ref, std::size_t ny, std::size_t nx, double step,
+                                 std::size_t count, int threads) {
   const std::size_t npx = ny * nx;
   std::vector<float> stack(count * npx);
   parallel_for(count, threads, [&](std::size_t j, std::size_t) {
     transform_image(ref, ny, nx, step * static_cast<double>(j), 0.0, 0.0, false, &stack[j * npx]);
   });
-  return search.prepare(stack.data(), count);
+  return stack;
+}
+
+// Every stride-th image of a stack, prepared for a search.
+PreparedRefs prepare_every(const std::vector<float>& stack, std::size_t npx, std::size_t stride,
+                           const TranslationSearch& search) {
+  const std::size_t count = stack.size() / npx;
+  if (stride == 1) return search.prepare(stack.data(), count);
+  std::vector<float> picked;
+  for (std::size_t j = 0; j < count; j += stride)
+    picked.insert(picked.end(), stack.begin() + static_cast<std::ptrdiff_t>(j * npx),
+                  stack.begin() + static_cast<std::ptrdiff_t>((j + 1) * npx));
+  return search.prepare(picked.data(), picked.size() / npx);
 }
 
 // Indices of the (at most) k highest circular local maxima of v, best first.
@@ -487,28 +537,51 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
                                   " contains NaN or infinity; all pixel values must be finite");
   const TranslationSearch fine(ny, nx, p);
   RegisterParams pc = p;  // coarse: low-passed, cropped, quadratic peak only
-  pc.filter.lowpass = p.filter.lowpass > 0.0 ? std::min(p.filter.lowpass, kCoarseLowpass) : kCoarseLowpass;
+  // (at least three frequency pixels, for small boxes)
+  const double coarse_lp = std::max(kCoarseLowpass, 3.0 / static_cast<double>(std::min(ny, nx)));
+  pc.filter.lowpass = p.filter.lowpass > 0.0 ? std::min(p.filter.lowpass, coarse_lp) : coarse_lp;
   pc.filter.highpass = std::min(p.filter.highpass, 0.5 * pc.filter.lowpass);
   pc.upsample = 1;
   pc.phase = false;
   const TranslationSearch coarse(ny, nx, pc);
   const auto K = static_cast<std::size_t>(std::lround(360.0 / angular_step));
   const double dpsi = 360.0 / static_cast<double>(K);
-  const auto KC = static_cast<std::size_t>(std::lround(360.0 / kCoarseStep));
-  std::vector<PreparedRefs> fine_refs, coarse_refs;
-  for (std::size_t r = 0; r < n_refs; ++r) {
-    fine_refs.push_back(rotated_references(refs + r * npx, ny, nx, dpsi, K, fine, p.threads));
-    coarse_refs.push_back(rotated_references(refs + r * npx, ny, nx, kCoarseStep, KC, coarse, p.threads));
-  }
+  // Coarse rotations: every stride-th fine one, about kCoarseStep apart.
+  const std::size_t stride = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(kCoarseStep / dpsi)));
+  const std::size_t KC = (K + stride - 1) / stride;
+  // Polar rings of the power spectra: from two frequency pixels (the lowest
+  // rings barely change with rotation) to kPolarMax (or the low-pass).
+  const double nmin = static_cast<double>(std::min(ny, nx));
+  const double rho_min = std::min(std::max(2.0 / nmin, p.filter.highpass), 0.3);
+  double rho_max = kPolarMax;
+  if (p.filter.lowpass > 0.0) rho_max = std::min(rho_max, p.filter.lowpass);
+  rho_max = std::min(std::max(rho_max, rho_min + 3.0 / nmin), 0.4);
+  const PolarCorrelator polar(ny, nx, rho_min, rho_max);
   const auto plan = get_fft2d(ny, nx);
+  std::vector<PreparedRefs> fine_refs, coarse_refs;
+  std::vector<std::vector<cfloat>> polar_refs;
+  {
+    PolarWork w;
+    RealArray img(npx);
+    ComplexArray F(plan->complex_size());
+    for (std::size_t r = 0; r < n_refs; ++r) {
+      const std::vector<float> stack = rotated_stack(refs + r * npx, ny, nx, dpsi, K, p.threads);
+      fine_refs.push_back(prepare_every(stack, npx, 1, fine));
+      coarse_refs.push_back(prepare_every(stack, npx, stride, coarse));
+      std::memcpy(img.data(), refs + r * npx, npx * sizeof(float));
+      plan->forward(img.data(), F.data());
+      polar_refs.push_back(polar.reference(F.data(), w));
+    }
+  }
+  const std::size_t M = polar.angles();
   Workspaces fine_pool(p.threads, fine.geo), coarse_pool(p.threads, coarse.geo);
-  std::vector<std::vector<float>> coarse_scores(static_cast<std::size_t>(std::max(p.threads, 1)));
+  std::vector<PolarWork> polar_pool(static_cast<std::size_t>(std::max(p.threads, 1)));
   parallel_for(n_chunks(n, kChunk), p.threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = fine_pool.get(worker);
     Workspace& cws = coarse_pool.get(worker);
+    PolarWork& pw = polar_pool[worker];
     fine.prepare_workspace(ws);
-    std::vector<float>& cs = coarse_scores[worker];
-    cs.resize(KC);
+    std::vector<float> corr(M);
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const cfloat* F = image_spectrum(*plan, images + i * npx, i, ws);
@@ -517,41 +590,105 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
       Refined best{0.0, 0.0, -2.0};
       double best_psi = 0.0;
       std::int32_t bref = 0;
+      if (inv != 0.0f && cinv != 0.0f) polar.ring_spectra(F, pw);
       for (std::size_t r = 0; r < n_refs; ++r) {
         if (inv == 0.0f || cinv == 0.0f || fine_refs[r].flat[0]) {
           if (best.value < 0.0) best = Refined{0.0, 0.0, 0.0};
           continue;
         }
-        // Coarse: score every kCoarseStep degrees; keep the best local maxima.
-        for (std::size_t j = 0; j < KC; ++j)
-          cs[j] = static_cast<float>(coarse.run(F, cinv, coarse_refs[r].spec[j], cws).value);
+        // Candidate angles: the best maxima of the power spectra's rotational
+        // correlation, each with its 180-degree twin, scored by a coarse
+        // (low-passed, cropped) translational search at the nearest coarse
+        // rotation of the reference.
+        polar.correlate(polar_refs[r], pw);
+        std::copy(pw.corr.data(), pw.corr.data() + M, corr.begin());
         std::size_t peaks[kAngleCandidates];
-        const std::size_t n_peaks = top_local_maxima(cs, kAngleCandidates, peaks);
-        // Fine: the full search at the nearest fine rotation of each candidate.
-        std::size_t j = 0;
-        Refined res{0.0, 0.0, -2.0};
+        const std::size_t n_peaks = top_local_maxima(corr, kAngleCandidates, peaks);
+        double cand_psi[2 * kAngleCandidates];
+        double cand_score[2 * kAngleCandidates];
+        Refined cand_shift[2 * kAngleCandidates];
+        std::size_t n_cand = 0;
         for (std::size_t k = 0; k < n_peaks; ++k) {
           const std::size_t jc = peaks[k];
+          // Polar angle phi runs from +x towards +y (rows), against the
+          // counter-clockwise pose angle: the correlation's lag is -psi.
           const double psi = (static_cast<double>(jc) +
-                              parabola_offset(cs[(jc + KC - 1) % KC], cs[jc], cs[(jc + 1) % KC])) *
-                             kCoarseStep;
-          const std::size_t jf = static_cast<std::size_t>(std::lround(psi / dpsi)) % K;
-          const Refined cand = fine.run(F, inv, fine_refs[r].spec[jf], ws);
+                               parabola_offset(corr[(jc + M - 1) % M], corr[jc], corr[(jc + 1) % M])) *
+                             polar.step_degrees();
+          for (double twin : {psi, psi + 180.0}) {
+            const double a = std::fmod(twin + 360.0, 360.0);
+            const std::size_t jf = static_cast<std::size_t>(std::lround(a / dpsi)) % K;
+            const std::size_t jcoarse = static_cast<std::size_t>(std::lround(static_cast<double>(jf) / static_cast<double>(stride))) % KC;
+            cand_psi[n_cand] = a;
+            cand_shift[n_cand] = coarse.run(F, cinv, coarse_refs[r].spec[jcoarse], cws);
+            cand_score[n_cand] = cand_shift[n_cand].value;
+            ++n_cand;
+          }
+        }
+        // Fine: the sub-pixel search at full resolution, at the nearest fine
+        // rotation, from the coarse shift, of the best candidate by coarse
+        // score, and of its strongest rival far from it if that one scores
+        // nearly as well (twins 180 degrees apart can look alike at the
+        // coarse resolution).
+        std::size_t order[2 * kAngleCandidates];
+        for (std::size_t k = 0; k < n_cand; ++k) order[k] = k;
+        std::sort(order, order + n_cand, [&](std::size_t a, std::size_t b) {
+          return cand_score[a] > cand_score[b] || (cand_score[a] == cand_score[b] && a < b);
+        });
+        std::size_t n_fine = 1;
+        for (std::size_t k = 1; k < n_cand; ++k) {
+          const double d = std::fabs(std::remainder(cand_psi[order[k]] - cand_psi[order[0]], 360.0));
+          if (d < kRivalDistance) continue;
+          if (cand_score[order[k]] >= cand_score[order[0]] - kRivalMargin * (1.0 - cand_score[order[0]]))
+            order[n_fine++] = order[k];
+          break;
+        }
+        std::size_t j = 0;
+        Refined res{0.0, 0.0, -2.0};
+        for (std::size_t k = 0; k < n_fine; ++k) {
+          const std::size_t jf = static_cast<std::size_t>(std::lround(cand_psi[order[k]] / dpsi)) % K;
+          const Refined& c = cand_shift[order[k]];
+          const Refined cand = fine.local(F, inv, fine_refs[r].spec[jf], c.dy, c.dx, true, ws);
           if (cand.value > res.value) {
             res = cand;
             j = jf;
           }
         }
         if (res.value <= best.value) continue;
-        // Move to a better neighbouring rotation while there is one, then a
-        // parabola through the neighbours' scores (same shift) refines the angle.
+        // Angular search at a fixed shift: step to the better neighbouring
+        // rotation while there is one (one new score per step), then re-refine
+        // the shift at the new rotation; repeat until the rotation holds. A
+        // parabola through the neighbours' scores refines the angle.
         double sm = 0.0, sp = 0.0;
-        for (int move = 0; move < 8; ++move) {
-          sm = fine.score_at(F, inv, fine_refs[r].spec[(j + K - 1) % K], res.dy, res.dx, ws);
-          sp = fine.score_at(F, inv, fine_refs[r].spec[(j + 1) % K], res.dy, res.dx, ws);
-          if (sm <= res.value && sp <= res.value) break;
-          j = sm > sp ? (j + K - 1) % K : (j + 1) % K;
-          res = fine.run(F, inv, fine_refs[r].spec[j], ws);
+        auto score = [&](std::size_t jj) {
+          return fine.score_at(F, inv, fine_refs[r].spec[jj % K], res.dy, res.dx, ws);
+        };
+        int steps = 0;
+        for (int round = 0; round < 3; ++round) {
+          double c = res.value;
+          sm = score(j + K - 1);
+          sp = score(j + 1);
+          const std::size_t j0 = j;
+          while ((sm > c || sp > c) && steps < kMaxAngleSteps) {
+            if (sp > sm) {
+              j = (j + 1) % K;
+              sm = c;
+              c = sp;
+              sp = score(j + 1);
+            } else {
+              j = (j + K - 1) % K;
+              sp = c;
+              c = sm;
+              sm = score(j + K - 1);
+            }
+            ++steps;
+          }
+          if (j == j0) break;
+          res = fine.local(F, inv, fine_refs[r].spec[j], res.dy, res.dx, false, ws);
+          if (round == 2) {  // the shift moved: neighbours at the final shift
+            sm = score(j + K - 1);
+            sp = score(j + 1);
+          }
         }
         best = res;
         best_psi = (static_cast<double>(j) + parabola_offset(sm, res.value, sp)) * dpsi;
@@ -598,7 +735,7 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
         std::fill(o, o + ny * nx, 0.0f);
         continue;
       }
-      product(F, R.spec[0], geo, inv, phase, h2, ws);
+      product(F, R.spec[0], geo, inv, phase, h2, ws, true);
       plan->inverse(ws.P.data(), ws.map.data());
       const float* m = ws.map.data();
       if (phase) {

@@ -166,6 +166,22 @@ CRYOCORE_HOT void LocalDft::evaluate(const float* cre, const float* cim, std::si
   }
 }
 
+void LocalDft::point_twiddles(std::size_t my, std::size_t mx, std::size_t ny, std::size_t nx,
+                              double y, double x, const float** eyr, const float** eyi,
+                              const float** exr, const float** exi) {
+  const std::size_t mxh = mx / 2 + 1;
+  exr_.resize(mxh);
+  exi_.resize(mxh);
+  eyr_.resize(my);
+  eyi_.resize(my);
+  axis_twiddles(mx, nx, true, x, exr_.data(), exi_.data());
+  axis_twiddles(my, ny, false, y, eyr_.data(), eyi_.data());
+  *eyr = eyr_.data();
+  *eyi = eyi_.data();
+  *exr = exr_.data();
+  *exi = exi_.data();
+}
+
 double LocalDft::value_at(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                           std::size_t ny, std::size_t nx, double y, double x) {
   float v = 0.0f;
@@ -174,10 +190,12 @@ double LocalDft::value_at(const float* cre, const float* cim, std::size_t my, st
 }
 
 Refined LocalDft::refine(const float* cre, const float* cim, std::size_t my, std::size_t mx,
-                         std::size_t ny, std::size_t nx, double y, double x, int upsample) {
+                         std::size_t ny, std::size_t nx, double y, double x, int upsample,
+                         bool from_coarse) {
   const double fine = 1.0 / static_cast<double>(upsample < 1 ? 1 : upsample);
-  double steps[2];
+  double steps[3];
   int n_levels = 0;
+  if (from_coarse && fine < 1.0) steps[n_levels++] = 1.0;
   if (fine < 0.25) steps[n_levels++] = 0.25;
   steps[n_levels++] = fine;
   float g[9];

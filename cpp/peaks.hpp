@@ -52,12 +52,20 @@ class LocalDft {
                 float* out);
 
   // Sub-pixel maximum near an estimate (y, x) in pixels. Coarse to fine:
-  // 3x3 grids of spacing 1/4 px (when upsample > 4) and then 1/upsample px,
+  // 3x3 grids of spacing 1 px (with `from_coarse`: the estimate may be a
+  // pixel or two off), 1/4 px (when upsample > 4) and then 1/upsample px,
   // each on the lattice of its spacing and moved until its centre is the
   // largest value, followed by a quadratic fit; the value is evaluated
   // exactly at the result.
   Refined refine(const float* cre, const float* cim, std::size_t my, std::size_t mx,
-                 std::size_t ny, std::size_t nx, double y, double x, int upsample);
+                 std::size_t ny, std::size_t nx, double y, double x, int upsample,
+                 bool from_coarse = false);
+
+  // The twiddles of evaluate for one position (y, x): ey (my values, split
+  // planes) and ex (mx/2+1, column weights folded in); valid until the next call.
+  void point_twiddles(std::size_t my, std::size_t mx, std::size_t ny, std::size_t nx, double y,
+                      double x, const float** eyr, const float** eyi, const float** exr,
+                      const float** exi);
 
   // c(y, x) at one position.
   double value_at(const float* cre, const float* cim, std::size_t my, std::size_t mx,

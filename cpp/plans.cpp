@@ -19,6 +19,10 @@ pruned_cache() {
   static std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>> c;
   return c;
 }
+std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const RingFft>>& ring_cache() {
+  static std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const RingFft>> c;
+  return c;
+}
 std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>>& cache() {
   static std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> c;
   return c;
@@ -73,10 +77,12 @@ void forget_wisdom() {
 void clear_plan_cache() {
   std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> old;
   std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>> old_pruned;
+  std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const RingFft>> old_ring;
   {
     std::lock_guard<std::mutex> lock(planner_mutex());
     old.swap(cache());
     old_pruned.swap(pruned_cache());
+    old_ring.swap(ring_cache());
   }
   // `old` is destroyed here, outside the lock: ~Fft2d takes the lock itself.
 }
@@ -181,6 +187,48 @@ std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::siz
   if (it != pruned_cache().end()) return it->second;
   auto plan = std::shared_ptr<const PrunedForward>(new PrunedForward(ny, nx, cols, g_effort));
   pruned_cache().emplace(key, plan);
+  return plan;
+}
+
+RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(rows), m_(m) {
+  // Caller holds planner_mutex.
+  const std::size_t mh = m / 2 + 1;
+  RealArray r(rows * m);
+  ComplexArray c(rows * mh);
+  const unsigned flags = effort_flag(effort);
+  int n[1] = {as_int(m)};
+  r2c_ = fftwf_plan_many_dft_r2c(1, n, as_int(rows), r.data(), nullptr, 1, as_int(m),
+                                 reinterpret_cast<fftwf_complex*>(c.data()), nullptr, 1, as_int(mh),
+                                 flags);
+  c2r_ = fftwf_plan_dft_c2r_1d(as_int(m), reinterpret_cast<fftwf_complex*>(c.data()), r.data(), flags);
+  if (!r2c_ || !c2r_) {
+    if (r2c_) fftwf_destroy_plan(r2c_);
+    if (c2r_) fftwf_destroy_plan(c2r_);
+    throw std::runtime_error("FFTW could not create a plan");
+  }
+}
+
+RingFft::~RingFft() {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  fftwf_destroy_plan(r2c_);
+  fftwf_destroy_plan(c2r_);
+}
+
+void RingFft::forward(const float* in, cfloat* out) const noexcept {
+  fftwf_execute_dft_r2c(r2c_, const_cast<float*>(in), reinterpret_cast<fftwf_complex*>(out));
+}
+
+void RingFft::inverse(cfloat* in, float* out) const noexcept {
+  fftwf_execute_dft_c2r(c2r_, reinterpret_cast<fftwf_complex*>(in), out);
+}
+
+std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m) {
+  std::unique_lock<std::mutex> lock(planner_mutex());
+  const auto key = std::make_tuple(rows, m, static_cast<int>(g_effort));
+  auto it = ring_cache().find(key);
+  if (it != ring_cache().end()) return it->second;
+  auto plan = std::shared_ptr<const RingFft>(new RingFft(rows, m, g_effort));
+  ring_cache().emplace(key, plan);
   return plan;
 }
 

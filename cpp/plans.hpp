@@ -119,4 +119,28 @@ class PrunedForward {
 std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::size_t nx,
                                                         std::size_t cols);
 
+// 1D transforms along the rows of a (rows, m) array: a batched r2c of every
+// row, and a single-row c2r of length m. For angular (ring) correlations.
+class RingFft {
+ public:
+  RingFft(std::size_t rows, std::size_t m, PlanEffort effort);
+  ~RingFft();
+  RingFft(const RingFft&) = delete;
+  RingFft& operator=(const RingFft&) = delete;
+  std::size_t rows() const noexcept { return rows_; }
+  std::size_t m() const noexcept { return m_; }
+  std::size_t mh() const noexcept { return m_ / 2 + 1; }
+  // in: rows*m floats, out: rows*mh complex (both aligned like fftwf_malloc).
+  void forward(const float* in, cfloat* out) const noexcept;
+  // in: mh complex (overwritten), out: m floats. Unnormalised.
+  void inverse(cfloat* in, float* out) const noexcept;
+
+ private:
+  std::size_t rows_, m_;
+  fftwf_plan r2c_ = nullptr;
+  fftwf_plan c2r_ = nullptr;
+};
+
+std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m);
+
 }  // namespace cryocore

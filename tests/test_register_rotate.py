@@ -94,3 +94,22 @@ def test_bad_rotation_arguments(kwargs, match):
     t = make_template(32)
     with pytest.raises(ValueError, match=match):
         cryocore.register(t, t[None], rotate=True, **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (17, 17), (48, 80), (81, 50)])
+@pytest.mark.parametrize("kwargs", [{}, dict(lowpass=0.3, highpass=0.05)])
+def test_small_and_rectangular_boxes(shape, kwargs):
+    # a random asymmetric blob pattern inside the box, rotated exactly by transform
+    rng = np.random.default_rng(sum(shape))
+    ny, nx = shape
+    y, x = np.mgrid[:ny, :nx].astype(float)
+    ref = np.zeros(shape)
+    r = 0.25 * min(shape)
+    for _ in range(4):
+        cy, cx = rng.uniform(-r, r, 2)
+        ref += np.exp(-((y - ny // 2 - cy) ** 2 + (x - nx // 2 - cx) ** 2) / (2 * (0.08 * min(shape)) ** 2))
+    angles = np.array([17.0, 123.0, 250.0])
+    imgs = cryocore.transform(np.repeat(ref[None], 3, 0), angles, np.zeros((3, 2)))
+    reg = cryocore.register(ref, imgs, rotate=True, **kwargs)
+    assert _angle_error(reg.angles, angles).max() <= 1.0, reg.angles
+    assert reg.scores.min() > 0.98
