@@ -50,17 +50,24 @@ void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spect
                       std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
                       double* shifts, double* scores, std::int32_t* best_ref);
 
-// Rotational + translational registration, coarse to fine. Coarse: the
-// translational search against the reference rotated every 5 degrees, on the
-// correlation low-passed to 0.1 cycles/px (a small cropped inverse FFT);
-// the 3 best local maxima over angle go on. Fine: the full translational
-// search (the caller's filter, upsample, max_shift) against the reference
-// pre-rotated (bicubic) in steps of angular_step degrees nearest to each
-// candidate; the best is moved to a better neighbouring rotation while there
-// is one, and the angle is refined by a parabola through the scores at the
-// neighbouring rotations. angles[i] in [0, 360), pose convention (the image
-// is the reference rotated by psi, then shifted); the score is the Pearson
-// correlation at the nearest sampled rotation.
+// Rotational + translational registration in three stages.
+// 1. Candidates (polar.hpp): the rotational correlation of the image's and
+//    the reference's power spectra on polar rings (2 frequency px to
+//    0.2 cycles/px, or the low-pass), which does not depend on the shift;
+//    its 5 best maxima over [0, 180) and their 180-degree twins.
+// 2. Coarse: the translational search at each candidate, against the
+//    reference rotated by the nearest of every ~5 degrees, on the correlation
+//    low-passed to 0.1 cycles/px (a small cropped inverse FFT).
+// 3. Fine: from the best candidate's coarse shift (and from its strongest
+//    rival >= 90 degrees away when that one scores within half the best's
+//    distance to 1), the sub-pixel search at full resolution (the caller's
+//    filter, upsample, max_shift) against the reference pre-rotated
+//    (bicubic) every angular_step degrees; then steps to a better
+//    neighbouring rotation at a fixed shift, re-refining the shift after a
+//    move, and a parabola through the neighbours' scores for the angle.
+// angles[i] in [0, 360), pose convention (the image is the reference rotated
+// by psi, then shifted); the score is the Pearson correlation at the nearest
+// sampled rotation.
 void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
                            std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
                            double angular_step, double* shifts, double* angles, double* scores,

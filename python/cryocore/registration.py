@@ -129,12 +129,14 @@ def register(
         map instead (slower; differs only when the full-band correlation has
         a higher peak away from the band-limited one, e.g. on pure noise).
     rotate : bool
-        Also find the in-plane angle. Coarse to fine: the reference rotated
-        every 5 degrees is searched on the correlation low-passed to 0.1
-        cycles/px; the 3 best angles are searched in full against the
-        reference pre-rotated every ``angular_step`` degrees (bicubic), moved
-        to a better neighbouring rotation while there is one, and the angle is
-        refined by a parabola through the neighbours' scores.
+        Also find the in-plane angle. Candidate angles come from the
+        rotational correlation of the power spectra on polar rings (which
+        does not depend on the shift), each with its 180-degree twin; a
+        search low-passed to 0.1 cycles/px scores them; the best is refined
+        at full resolution against the reference pre-rotated every
+        ``angular_step`` degrees (bicubic), stepped to a better neighbouring
+        rotation while there is one, and the angle is refined by a parabola
+        through the neighbours' scores.
     angular_step : float, optional
         Degrees between the pre-rotated references of the fine stage
         (default 1; 0.05 .. 10). Memory: 360 / angular_step spectra.
