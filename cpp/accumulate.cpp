@@ -33,27 +33,28 @@ void check_poses(std::size_t n, const double* shifts, const double* weights) {
 
 // Sums add_image(i, worker, partial) over images 0..n-1 into `total`
 // (`width` values of type T), deterministically: images are grouped in fixed
-// chunks, each chunk sums into its own zeroed partial, and partials are added
-// to the total in chunk order. Chunks run in waves of a few per thread so
-// that the partials stay small.
-template <class T, class AddImage>
+// chunks, each chunk sums into its own zeroed partial (type P: the chunk's
+// few images may be summed in single precision), and partials are added to
+// the total in chunk order. Chunks run in waves of a few per thread so that
+// the partials stay small.
+template <class P, class T, class AddImage>
 void chunked_sum(std::size_t n, std::size_t chunk, int threads, std::size_t width, T* total,
                  AddImage&& add_image) {
   const std::size_t chunks = n_chunks(n, chunk);
   const std::size_t wave = std::min(chunks, static_cast<std::size_t>(threads) * 4);
-  std::vector<T> partial(wave * width);
+  std::vector<P> partial(wave * width);
   for (std::size_t first = 0; first < chunks; first += wave) {
     const std::size_t count = std::min(wave, chunks - first);
     parallel_for(count, threads, [&](std::size_t t, std::size_t worker) {
-      T* ps = &partial[t * width];
-      std::fill(ps, ps + width, T(0));
+      P* ps = &partial[t * width];
+      std::fill(ps, ps + width, P(0));
       const std::size_t c = first + t;
       for (std::size_t i = c * chunk, end = std::min(n, (c + 1) * chunk); i < end; ++i)
         add_image(i, worker, ps);
     });
     for (std::size_t t = 0; t < count; ++t) {
-      const T* ps = &partial[t * width];
-      for (std::size_t k = 0; k < width; ++k) total[k] += ps[k];
+      const P* ps = &partial[t * width];
+      for (std::size_t k = 0; k < width; ++k) total[k] += T(ps[k]);
     }
   }
 }
@@ -62,10 +63,19 @@ void chunked_sum(std::size_t n, std::size_t chunk, int threads, std::size_t widt
 // packed partial ps (rows.size() x cols).
 CRYOCORE_HOT void add_band(const cfloat* F, std::size_t nxh, const std::vector<std::size_t>& rows,
                            std::size_t cols, const cfloat* ey, const cfloat* ex, float w,
-                           std::complex<double>* ps) {
+                           cfloat* ps) {
   for (std::size_t k = 0; k < rows.size(); ++k) {
     const std::size_t r = rows[k];
     add_phase_shifted_row(F + r * nxh, ey[r] * w, ex, cols, ps + k * cols);
+  }
+}
+
+void prefetch_band(const cfloat* F, std::size_t nxh, const std::vector<std::size_t>& rows,
+                   std::size_t cols) {
+  const std::size_t bytes = cols * sizeof(cfloat);
+  for (const std::size_t r : rows) {
+    const char* p = reinterpret_cast<const char*>(F + r * nxh);
+    for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 0);
   }
 }
 
@@ -94,7 +104,7 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
   const std::size_t planes = sumsq ? 2 : 1;
   std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
   std::vector<double> total(planes * npx, 0.0);
-  chunked_sum(n, kChunk, threads, planes * npx, total.data(),
+  chunked_sum<double>(n, kChunk, threads, planes * npx, total.data(),
               [&](std::size_t i, std::size_t worker, double* ps) {
                 auto& s = pool[worker];
                 if (!s) s = std::make_unique<Scratch>(ny, nx);
@@ -152,10 +162,17 @@ void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, st
   std::vector<std::unique_ptr<Phases>> pool(static_cast<std::size_t>(threads));
   // Partial sums hold only the band, rows.size() x cols, packed.
   std::vector<std::complex<double>> total(rows.size() * cols, 0.0);
-  chunked_sum(n, kSpectraChunk, threads, total.size(), total.data(),
-              [&](std::size_t i, std::size_t worker, std::complex<double>* ps) {
+  chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
+              [&](std::size_t i, std::size_t worker, cfloat* ps) {
                 const double w = weights ? weights[i] : 1.0;
                 if (w == 0.0) return;
+                // The stack of spectra is far larger than the CPU's caches and
+                // each row is a short run: ask for the next image's band now.
+                for (std::size_t k = i + 2; k < n && k < i + 2 + 2; ++k)
+                  if (!weights || weights[k] != 0.0) {
+                    prefetch_band(spectra + k * nsp, nxh, rows, cols);
+                    break;
+                  }
                 auto& ph = pool[worker];
                 if (!ph) ph.reset(new Phases{std::vector<cfloat>(ny), std::vector<cfloat>(nxh)});
                 const double dy = shifts ? -shifts[2 * i] : 0.0;

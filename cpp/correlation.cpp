@@ -246,8 +246,31 @@ void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t 
 
 namespace {
 
-constexpr double kCoarseSupport = 0.25;  // cycles/px kept in the coarse map
+constexpr double kCoarseSupport = 0.125;  // cycles/px kept in the coarse map
 constexpr double kCoarseTaper = 0.05;    // its raised-cosine edge
+
+// The m block of a coarse search: support s (cycles/px) with a raised-cosine
+// taper of width kCoarseTaper inside it.
+void coarse_map_block(Geometry& g, double s) {
+  g.my = cropped_size(g.ny, s);
+  g.mx = cropped_size(g.nx, s);
+  g.mxh = g.mx / 2 + 1;
+  g.taper.resize(g.my * g.mxh);
+  for (std::size_t r = 0; r < g.my; ++r) {
+    const double fy = static_cast<double>(signed_freq(r, g.my)) / static_cast<double>(g.ny);
+    for (std::size_t j = 0; j < g.mxh; ++j) {
+      const double fx = static_cast<double>(j) / static_cast<double>(g.nx);
+      const double t = (std::sqrt(fy * fy + fx * fx) - (s - kCoarseTaper)) / kCoarseTaper;
+      const double c = t <= 0.0 ? 1.0 : (t >= 1.0 ? 0.0 : std::cos(0.5 * M_PI * t));
+      g.taper[r * g.mxh + j] = static_cast<float>(c * c);
+    }
+  }
+}
+
+// Worth it when the coarse block is at least a quarter smaller per axis.
+bool coarse_worth_it(const Geometry& g, double s) {
+  return 4 * cropped_size(g.ny, s) <= 3 * g.qy && 4 * cropped_size(g.nx, s) <= 3 * g.qx;
+}
 
 Geometry register_geometry(std::size_t ny, std::size_t nx, const RegisterParams& p) {
   Geometry g = full_geometry(ny, nx);
@@ -256,23 +279,10 @@ Geometry register_geometry(std::size_t ny, std::size_t nx, const RegisterParams&
     g.qy = g.my = cropped_size(ny, p.filter.support());
     g.qx = g.mx = cropped_size(nx, p.filter.support());
     g.qxh = g.mxh = g.qx / 2 + 1;
-  } else if (p.coarse) {
-    const std::size_t my = cropped_size(ny, kCoarseSupport), mx = cropped_size(nx, kCoarseSupport);
-    if (4 * my <= 3 * ny && 4 * mx <= 3 * nx) {  // worth it: at least a quarter less per axis
-      g.my = my;
-      g.mx = mx;
-      g.mxh = mx / 2 + 1;
-      g.taper.resize(g.my * g.mxh);
-      for (std::size_t r = 0; r < g.my; ++r) {
-        const double fy = static_cast<double>(signed_freq(r, g.my)) / static_cast<double>(ny);
-        for (std::size_t j = 0; j < g.mxh; ++j) {
-          const double fx = static_cast<double>(j) / static_cast<double>(nx);
-          const double t = (std::sqrt(fy * fy + fx * fx) - (kCoarseSupport - kCoarseTaper)) / kCoarseTaper;
-          const double c = t <= 0.0 ? 1.0 : (t >= 1.0 ? 0.0 : std::cos(0.5 * M_PI * t));
-          g.taper[r * g.mxh + j] = static_cast<float>(c * c);
-        }
-      }
-    }
+    // The integer peak on a coarser map still, when that is much smaller.
+    if (p.coarse && coarse_worth_it(g, kCoarseSupport)) coarse_map_block(g, kCoarseSupport);
+  } else if (p.coarse && coarse_worth_it(g, kCoarseSupport)) {
+    coarse_map_block(g, kCoarseSupport);
   }
   return g;
 }

@@ -23,10 +23,11 @@ struct RegisterParams {
   BandPass filter;          // applied to both reference and image
   bool phase = false;       // phase correlation (whitened) for the peak search
   bool crop = true;         // with a low-pass, inverse FFT on the cropped spectrum
-  // Without a low-pass: search the integer peak on the correlation band-limited
-  // to 0.25 cycles/px (an inverse FFT of a quarter of the size), then refine
-  // it on the full-resolution correlation (3x3 grids of 1/4 px ... 1/upsample
-  // px, moved until centred on the local maximum). false: full-size map.
+  // Search the integer peak on the correlation band-limited to 0.125
+  // cycles/px (a small inverse FFT; when at most 3/4 of the map per axis),
+  // then refine it on the full-resolution or low-passed correlation (3x3
+  // grids of 1/4 px ... 1/upsample px, moved until centred on the local
+  // maximum). false: the full-size (or cropped) map.
   bool coarse = true;
   int threads = 1;
 };

@@ -83,20 +83,21 @@ inline void shift_phase_axis(std::size_t n, bool half, double s, cfloat* out) {
 
 // out[j] += F[j] * e * ex[j] for one spectrum row, in plain real arithmetic
 // (std::complex multiplication guards against NaN/inf with a slow path that
-// stops vectorisation; the inputs here are known to be finite).
+// stops vectorisation; the inputs here are known to be finite). Single
+// precision: callers sum a few dozen rows this way and then promote.
 inline void add_phase_shifted_row(const cfloat* F, cfloat e, const cfloat* ex, std::size_t n,
-                                  std::complex<double>* out) {
+                                  cfloat* out) {
   const float* f = reinterpret_cast<const float*>(F);
   const float* x = reinterpret_cast<const float*>(ex);
-  double* o = reinterpret_cast<double*>(out);
+  float* o = reinterpret_cast<float*>(out);
   const float er = e.real(), ei = e.imag();
 #pragma omp simd
   for (std::size_t j = 0; j < n; ++j) {
     const float pr = er * x[2 * j] - ei * x[2 * j + 1];
     const float pi = er * x[2 * j + 1] + ei * x[2 * j];
     const float a = f[2 * j], b = f[2 * j + 1];
-    o[2 * j] += static_cast<double>(a * pr - b * pi);
-    o[2 * j + 1] += static_cast<double>(a * pi + b * pr);
+    o[2 * j] += a * pr - b * pi;
+    o[2 * j + 1] += a * pi + b * pr;
   }
 }
 

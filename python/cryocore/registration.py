@@ -121,13 +121,14 @@ def register(
         Search the peak on the whitened (phase) correlation; scores are still
         Pearson correlations at the found shift.
     full_search : bool
-        By default (no low-pass, boxes of 32 px and more) the integer peak is
-        searched on the correlation band-limited to 0.25 cycles/px, an inverse
-        FFT a quarter of the size, and then refined on the full-resolution
-        correlation (grids of 1/4 px down to 1/upsample px, moved until they
-        are centred on its local maximum). ``True`` searches the full-size
-        map instead (slower; differs only when the full-band correlation has
-        a higher peak away from the band-limited one, e.g. on pure noise).
+        By default the integer peak is searched on the correlation
+        band-limited to 0.125 cycles/px (a small inverse FFT: 32x32 for 128
+        px; used when it is at most 3/4 of the map per axis) and then refined
+        on the full-resolution (or low-passed) correlation (grids of 1/4 px
+        down to 1/upsample px, moved until they are centred on its local
+        maximum). ``True`` searches the full-size (or cropped) map instead
+        (slower; differs only when the correlation has a higher peak away
+        from the band-limited one, e.g. on pure noise).
     rotate : bool
         Also find the in-plane angle. Candidate angles come from the
         rotational correlation of the power spectra on polar rings (which
