@@ -31,54 +31,6 @@ void check_poses(std::size_t n, const double* shifts, const double* weights) {
       throw std::invalid_argument("weight " + std::to_string(i) + " is not finite");
 }
 
-// Sums add_image(i, worker, partial) over images 0..n-1 into `total`
-// (`width` values of type T), deterministically: images are grouped in fixed
-// chunks, each chunk sums into its own zeroed partial (type P: the chunk's
-// few images may be summed in single precision), and partials are added to
-// the total in chunk order. Chunks run in waves of a few per thread so that
-// the partials stay small.
-template <class P, class T, class AddImage>
-void chunked_sum(std::size_t n, std::size_t chunk, int threads, std::size_t width, T* total,
-                 AddImage&& add_image) {
-  const std::size_t chunks = n_chunks(n, chunk);
-  const std::size_t wave = std::min(chunks, static_cast<std::size_t>(threads) * 4);
-  std::vector<P> partial(wave * width);
-  for (std::size_t first = 0; first < chunks; first += wave) {
-    const std::size_t count = std::min(wave, chunks - first);
-    parallel_for(count, threads, [&](std::size_t t, std::size_t worker) {
-      P* ps = &partial[t * width];
-      std::fill(ps, ps + width, P(0));
-      const std::size_t c = first + t;
-      for (std::size_t i = c * chunk, end = std::min(n, (c + 1) * chunk); i < end; ++i)
-        add_image(i, worker, ps);
-    });
-    for (std::size_t t = 0; t < count; ++t) {
-      const P* ps = &partial[t * width];
-      for (std::size_t k = 0; k < width; ++k) total[k] += T(ps[k]);
-    }
-  }
-}
-
-// Adds one spectrum's band rows, each times ey[row] * ex[col] * w, into the
-// packed partial ps (rows.size() x cols).
-CRYOCORE_HOT void add_band(const cfloat* F, std::size_t nxh, const std::vector<std::size_t>& rows,
-                           std::size_t cols, const cfloat* ey, const cfloat* ex, float w,
-                           cfloat* ps) {
-  for (std::size_t k = 0; k < rows.size(); ++k) {
-    const std::size_t r = rows[k];
-    add_phase_shifted_row(F + r * nxh, ey[r] * w, ex, cols, ps + k * cols);
-  }
-}
-
-void prefetch_band(const cfloat* F, std::size_t nxh, const std::vector<std::size_t>& rows,
-                   std::size_t cols) {
-  const std::size_t bytes = cols * sizeof(cfloat);
-  for (const std::size_t r : rows) {
-    const char* p = reinterpret_cast<const char*>(F + r * nxh);
-    for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 0);
-  }
-}
-
 struct Scratch {
   RealArray img;
   ComplexArray F;
@@ -142,48 +94,71 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
     for (std::size_t k = 0; k < npx; ++k) sumsq[k] += total[npx + k];
 }
 
+SpectrumBand::SpectrumBand(std::size_t ny_, std::size_t nx_, double band) : ny(ny_), nx(nx_) {
+  const std::size_t nxh = nx / 2 + 1;
+  const bool all = !(band < 0.5);
+  const auto ky_max = static_cast<std::size_t>(std::floor(band * static_cast<double>(ny)));
+  cols = all ? nxh : std::min(nxh, static_cast<std::size_t>(std::floor(band * static_cast<double>(nx))) + 1);
+  for (std::size_t r = 0; r < ny; ++r)
+    if (all || r <= ky_max || ny - r <= ky_max) rows.push_back(r);
+}
+
+void SpectrumBand::prefetch(const cfloat* F) const {
+  const std::size_t nxh = nx / 2 + 1;
+  const std::size_t bytes = cols * sizeof(cfloat);
+  for (const std::size_t r : rows) {
+    const char* p = reinterpret_cast<const char*>(F + r * nxh);
+    for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 0);
+  }
+}
+
+CRYOCORE_HOT void SpectrumBand::add_moved_back(const cfloat* F, double dy, double dx, float w,
+                                               BandPhases& ph, cfloat* ps) const {
+  const std::size_t nxh = nx / 2 + 1;
+  ph.ey.resize(ny);
+  ph.ex.resize(nxh);
+  shift_phase_axis(ny, false, -dy, ph.ey.data());
+  shift_phase_axis(nx, true, -dx, ph.ex.data());
+  for (std::size_t k = 0; k < rows.size(); ++k) {
+    const std::size_t r = rows[k];
+    add_phase_shifted_row(F + r * nxh, ph.ey[r] * w, ph.ex.data(), cols, ps + k * cols);
+  }
+}
+
+void SpectrumBand::unpack_add(const std::complex<double>* packed, std::complex<double>* sum) const {
+  const std::size_t nxh = nx / 2 + 1;
+  for (std::size_t k = 0; k < rows.size(); ++k)
+    for (std::size_t j = 0; j < cols; ++j) sum[rows[k] * nxh + j] += packed[k * cols + j];
+}
+
 void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
                         const double* shifts, const double* weights, int threads,
                         std::complex<double>* sum, double band) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
   if (n == 0) return;
-  const std::size_t nxh = nx / 2 + 1, nsp = ny * nxh;
-  // Rows |ky| <= band*ny and columns kx <= band*nx (all of them for band >= 0.5).
-  const bool all = !(band < 0.5);
-  const auto ky_max = static_cast<std::size_t>(std::floor(band * static_cast<double>(ny)));
-  const std::size_t cols = all ? nxh : std::min(nxh, static_cast<std::size_t>(std::floor(band * static_cast<double>(nx))) + 1);
-  std::vector<std::size_t> rows;
-  for (std::size_t r = 0; r < ny; ++r)
-    if (all || r <= ky_max || ny - r <= ky_max) rows.push_back(r);
-  struct Phases {
-    std::vector<cfloat> ey, ex;
-  };
-  std::vector<std::unique_ptr<Phases>> pool(static_cast<std::size_t>(threads));
-  // Partial sums hold only the band, rows.size() x cols, packed.
-  std::vector<std::complex<double>> total(rows.size() * cols, 0.0);
+  const std::size_t nsp = ny * (nx / 2 + 1);
+  const SpectrumBand B(ny, nx, band);
+  std::vector<BandPhases> phases(static_cast<std::size_t>(threads));
+  // Partial sums hold only the band, packed.
+  std::vector<std::complex<double>> total(B.width(), 0.0);
   chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
-              [&](std::size_t i, std::size_t worker, cfloat* ps) {
-                const double w = weights ? weights[i] : 1.0;
-                if (w == 0.0) return;
-                // The stack of spectra is far larger than the CPU's caches and
-                // each row is a short run: ask for the next image's band now.
-                for (std::size_t k = i + 2; k < n && k < i + 2 + 2; ++k)
-                  if (!weights || weights[k] != 0.0) {
-                    prefetch_band(spectra + k * nsp, nxh, rows, cols);
-                    break;
-                  }
-                auto& ph = pool[worker];
-                if (!ph) ph.reset(new Phases{std::vector<cfloat>(ny), std::vector<cfloat>(nxh)});
-                const double dy = shifts ? -shifts[2 * i] : 0.0;
-                const double dx = shifts ? -shifts[2 * i + 1] : 0.0;
-                shift_phase_axis(ny, false, dy, ph->ey.data());
-                shift_phase_axis(nx, true, dx, ph->ex.data());
-                add_band(spectra + i * nsp, nxh, rows, cols, ph->ey.data(), ph->ex.data(),
-                         static_cast<float>(w), ps);
-              });
-  for (std::size_t k = 0; k < rows.size(); ++k)
-    for (std::size_t j = 0; j < cols; ++j) sum[rows[k] * nxh + j] += total[k * cols + j];
+                      [&](std::size_t i, std::size_t worker, cfloat* ps) {
+                        const double w = weights ? weights[i] : 1.0;
+                        if (w == 0.0) return;
+                        // The stack of spectra is far larger than the CPU's
+                        // caches and each row is a short run: ask for the
+                        // next image's band now.
+                        for (std::size_t k = i + 1; k < n && k < i + 3; ++k)
+                          if (!weights || weights[k] != 0.0) {
+                            B.prefetch(spectra + k * nsp);
+                            break;
+                          }
+                        B.add_moved_back(spectra + i * nsp, shifts ? shifts[2 * i] : 0.0,
+                                         shifts ? shifts[2 * i + 1] : 0.0, static_cast<float>(w),
+                                         phases[worker], ps);
+                      });
+  B.unpack_add(total.data(), sum);
 }
 
 }  // namespace cryocore

@@ -3,6 +3,7 @@
 
 #include <complex>
 #include <cstddef>
+#include <vector>
 
 #include "plans.hpp"
 
@@ -36,5 +37,26 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
 void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
                         const double* shifts, const double* weights, int threads,
                         std::complex<double>* sum, double band = 0.5);
+
+// The low-frequency band of a half spectrum (ny x nx/2+1) that
+// accumulate_spectra adds: rows |ky| <= band*ny, columns kx <= band*nx (all
+// of them for band >= 0.5), packed row after row in partial sums.
+struct BandPhases {
+  std::vector<cfloat> ey, ex;
+};
+
+struct SpectrumBand {
+  std::size_t ny, nx;
+  std::vector<std::size_t> rows;
+  std::size_t cols = 0;
+  SpectrumBand(std::size_t ny, std::size_t nx, double band);
+  std::size_t width() const noexcept { return rows.size() * cols; }
+  // Asks the CPU to fetch the band of F into its caches.
+  void prefetch(const cfloat* F) const;
+  // ps (packed, width()) += w * the band of F moved back by the pose shift (dy, dx).
+  void add_moved_back(const cfloat* F, double dy, double dx, float w, BandPhases& ph, cfloat* ps) const;
+  // sum (ny x nx/2+1) += the packed band.
+  void unpack_add(const std::complex<double>* packed, std::complex<double>* sum) const;
+};
 
 }  // namespace cryocore

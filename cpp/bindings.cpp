@@ -175,6 +175,37 @@ py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spec
   });
 }
 
+py::tuple py_register_accumulate_spectra(
+    const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
+    const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& groups,
+    py::array_t<std::complex<double>, py::array::c_style> sums, double band, int upsample,
+    std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
+    double edge, bool phase, bool crop, bool coarse, int threads) {
+  require_stack(refs, "references");
+  const std::size_t ny = dim(refs, 1);
+  if (dim(refs, 2) != nx || spectra.ndim() != 3 || dim(spectra, 1) != ny ||
+      dim(spectra, 2) != nx / 2 + 1)
+    throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1) for the references' box");
+  const std::size_t n = dim(spectra, 0);
+  if (groups.ndim() != 1 || dim(groups, 0) != n)
+    throw std::invalid_argument("groups must have shape (" + std::to_string(n) + ",)");
+  if (sums.ndim() != 3 || dim(sums, 1) != ny || dim(sums, 2) != nx / 2 + 1 || !sums.writeable())
+    throw std::invalid_argument("sums must be a writeable complex128 array of shape (groups, " +
+                                std::to_string(ny) + ", " + std::to_string(nx / 2 + 1) + ")");
+  if (!(band > 0.0)) throw std::invalid_argument("band must be > 0 cycles/px");
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
+  check_register_params(p, ny, nx);
+  const float* rp = refs.data();
+  const cfloat* fp = spectra.data();
+  const std::int32_t* gp = groups.data();
+  std::complex<double>* op = sums.mutable_data();
+  const std::size_t n_refs = dim(refs, 0), n_groups = dim(sums, 0);
+  return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
+    register_accumulate_spectra(rp, n_refs, fp, n, ny, nx, p, gp, n_groups, band, sp, cp, bp, op);
+  });
+}
+
 py::array_t<std::complex<float>> py_forward(
     const FloatArray& images, int threads,
     std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index,
@@ -330,12 +361,20 @@ PYBIND11_MODULE(_core, m) {
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
         py::arg("coarse") = true, py::arg("threads") = 1,
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
+  m.def("register_accumulate_spectra", &py_register_accumulate_spectra, py::arg("references"),
+        py::arg("spectra"), py::arg("nx"), py::arg("groups"), py::arg("sums").noconvert(),
+        py::arg("band") = 0.5, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
+        py::arg("coarse") = true, py::arg("threads") = 1,
+        "register_spectra, and in the same pass each image's band (accumulate_spectra, moved back "
+        "by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none).");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
         py::arg("index") = py::none(), py::arg("out") = py::none(),
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "
         "of images[index] only; with out, written into that array (returned).");
   m.def("accumulate_spectra", &py_accumulate_spectra, py::arg("spectra"), py::arg("nx"),
-        py::arg("shifts"), py::arg("weights"), py::arg("sum"), py::arg("threads") = 1,
+        py::arg("shifts"), py::arg("weights"), py::arg("sum").noconvert(), py::arg("threads") = 1,
         py::arg("band") = 0.5,
         "Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place; "
         "band < 0.5 cycles/px adds only the rows and columns within it.");
@@ -350,7 +389,8 @@ PYBIND11_MODULE(_core, m) {
         "Applies poses (rotate by angles in degrees, then shift) by bicubic interpolation; "
         "inverse=True brings images back onto their reference.");
   m.def("accumulate", &py_accumulate, py::arg("images"), py::arg("shifts"), py::arg("weights"),
-        py::arg("sum"), py::arg("sumsq"), py::arg("threads") = 1, py::arg("angles") = py::none(),
+        py::arg("sum").noconvert(), py::arg("sumsq").noconvert(), py::arg("threads") = 1,
+        py::arg("angles") = py::none(),
         "Adds images moved back by their shifts, weighted, into sum (and sumsq) in place.");
 
   m.def("set_planning_effort", [](int e) {

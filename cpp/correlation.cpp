@@ -1,5 +1,7 @@
 #include "correlation.hpp"
 
+#include "accumulate.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -20,6 +22,7 @@ namespace cryocore {
 namespace {
 
 constexpr std::size_t kChunk = 8;  // images per task
+constexpr std::size_t kAccumulateChunk = 32;  // images per partial sum of register_accumulate_spectra
 
 bool smooth_even(std::size_t n) {
   if (n == 0 || n % 2 != 0) return false;
@@ -402,6 +405,23 @@ struct TranslationSearch {
   }
 };
 
+// The best of n_refs prepared references for the image with spectrum F.
+Refined register_one(const TranslationSearch& search, const PreparedRefs& R, const cfloat* F,
+                     Workspace& ws, std::int32_t& bref) {
+  const float inv = inverse_norm(F, search.geo, search.h2);
+  Refined best{0.0, 0.0, -2.0};
+  bref = 0;
+  for (std::size_t r = 0; r < R.n; ++r) {
+    Refined res{0.0, 0.0, 0.0};
+    if (inv != 0.0f && !R.flat[r]) res = search.run(F, inv, R.spec[r], ws);
+    if (res.value > best.value) {
+      best = res;
+      bref = static_cast<std::int32_t>(r);
+    }
+  }
+  return best;
+}
+
 // spectrum_of(i, ws) -> the half spectrum of image i (ny x nx/2+1).
 template <class SpectrumOf>
 void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::size_t ny,
@@ -416,18 +436,8 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
     search.prepare_workspace(ws);
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
-      const cfloat* F = spectrum_of(i, ws);
-      const float inv = inverse_norm(F, search.geo, search.h2);
-      Refined best{0.0, 0.0, -2.0};
       std::int32_t bref = 0;
-      for (std::size_t r = 0; r < n_refs; ++r) {
-        Refined res{0.0, 0.0, 0.0};
-        if (inv != 0.0f && !R.flat[r]) res = search.run(F, inv, R.spec[r], ws);
-        if (res.value > best.value) {
-          best = res;
-          bref = static_cast<std::int32_t>(r);
-        }
-      }
+      const Refined best = register_one(search, R, spectrum_of(i, ws), ws, bref);
       shifts[2 * i] = best.dy;
       shifts[2 * i + 1] = best.dx;
       scores[i] = best.value;
@@ -755,6 +765,42 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
       }
     }
   });
+}
+
+void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
+                                 std::size_t n, std::size_t ny, std::size_t nx,
+                                 const RegisterParams& p, const std::int32_t* group,
+                                 std::size_t n_groups, double band, double* shifts, double* scores,
+                                 std::int32_t* best_ref, std::complex<double>* sums) {
+  if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
+  for (std::size_t i = 0; i < n; ++i)
+    if (group[i] >= static_cast<std::int32_t>(n_groups))
+      throw std::invalid_argument("group " + std::to_string(group[i]) + " of image " + std::to_string(i) +
+                                  " is out of range for " + std::to_string(n_groups) + " groups");
+  const TranslationSearch search(ny, nx, p);
+  const PreparedRefs R = search.prepare(refs, n_refs);
+  Workspaces pool(p.threads, search.geo);
+  const SpectrumBand B(ny, nx, band);
+  const std::size_t bw = B.width(), per = ny * (nx / 2 + 1);
+  std::vector<BandPhases> phases(static_cast<std::size_t>(std::max(p.threads, 1)));
+  std::vector<std::complex<double>> total(n_groups * bw, 0.0);
+  chunked_sum<cfloat>(n, kAccumulateChunk, p.threads, total.size(), total.data(),
+                      [&](std::size_t i, std::size_t worker, cfloat* ps) {
+                        Workspace& ws = pool.get(worker);
+                        search.prepare_workspace(ws);
+                        const cfloat* F = spectra + i * per;
+                        std::int32_t bref = 0;
+                        const Refined best = register_one(search, R, F, ws, bref);
+                        shifts[2 * i] = best.dy;
+                        shifts[2 * i + 1] = best.dx;
+                        scores[i] = best.value;
+                        if (best_ref) best_ref[i] = bref;
+                        // The band is added while the spectrum is still in the cache.
+                        if (group[i] >= 0)
+                          B.add_moved_back(F, best.dy, best.dx, 1.0f, phases[worker],
+                                           ps + static_cast<std::size_t>(group[i]) * bw);
+                      });
+  for (std::size_t g = 0; g < n_groups; ++g) B.unpack_add(total.data() + g * bw, sums + g * per);
 }
 
 }  // namespace cryocore

@@ -9,6 +9,7 @@
 // d = (+3, -2). It is the inverse FFT of F_I conj(F_R) H^2 / (|H F_I| |H F_R|).
 #pragma once
 
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 
@@ -50,6 +51,18 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
 void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
                       std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
                       double* shifts, double* scores, std::int32_t* best_ref);
+
+// register_spectra, and in the same pass over the cache each image's band
+// (accumulate_spectra, moved back by the shift just found, weight 1) added
+// to sums[group[i]] (n_groups x ny x nx/2+1, complex128, added to in place);
+// group[i] < 0 adds nothing. Deterministic for any thread count. For
+// iterative alignment: one read of the cached spectra per iteration; the
+// caller subtracts the images it rejects afterwards.
+void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
+                                 std::size_t n, std::size_t ny, std::size_t nx,
+                                 const RegisterParams& p, const std::int32_t* group,
+                                 std::size_t n_groups, double band, double* shifts, double* scores,
+                                 std::int32_t* best_ref, std::complex<double>* sums);
 
 // Rotational + translational registration in three stages.
 // 1. Candidates (polar.hpp): the rotational correlation of the image's and

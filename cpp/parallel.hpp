@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <exception>
 #include <mutex>
+#include <algorithm>
 #include <thread>
 #include <vector>
 
@@ -77,5 +78,37 @@ void parallel_for(std::size_t n_tasks, int threads, Fn&& fn) {
 
 // Splits n items into contiguous chunks of at most `chunk` items.
 inline std::size_t n_chunks(std::size_t n, std::size_t chunk) { return (n + chunk - 1) / chunk; }
+
+// Sums add_image(i, worker, partial) over images 0..n-1 into `total`
+// (`width` values of type T), deterministically: images are grouped in fixed
+// chunks, each chunk sums into its own zeroed partial (type P: the chunk's
+// few images may be summed in single precision), and partials are added to
+// the total in chunk order. Chunks run in waves (each wave one fork-join; the
+// calling thread reduces between waves) of up to 16 per thread, fewer when
+// their partials would pass about 16 MiB.
+template <class P, class T, class AddImage>
+void chunked_sum(std::size_t n, std::size_t chunk, int threads, std::size_t width, T* total,
+                 AddImage&& add_image) {
+  const std::size_t chunks = n_chunks(n, chunk);
+  const std::size_t t = static_cast<std::size_t>(threads < 1 ? 1 : threads);
+  const std::size_t fit = (std::size_t{16} << 20) / std::max<std::size_t>(1, width * sizeof(P));
+  const std::size_t wave = std::min(chunks, std::max(2 * t, std::min(16 * t, fit)));
+  std::vector<P> partial(wave * width);
+  for (std::size_t first = 0; first < chunks; first += wave) {
+    const std::size_t count = std::min(wave, chunks - first);
+    parallel_for(count, threads, [&](std::size_t task, std::size_t worker) {
+      P* ps = &partial[task * width];
+      std::fill(ps, ps + width, P(0));
+      const std::size_t c = first + task;
+      for (std::size_t i = c * chunk, end = std::min(n, (c + 1) * chunk); i < end; ++i)
+        add_image(i, worker, ps);
+    });
+    for (std::size_t task = 0; task < count; ++task) {
+      const P* ps = &partial[task * width];
+      for (std::size_t k = 0; k < width; ++k) total[k] += T(ps[k]);
+    }
+  }
+}
+
 
 }  // namespace cryocore

@@ -52,6 +52,25 @@ def register_spectra(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack."""
 
+def register_accumulate_spectra(
+    references: npt.ArrayLike,
+    spectra: npt.ArrayLike,
+    nx: int,
+    groups: npt.ArrayLike,
+    sums: npt.NDArray[np.complex128],
+    band: float = 0.5,
+    upsample: int = 20,
+    max_shift: Optional[float] = None,
+    lowpass: Optional[float] = None,
+    highpass: Optional[float] = None,
+    edge: float = 0.02,
+    phase: bool = False,
+    crop: bool = True,
+    coarse: bool = True,
+    threads: int = 1,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+    """register_spectra, and in the same pass each image's band (accumulate_spectra, moved back by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none)."""
+
 def forward_stack(
     images: npt.ArrayLike,
     threads: int = 1,

@@ -314,6 +314,32 @@ class _Halves:
             scores.append(c)
         return np.concatenate(shifts), np.concatenate(angles), np.concatenate(scores)
 
+    def register_accumulate(self, h: int, ref: np.ndarray, groups: np.ndarray, band: float,
+                            **kw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cached spectra only: register half h's images and, in the same pass,
+        sum each image's band moved back by its new shift into its group
+        (``groups`` (n_h,) int32 in {0, 1}). Returns shifts, scores and the
+        group sums (2, ny, nx//2+1) complex128 (unnormalised spectra)."""
+        assert self.spectra is not None
+        refs = np.ascontiguousarray(ref, np.float32)[None]
+        sums = np.zeros((2, self.ny, self.nx // 2 + 1), np.complex128)
+        s, c, _ = _core.register_accumulate_spectra(refs, self.spectra[h], self.nx, groups, sums,
+                                                    band=float(band), threads=self.threads, **kw)
+        return s, c, sums
+
+    def subtract(self, h: int, shifts: np.ndarray, weights: np.ndarray, band: float, sum_: np.ndarray) -> None:
+        """Cached spectra only: sum_ -= the band of half h's images with weights (moved back)."""
+        assert self.spectra is not None
+        if weights.any():
+            _core.accumulate_spectra(self.spectra[h], self.nx, shifts, -weights, sum_, threads=self.threads,
+                                     band=float(band))
+
+    def spectrum_to_mean(self, sum_: np.ndarray, total: float) -> np.ndarray:
+        """Real-space mean (ny, nx) from a summed half spectrum and the total weight."""
+        if total <= 0:
+            return np.zeros((self.ny, self.nx))
+        return np.fft.irfft2(sum_, s=(self.ny, self.nx)) / total
+
     def average(self, h: int, shifts: np.ndarray, weights: np.ndarray, band: float = 0.5,
                 angles: Optional[np.ndarray] = None) -> np.ndarray:
         """Weighted mean of half h's images moved back by their shifts, float64 (ny, nx).
@@ -555,6 +581,7 @@ def align(
     # half, not even a resolution estimate, reaches the other before the end.
     lowpass = [first_lowpass, first_lowpass]
     quarter = [np.arange(len(ix)) % 2 == 0 for ix in halves.index]
+    groups = [np.where(q, 0, 1).astype(np.int32) for q in quarter]
     avgs: list[np.ndarray] = refs
     fingerprint = _fingerprint(src, half, params, tolerance_px, cap)
     done, converged = 0, False
@@ -572,7 +599,20 @@ def align(
         new_avgs = []
         for h in (0, 1):
             lp = lowpass[h]
-            s, a, c = halves.register(h, refs[h], rotate, lowpass=lp if lp < 0.5 else None, **reg_kw)
+            lp_kw = dict(lowpass=lp if lp < 0.5 else None, **reg_kw)
+            # References need only the band being searched; a margin above it
+            # lets the quarter FRC see the resolution improve.
+            band = min(0.5, lp + BAND_MARGIN)
+            # With cached spectra (translations), each quarter's band is summed
+            # in the same pass as the registration, over all images; the
+            # rejected ones are taken out afterwards. Worth it while few are
+            # rejected (judged by the previous iteration).
+            fused = halves.spectra is not None and not rotate and float(np.mean(~accepted[h])) <= 0.25
+            if fused:
+                s, c, sums = halves.register_accumulate(h, refs[h], groups[h], band, **lp_kw)
+                a = np.zeros(len(c))
+            else:
+                s, a, c = halves.register(h, refs[h], rotate, **lp_kw)
             thr = auto_threshold(c) if threshold == "auto" else float(threshold)
             acc = c >= thr
             if not acc.any():
@@ -582,11 +622,14 @@ def align(
                 )
             wa = (acc & quarter[h]).astype(np.float64)
             wb = (acc & ~quarter[h]).astype(np.float64)
-            # References need only the band being searched; a margin above it
-            # lets the quarter FRC see the resolution improve.
-            band = min(0.5, lp + BAND_MARGIN)
-            rot = a if rotate else None
-            qa, qb = halves.average(h, s, wa, band, rot), halves.average(h, s, wb, band, rot)
+            if fused:
+                halves.subtract(h, s, (~acc & quarter[h]).astype(np.float64), band, sums[0])
+                halves.subtract(h, s, (~acc & ~quarter[h]).astype(np.float64), band, sums[1])
+                qa = halves.spectrum_to_mean(sums[0], float(wa.sum()))
+                qb = halves.spectrum_to_mean(sums[1], float(wb.sum()))
+            else:
+                rot = a if rotate else None
+                qa, qb = halves.average(h, s, wa, band, rot), halves.average(h, s, wb, band, rot)
             avg = (wa.sum() * qa + wb.sum() * qb) / (wa.sum() + wb.sum())
             # Keep the average centred in the box: move it and re-express the poses.
             com = centre_of_mass_offset(avg)
