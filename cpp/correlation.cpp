@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -488,29 +489,37 @@ constexpr double kRivalMargin = 0.5;         // and scores within kRivalMargin *
 constexpr int kMaxAngleSteps = 16;           // fine rotations one search may step over
 constexpr double kPolarMax = 0.2;            // cycles/px of the outer polar ring
 
-// The reference rotated by j * step degrees for j < count (bicubic), one
-// image after the other.
-std::vector<float> rotated_stack(const float* ref, std::size_t ny, std::size_t nx, double step,
-                                 std::size_t count, int threads) {
-  const std::size_t npx = ny * nx;
-  std::vector<float> stack(count * npx);
-  parallel_for(count, threads, [&](std::size_t j, std::size_t) {
-    transform_image(ref, ny, nx, step * static_cast<double>(j), 0.0, 0.0, false, &stack[j * npx]);
-  });
-  return stack;
-}
+// The reference rotated by j * step degrees (bicubic), j < count, prepared
+// for a search on first use: an image's search touches only the rotations
+// near its candidates, so a call with few images prepares few of them.
+// Thread-safe (each rotation is made once; std::call_once orders the write
+// before every read); what is prepared does not depend on which thread
+// asked first.
+class LazyRotations {
+ public:
+  LazyRotations(const float* ref, std::size_t ny, std::size_t nx, double step, std::size_t count,
+                const TranslationSearch& search)
+      : ref_(ref), ny_(ny), nx_(nx), step_(step), search_(search), spec_(count),
+        once_(new std::once_flag[count]) {}
+  std::size_t size() const noexcept { return spec_.size(); }
+  const ComplexArray& operator[](std::size_t j) const {
+    std::call_once(once_[j], [&] {
+      std::vector<float> img(ny_ * nx_);
+      transform_image(ref_, ny_, nx_, step_ * static_cast<double>(j), 0.0, 0.0, false, img.data());
+      PreparedRefs one = search_.prepare(img.data(), 1);
+      spec_[j] = std::move(one.spec[0]);
+    });
+    return spec_[j];
+  }
 
-// Every stride-th image of a stack, prepared for a search.
-PreparedRefs prepare_every(const std::vector<float>& stack, std::size_t npx, std::size_t stride,
-                           const TranslationSearch& search) {
-  const std::size_t count = stack.size() / npx;
-  if (stride == 1) return search.prepare(stack.data(), count);
-  std::vector<float> picked;
-  for (std::size_t j = 0; j < count; j += stride)
-    picked.insert(picked.end(), stack.begin() + static_cast<std::ptrdiff_t>(j * npx),
-                  stack.begin() + static_cast<std::ptrdiff_t>((j + 1) * npx));
-  return search.prepare(picked.data(), picked.size() / npx);
-}
+ private:
+  const float* ref_;
+  std::size_t ny_, nx_;
+  double step_;
+  const TranslationSearch& search_;
+  mutable std::vector<ComplexArray> spec_;
+  std::unique_ptr<std::once_flag[]> once_;
+};
 
 // Indices of the (at most) k highest circular local maxima of v, best first.
 std::size_t top_local_maxima(const std::vector<float>& v, std::size_t k, std::size_t* out) {
@@ -578,17 +587,19 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
   rho_max = std::min(std::max(rho_max, rho_min + 3.0 / nmin), 0.4);
   const PolarCorrelator polar(ny, nx, rho_min, rho_max);
   const auto plan = get_fft2d(ny, nx);
-  std::vector<PreparedRefs> fine_refs, coarse_refs;
+  std::vector<std::unique_ptr<LazyRotations>> fine_refs, coarse_refs;
   std::vector<std::vector<cfloat>> polar_refs;
+  std::vector<bool> flat_ref;
   {
     PolarWork w;
     RealArray img(npx);
     ComplexArray F(plan->complex_size());
     for (std::size_t r = 0; r < n_refs; ++r) {
-      const std::vector<float> stack = rotated_stack(refs + r * npx, ny, nx, dpsi, K, p.threads);
-      fine_refs.push_back(prepare_every(stack, npx, 1, fine));
-      coarse_refs.push_back(prepare_every(stack, npx, stride, coarse));
-      std::memcpy(img.data(), refs + r * npx, npx * sizeof(float));
+      const float* ref = refs + r * npx;
+      fine_refs.emplace_back(new LazyRotations(ref, ny, nx, dpsi, K, fine));
+      coarse_refs.emplace_back(new LazyRotations(ref, ny, nx, dpsi * static_cast<double>(stride), KC, coarse));
+      flat_ref.push_back(fine.prepare(ref, 1).flat[0]);
+      std::memcpy(img.data(), ref, npx * sizeof(float));
       plan->forward(img.data(), F.data());
       polar_refs.push_back(polar.reference(F.data(), w));
     }
@@ -612,7 +623,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
       std::int32_t bref = 0;
       if (inv != 0.0f && cinv != 0.0f) polar.ring_spectra(F, pw);
       for (std::size_t r = 0; r < n_refs; ++r) {
-        if (inv == 0.0f || cinv == 0.0f || fine_refs[r].flat[0]) {
+        if (inv == 0.0f || cinv == 0.0f || flat_ref[r]) {
           if (best.value < 0.0) best = Refined{0.0, 0.0, 0.0};
           continue;
         }
@@ -640,7 +651,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
             const std::size_t jf = static_cast<std::size_t>(std::lround(a / dpsi)) % K;
             const std::size_t jcoarse = static_cast<std::size_t>(std::lround(static_cast<double>(jf) / static_cast<double>(stride))) % KC;
             cand_psi[n_cand] = a;
-            cand_shift[n_cand] = coarse.run(F, cinv, coarse_refs[r].spec[jcoarse], cws);
+            cand_shift[n_cand] = coarse.run(F, cinv, (*coarse_refs[r])[jcoarse], cws);
             cand_score[n_cand] = cand_shift[n_cand].value;
             ++n_cand;
           }
@@ -668,7 +679,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
         for (std::size_t k = 0; k < n_fine; ++k) {
           const std::size_t jf = static_cast<std::size_t>(std::lround(cand_psi[order[k]] / dpsi)) % K;
           const Refined& c = cand_shift[order[k]];
-          const Refined cand = fine.local(F, inv, fine_refs[r].spec[jf], c.dy, c.dx, true, ws);
+          const Refined cand = fine.local(F, inv, (*fine_refs[r])[jf], c.dy, c.dx, true, ws);
           if (cand.value > res.value) {
             res = cand;
             j = jf;
@@ -681,7 +692,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
         // parabola through the neighbours' scores refines the angle.
         double sm = 0.0, sp = 0.0;
         auto score = [&](std::size_t jj) {
-          return fine.score_at(F, inv, fine_refs[r].spec[jj % K], res.dy, res.dx, ws);
+          return fine.score_at(F, inv, (*fine_refs[r])[jj % K], res.dy, res.dx, ws);
         };
         int steps = 0;
         for (int round = 0; round < 3; ++round) {
@@ -704,7 +715,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
             ++steps;
           }
           if (j == j0) break;
-          res = fine.local(F, inv, fine_refs[r].spec[j], res.dy, res.dx, false, ws);
+          res = fine.local(F, inv, (*fine_refs[r])[j], res.dy, res.dx, false, ws);
           if (round == 2) {  // the shift moved: neighbours at the final shift
             sm = score(j + K - 1);
             sp = score(j + 1);
