@@ -60,26 +60,27 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
               [&](std::size_t i, std::size_t worker, double* ps) {
                 auto& s = pool[worker];
                 if (!s) s = std::make_unique<Scratch>(ny, nx);
-                float* a = s->img.data();
-                std::memcpy(a, images + i * npx, npx * sizeof(float));
-                if (!all_finite(a, npx))
+                const float* img = images + i * npx;
+                if (!all_finite(img, npx))
                   throw std::invalid_argument(
                       "image " + std::to_string(i) +
                       " contains NaN or infinity; all pixel values must be finite");
                 const double w = weights ? weights[i] : 1.0;
                 if (w == 0.0) return;
+                float* a = s->img.data();
                 float f = 1.0f;
-                if (angles) {
-                  float* b = reinterpret_cast<float*>(s->F.data());  // ny*(nx/2+1) complex >= ny*nx floats
-                  transform_image(a, ny, nx, angles[i], shifts ? shifts[2 * i] : 0.0,
-                                  shifts ? shifts[2 * i + 1] : 0.0, true, b);
-                  std::memcpy(a, b, npx * sizeof(float));
+                if (angles) {  // read straight from the input (no alignment needed)
+                  transform_image(img, ny, nx, angles[i], shifts ? shifts[2 * i] : 0.0,
+                                  shifts ? shifts[2 * i + 1] : 0.0, true, a);
                 } else if (shifts) {
+                  std::memcpy(a, img, npx * sizeof(float));
                   plan->forward(a, s->F.data());
                   apply_shift(s->F.data(), ny, nx, -shifts[2 * i], -shifts[2 * i + 1],
                               s->ey.data(), s->ex.data());
                   plan->inverse(s->F.data(), a);
                   f = scale;
+                } else {
+                  std::memcpy(a, img, npx * sizeof(float));
                 }
                 double* pq = sumsq ? ps + npx : nullptr;
 #pragma omp simd

@@ -1,6 +1,9 @@
 #include "rotate.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -23,6 +26,50 @@ inline void cubic_weights(float t, float w[4]) {
 
 }  // namespace
 
+namespace {
+
+// One output pixel from source position (sx, sy) (pixel units of the
+// input), taps outside the box counting as 0.
+inline float sample_clipped(const float* in, long iny, long inx, double sx, double sy) {
+  const double fx = std::floor(sx), fy = std::floor(sy);
+  const long x0 = static_cast<long>(fx), y0 = static_cast<long>(fy);
+  float wx[4], wy[4];
+  cubic_weights(static_cast<float>(sx - fx), wx);
+  cubic_weights(static_cast<float>(sy - fy), wy);
+  float acc = 0.0f;
+  for (int j = 0; j < 4; ++j) {
+    const long yy = y0 - 1 + j;
+    if (yy < 0 || yy >= iny) continue;
+    float r = 0.0f;
+    for (int k = 0; k < 4; ++k) {
+      const long xx = x0 - 1 + k;
+      if (xx < 0 || xx >= inx) continue;
+      r += wx[k] * in[yy * inx + xx];
+    }
+    acc += wy[j] * r;
+  }
+  return acc;
+}
+
+// The interval [lo, hi) of integers i in [0, n) with a <= f0 + d * i <= b,
+// shrunk by one on each side (rounding), possibly empty.
+void inside(double f0, double d, double a, double b, long n, long& lo, long& hi) {
+  double l = 0.0, h = static_cast<double>(n);
+  if (d > 0.0) {
+    l = std::max(l, std::ceil((a - f0) / d) + 1.0);
+    h = std::min(h, std::floor((b - f0) / d));
+  } else if (d < 0.0) {
+    l = std::max(l, std::ceil((b - f0) / d) + 1.0);
+    h = std::min(h, std::floor((a - f0) / d));
+  } else if (!(f0 >= a && f0 <= b)) {
+    h = l;
+  }
+  lo = static_cast<long>(std::min(l, static_cast<double>(n)));
+  hi = std::max(lo, static_cast<long>(h));
+}
+
+}  // namespace
+
 CRYOCORE_HOT void transform_image(const float* in, std::size_t ny, std::size_t nx,
                                   double angle_deg, double dy, double dx, bool inverse,
                                   float* out) {
@@ -33,46 +80,78 @@ CRYOCORE_HOT void transform_image(const float* in, std::size_t ny, std::size_t n
   // Source position (u, v) = (x, y) of the input for output pixel (x', y'):
   //   inverse: (u, v) = Rot(psi) (x', y') + (dx, dy)
   //   forward: (u, v) = Rot(-psi) ((x', y') - (dx, dy))
+  // in pixel units: (sx, sy) = (u + cx, v + cy), linear along an output row.
+  const double dsx = c, dsy = inverse ? s : -s;
+  // Per-row scratch (structure of arrays), on the stack for usual boxes.
+  constexpr std::size_t kStack = 1024;
+  float stack_buf[8 * kStack];
+  std::int32_t stack_base[kStack];
+  std::vector<float> heap_buf;
+  std::vector<std::int32_t> heap_base;
+  float* buf = stack_buf;
+  std::int32_t* base = stack_base;
+  if (nx > kStack) {
+    heap_buf.resize(8 * nx);
+    heap_base.resize(nx);
+    buf = heap_buf.data();
+    base = heap_base.data();
+  }
+  float *wx0 = buf, *wx1 = buf + nx, *wx2 = buf + 2 * nx, *wx3 = buf + 3 * nx;
+  float *wy0 = buf + 4 * nx, *wy1 = buf + 5 * nx, *wy2 = buf + 6 * nx, *wy3 = buf + 7 * nx;
   for (std::size_t yi = 0; yi < ny; ++yi) {
     const double yp = static_cast<double>(yi) - cy;
-    for (std::size_t xi = 0; xi < nx; ++xi) {
-      const double xp = static_cast<double>(xi) - cx;
-      double u, v;
-      if (inverse) {
-        u = c * xp - s * yp + dx;
-        v = s * xp + c * yp + dy;
-      } else {
-        const double qx = xp - dx, qy = yp - dy;
-        u = c * qx + s * qy;
-        v = -s * qx + c * qy;
-      }
-      const double sx = u + cx, sy = v + cy;
-      const double fx = std::floor(sx), fy = std::floor(sy);
-      const long x0 = static_cast<long>(fx), y0 = static_cast<long>(fy);
-      float wx[4], wy[4];
-      cubic_weights(static_cast<float>(sx - fx), wx);
-      cubic_weights(static_cast<float>(sy - fy), wy);
-      float acc = 0.0f;
-      if (x0 >= 1 && y0 >= 1 && x0 + 2 < inx && y0 + 2 < iny) {
-        for (int j = 0; j < 4; ++j) {
-          const float* row = in + static_cast<std::size_t>(y0 - 1 + j) * nx + static_cast<std::size_t>(x0 - 1);
-          acc += wy[j] * (wx[0] * row[0] + wx[1] * row[1] + wx[2] * row[2] + wx[3] * row[3]);
-        }
-      } else {  // near or beyond the edge: taps outside the box count as 0
-        for (int j = 0; j < 4; ++j) {
-          const long yy = y0 - 1 + j;
-          if (yy < 0 || yy >= iny) continue;
-          float r = 0.0f;
-          for (int k = 0; k < 4; ++k) {
-            const long xx = x0 - 1 + k;
-            if (xx < 0 || xx >= inx) continue;
-            r += wx[k] * in[static_cast<std::size_t>(yy) * nx + static_cast<std::size_t>(xx)];
-          }
-          acc += wy[j] * r;
-        }
-      }
-      out[yi * nx + xi] = acc;
+    double sx0, sy0;  // at xi = 0 (x' = -cx)
+    if (inverse) {
+      sx0 = -c * cx - s * yp + dx + cx;
+      sy0 = -s * cx + c * yp + dy + cy;
+    } else {
+      const double qx = -cx - dx, qy = yp - dy;
+      sx0 = c * qx + s * qy + cx;
+      sy0 = -s * qx + c * qy + cy;
     }
+    float* o = out + yi * nx;
+    // All 16 taps inside the box where 1 <= sx < nx - 2 and 1 <= sy < ny - 2.
+    long xlo, xhi, ylo, yhi;
+    inside(sx0, dsx, 1.0, static_cast<double>(inx - 2) - 1e-9, inx, xlo, xhi);
+    inside(sy0, dsy, 1.0, static_cast<double>(iny - 2) - 1e-9, inx, ylo, yhi);
+    const long lo = std::min(std::max(xlo, ylo), inx), hi = std::max(lo, std::min(xhi, yhi));
+    for (long xi = 0; xi < lo; ++xi)
+      o[xi] = sample_clipped(in, iny, inx, sx0 + dsx * static_cast<double>(xi), sy0 + dsy * static_cast<double>(xi));
+    // Interior, in two vectorisable passes: tap positions and weights, then
+    // the 4x4 taps (gathers).
+    // (int loop counters: AVX2 converts 32-bit, not 64-bit, integers to double)
+    const int m = static_cast<int>(hi - lo);
+    const double ax = sx0 + dsx * static_cast<double>(lo), ay = sy0 + dsy * static_cast<double>(lo);
+#pragma omp simd
+    for (int k = 0; k < m; ++k) {
+      const double sx = ax + dsx * static_cast<double>(k), sy = ay + dsy * static_cast<double>(k);
+      const auto x0 = static_cast<std::int32_t>(sx), y0 = static_cast<std::int32_t>(sy);  // >= 1: floor
+      const auto tx = static_cast<float>(sx - static_cast<double>(x0));
+      const auto ty = static_cast<float>(sy - static_cast<double>(y0));
+      base[k] = (y0 - 1) * static_cast<std::int32_t>(inx) + (x0 - 1);
+      const float tx2 = tx * tx, tx3 = tx2 * tx, ty2 = ty * ty, ty3 = ty2 * ty;
+      wx0[k] = -0.5f * tx3 + tx2 - 0.5f * tx;
+      wx1[k] = 1.5f * tx3 - 2.5f * tx2 + 1.0f;
+      wx2[k] = -1.5f * tx3 + 2.0f * tx2 + 0.5f * tx;
+      wx3[k] = 0.5f * tx3 - 0.5f * tx2;
+      wy0[k] = -0.5f * ty3 + ty2 - 0.5f * ty;
+      wy1[k] = 1.5f * ty3 - 2.5f * ty2 + 1.0f;
+      wy2[k] = -1.5f * ty3 + 2.0f * ty2 + 0.5f * ty;
+      wy3[k] = 0.5f * ty3 - 0.5f * ty2;
+    }
+    const auto row = static_cast<std::int32_t>(inx);
+    float* oi = o + lo;
+#pragma omp simd
+    for (int k = 0; k < m; ++k) {
+      const std::int32_t b0 = base[k], b1 = b0 + row, b2 = b1 + row, b3 = b2 + row;
+      const float r0 = wx0[k] * in[b0] + wx1[k] * in[b0 + 1] + wx2[k] * in[b0 + 2] + wx3[k] * in[b0 + 3];
+      const float r1 = wx0[k] * in[b1] + wx1[k] * in[b1 + 1] + wx2[k] * in[b1 + 2] + wx3[k] * in[b1 + 3];
+      const float r2 = wx0[k] * in[b2] + wx1[k] * in[b2 + 1] + wx2[k] * in[b2 + 2] + wx3[k] * in[b2 + 3];
+      const float r3 = wx0[k] * in[b3] + wx1[k] * in[b3 + 1] + wx2[k] * in[b3 + 2] + wx3[k] * in[b3 + 3];
+      oi[k] = wy0[k] * r0 + wy1[k] * r1 + wy2[k] * r2 + wy3[k] * r3;
+    }
+    for (long xi = hi; xi < inx; ++xi)
+      o[xi] = sample_clipped(in, iny, inx, sx0 + dsx * static_cast<double>(xi), sy0 + dsy * static_cast<double>(xi));
   }
 }
 
