@@ -178,7 +178,8 @@ py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spec
 py::tuple py_register_accumulate_spectra(
     const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
     const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& groups,
-    py::array_t<std::complex<double>, py::array::c_style> sums, double band, int upsample,
+    py::array_t<std::complex<double>, py::array::c_style> sums, double band,
+    std::optional<DoubleArray> prior, int upsample,
     std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
     double edge, bool phase, bool crop, bool coarse, int threads) {
   require_stack(refs, "references");
@@ -193,6 +194,8 @@ py::tuple py_register_accumulate_spectra(
     throw std::invalid_argument("sums must be a writeable complex128 array of shape (groups, " +
                                 std::to_string(ny) + ", " + std::to_string(nx / 2 + 1) + ")");
   if (!(band > 0.0)) throw std::invalid_argument("band must be > 0 cycles/px");
+  if (prior) require_pairs(*prior, n, "prior");
+  const double* pp = prior ? prior->data() : nullptr;
   const RegisterParams p =
       make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
   check_register_params(p, ny, nx);
@@ -202,7 +205,7 @@ py::tuple py_register_accumulate_spectra(
   std::complex<double>* op = sums.mutable_data();
   const std::size_t n_refs = dim(refs, 0), n_groups = dim(sums, 0);
   return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
-    register_accumulate_spectra(rp, n_refs, fp, n, ny, nx, p, gp, n_groups, band, sp, cp, bp, op);
+    register_accumulate_spectra(rp, n_refs, fp, n, ny, nx, p, gp, n_groups, band, pp, sp, cp, bp, op);
   });
 }
 
@@ -363,12 +366,13 @@ PYBIND11_MODULE(_core, m) {
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
   m.def("register_accumulate_spectra", &py_register_accumulate_spectra, py::arg("references"),
         py::arg("spectra"), py::arg("nx"), py::arg("groups"), py::arg("sums").noconvert(),
-        py::arg("band") = 0.5, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
-        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
-        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
-        py::arg("coarse") = true, py::arg("threads") = 1,
+        py::arg("band") = 0.5, py::arg("prior") = py::none(), py::arg("upsample") = 20,
+        py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
+        py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("phase") = false,
+        py::arg("crop") = true, py::arg("coarse") = true, py::arg("threads") = 1,
         "register_spectra, and in the same pass each image's band (accumulate_spectra, moved back "
-        "by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none).");
+        "by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none). "
+        "prior (n, 2): where finite, a local search from that shift instead of the full one.");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
         py::arg("index") = py::none(), py::arg("out") = py::none(),
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "

@@ -407,14 +407,17 @@ struct TranslationSearch {
 };
 
 // The best of n_refs prepared references for the image with spectrum F.
+// With a prior shift (prior != nullptr), a local search around it instead
+// (TranslationSearch::local: no inverse FFT, no integer search).
 Refined register_one(const TranslationSearch& search, const PreparedRefs& R, const cfloat* F,
-                     Workspace& ws, std::int32_t& bref) {
+                     Workspace& ws, std::int32_t& bref, const double* prior = nullptr) {
   const float inv = inverse_norm(F, search.geo, search.h2);
   Refined best{0.0, 0.0, -2.0};
   bref = 0;
   for (std::size_t r = 0; r < R.n; ++r) {
     Refined res{0.0, 0.0, 0.0};
-    if (inv != 0.0f && !R.flat[r]) res = search.run(F, inv, R.spec[r], ws);
+    if (inv != 0.0f && !R.flat[r])
+      res = prior ? search.local(F, inv, R.spec[r], prior[0], prior[1], false, ws) : search.run(F, inv, R.spec[r], ws);
     if (res.value > best.value) {
       best = res;
       bref = static_cast<std::int32_t>(r);
@@ -781,8 +784,9 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
 void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
                                  std::size_t n, std::size_t ny, std::size_t nx,
                                  const RegisterParams& p, const std::int32_t* group,
-                                 std::size_t n_groups, double band, double* shifts, double* scores,
-                                 std::int32_t* best_ref, std::complex<double>* sums) {
+                                 std::size_t n_groups, double band, const double* prior,
+                                 double* shifts, double* scores, std::int32_t* best_ref,
+                                 std::complex<double>* sums) {
   if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
   for (std::size_t i = 0; i < n; ++i)
     if (group[i] >= static_cast<std::int32_t>(n_groups))
@@ -801,7 +805,11 @@ void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cf
                         search.prepare_workspace(ws);
                         const cfloat* F = spectra + i * per;
                         std::int32_t bref = 0;
-                        const Refined best = register_one(search, R, F, ws, bref);
+                        const double* pr = prior && std::isfinite(prior[2 * i]) &&
+                                                   std::isfinite(prior[2 * i + 1])
+                                               ? prior + 2 * i
+                                               : nullptr;
+                        const Refined best = register_one(search, R, F, ws, bref, pr);
                         shifts[2 * i] = best.dy;
                         shifts[2 * i + 1] = best.dx;
                         scores[i] = best.value;

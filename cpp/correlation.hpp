@@ -57,12 +57,16 @@ void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spect
 // to sums[group[i]] (n_groups x ny x nx/2+1, complex128, added to in place);
 // group[i] < 0 adds nothing. Deterministic for any thread count. For
 // iterative alignment: one read of the cached spectra per iteration; the
-// caller subtracts the images it rejects afterwards.
+// caller subtracts the images it rejects afterwards. prior (n x 2, may be
+// null): where finite, a local search from that shift instead of the full
+// one (the sub-pixel grids of register_stack, moved at most a couple of
+// pixels: no inverse FFT, no integer search).
 void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
                                  std::size_t n, std::size_t ny, std::size_t nx,
                                  const RegisterParams& p, const std::int32_t* group,
-                                 std::size_t n_groups, double band, double* shifts, double* scores,
-                                 std::int32_t* best_ref, std::complex<double>* sums);
+                                 std::size_t n_groups, double band, const double* prior,
+                                 double* shifts, double* scores, std::int32_t* best_ref,
+                                 std::complex<double>* sums);
 
 // Rotational + translational registration in three stages.
 // 1. Candidates (polar.hpp): the rotational correlation of the image's and

@@ -211,3 +211,13 @@ def test_reference_free_with_rotations_matches_translation_only_quality():
     assert np.median(err[res.accepted]) < 2.0
     shifts = res.shifts + rotate_vectors(np.broadcast_to(fit.shifts, res.shifts.shape), res.angles)
     assert np.median(np.hypot(*(shifts - sim.shifts).T)[res.accepted]) < 0.5
+
+
+def test_local_search_matches_the_full_search():
+    sim = cryocore.simulate(300, 64, snr=0.2, max_shift=5, rotate=False, seed=41)
+    kw = dict(rotate=False, iterations=5, tolerance_px=0, progress=False)
+    a = cryocore.align(sim.images, **kw)
+    b = cryocore.align(sim.images, local_search=False, **kw)
+    assert np.array_equal(a.accepted, b.accepted)
+    np.testing.assert_allclose(a.shifts, b.shifts, atol=0.02)
+    np.testing.assert_allclose(a.average, b.average, atol=1e-3 * np.abs(b.average).max())

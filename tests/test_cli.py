@@ -105,6 +105,8 @@ def test_existing_output_directory_is_refused(stack, tmp_path):
         (["align", "STACK", "-o", "OUT", "--reference", "999"], "out of range"),
         (["align", "STACK", "-o", "OUT", "--lowpass-A", "1"], "lowpass_A"),
         (["align", "STACK", "-o", "OUT", "--bogus"], "--bogus"),
+        (["align", "STACK", "-o", "OUT", "--tolerance-px", "-1"], ">= 0"),
+        (["align", "STACK", "-o", "OUT", "--tolerance-px", "nan"], ">= 0"),
         (["demo", "--n", "0"], "positive"),
         (["simulate", "-o", "x.txt"], ".mrcs"),
     ],

@@ -59,11 +59,11 @@ def test_register_stops_within_a_second(tmp_path):
 def test_cli_align_interrupted_leaves_no_output_file(tmp_path):
     rng = np.random.default_rng(1)
     stack = tmp_path / "noise.npy"
-    np.save(stack, rng.standard_normal((1500, 96, 96)).astype(np.float32))  # never converges
+    np.save(stack, rng.standard_normal((1500, 96, 96)).astype(np.float32))  # tolerance 0: never converges
     out = tmp_path / "out"
     p = subprocess.Popen(
         [sys.executable, "-m", "cryocore", "align", str(stack), "-o", str(out), "--iterations", "200", "--quiet",
-         "--no-rotate"],
+         "--no-rotate", "--tolerance-px", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     time.sleep(3.0)

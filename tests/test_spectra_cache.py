@@ -55,8 +55,9 @@ def test_register_spectra_equals_register_stack(rng, shape, lowpass):
     sp = _core.forward_stack(imgs, threads=2)
     a = _core.register_stack(ref[None], imgs, lowpass=lowpass, threads=2)
     b = _core.register_spectra(ref[None], sp, shape[1], lowpass=lowpass, threads=2)
-    np.testing.assert_allclose(b[0], a[0], atol=1e-6)
-    np.testing.assert_allclose(b[1], a[1], atol=1e-6)
+    # (register_stack may use a pruned forward FFT: float rounding differs)
+    np.testing.assert_allclose(b[0], a[0], atol=1e-4)
+    np.testing.assert_allclose(b[1], a[1], atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (65, 65), (48, 80)])
@@ -154,3 +155,28 @@ def test_in_place_outputs_are_never_silently_copied(rng, bad):
     with pytest.raises(TypeError):
         _core.register_accumulate_spectra(imgs[:1], sp, 16, np.zeros(3, np.int32), cplx[None].copy()
                                           if bad != "strided" else np.zeros((1, 16, 18), np.complex128)[:, :, ::2])
+
+
+def test_local_search_from_a_prior_finds_the_same_peak(rng):
+    ref, imgs, true = _stack(rng, 80, (64, 64))
+    sp = _core.forward_stack(imgs)
+    groups = np.zeros(80, np.int32)
+    sums_g = np.zeros((1, 64, 33), np.complex128)
+    s_g, c_g, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums_g, band=0.3, lowpass=0.25)
+    # a prior up to a pixel off: the local search climbs to the same peak
+    prior = s_g + rng.uniform(-1.0, 1.0, s_g.shape)
+    prior[::7] = np.nan  # no prior: full search
+    sums_l = np.zeros_like(sums_g)
+    s_l, c_l, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums_l, band=0.3, lowpass=0.25,
+                                                    prior=prior)
+    np.testing.assert_allclose(s_l, s_g, atol=0.02)
+    np.testing.assert_allclose(c_l, c_g, atol=1e-4)
+    assert np.abs(sums_l - sums_g).max() <= 1e-3 * np.abs(sums_g).max()
+    # a prior far from the peak stays local: it does not jump to the global maximum
+    far = s_g + 6.0
+    s_f, c_f, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, np.zeros_like(sums_g), band=0.3,
+                                                    lowpass=0.25, prior=far)
+    assert np.abs(s_f - far).max() <= 2.6  # 8 steps of 1/4 px, 8 of 1/20 px, rounding, per axis
+    assert np.median(c_f) < np.median(c_g)
+    with pytest.raises(ValueError, match="prior"):
+        _core.register_accumulate_spectra(ref[None], sp, 64, groups, np.zeros_like(sums_g), prior=prior[:5])

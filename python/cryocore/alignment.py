@@ -315,6 +315,7 @@ class _Halves:
         return np.concatenate(shifts), np.concatenate(angles), np.concatenate(scores)
 
     def register_accumulate(self, h: int, ref: np.ndarray, groups: np.ndarray, band: float,
+                            prior: Optional[np.ndarray] = None,
                             **kw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cached spectra only: register half h's images and, in the same pass,
         sum each image's band moved back by its new shift into its group
@@ -324,7 +325,7 @@ class _Halves:
         refs = np.ascontiguousarray(ref, np.float32)[None]
         sums = np.zeros((2, self.ny, self.nx // 2 + 1), np.complex128)
         s, c, _ = _core.register_accumulate_spectra(refs, self.spectra[h], self.nx, groups, sums,
-                                                    band=float(band), threads=self.threads, **kw)
+                                                    band=float(band), prior=prior, threads=self.threads, **kw)
         return s, c, sums
 
     def subtract(self, h: int, shifts: np.ndarray, weights: np.ndarray, band: float, sum_: np.ndarray) -> None:
@@ -447,6 +448,7 @@ def align(
     mask_radius: Optional[float] = None,
     tolerance_px: float = 0.01,
     cache_spectra: Optional[bool] = None,
+    local_search: bool = True,
     checkpoint: Optional[str] = None,
     resume: bool = False,
 ) -> AlignResult:
@@ -496,6 +498,12 @@ def align(
     cache_spectra : bool, optional
         Keep the images' spectra in memory between iterations (default: when
         they take at most 4 GiB), so an iteration needs no forward FFT.
+    local_search : bool
+        With the spectra cache (translations only): from the second
+        iteration on, an image accepted in the previous iteration is searched
+        around its last shift (sub-pixel grids moved at most 2.4 px per axis)
+        instead of over the whole box; rejected images are searched in full.
+        ``False``: the full search every iteration (slower).
     checkpoint : str, optional
         File (``.npz``) where the state is saved, atomically, after every
         iteration: poses, scores, references, low-pass, history.
@@ -549,6 +557,7 @@ def align(
         half_split=half_split if isinstance(half_split, str) else "array", seed=seed, mode=mode,
         pixel_size_A=pixel_size_A, lowpass_A=lowpass_A, max_shift=max_shift, threads=nthreads,
         upsample=upsample, mask_radius=mask_radius, cache_spectra=bool(cache_spectra) and mode == "iterative",
+        local_search=bool(local_search),
         reference=("reference-free" if reference is None else (f"image {int(reference)}" if isinstance(reference, (int, np.integer)) else "array")),
     )
     reg_kw: dict[str, Any] = dict(upsample=int(upsample), max_shift=None if max_shift is None else float(max_shift))
@@ -609,7 +618,13 @@ def align(
             # rejected (judged by the previous iteration).
             fused = halves.spectra is not None and not rotate and float(np.mean(~accepted[h])) <= 0.25
             if fused:
-                s, c, sums = halves.register_accumulate(h, refs[h], groups[h], band, **lp_kw)
+                # From the second iteration on, images accepted last time are
+                # searched locally around their last shift (a couple of pixels:
+                # no inverse FFT, no integer search); the others in full.
+                prior = None
+                if it > 1 and local_search:
+                    prior = np.where(accepted[h][:, None], shifts[h], np.nan)
+                s, c, sums = halves.register_accumulate(h, refs[h], groups[h], band, prior=prior, **lp_kw)
                 a = np.zeros(len(c))
             else:
                 s, a, c = halves.register(h, refs[h], rotate, **lp_kw)

@@ -40,6 +40,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return v
+
+
 def _threshold(text: str) -> Any:
     if text == "auto":
         return "auto"
@@ -93,7 +103,7 @@ def _print_summary(result: Any, paths: dict, elapsed: float) -> None:
 RUN_FILE = ".cryocore-run.json"
 CHECKPOINT_FILE = ".cryocore-checkpoint.npz"
 RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_split", "mode", "rotate",
-             "lowpass_A", "pixel_size_A", "max_shift", "threads", "seed", "quiet")
+             "lowpass_A", "pixel_size_A", "max_shift", "threads", "seed", "quiet", "tolerance_px", "local_search")
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -161,6 +171,8 @@ def _run_align(args: argparse.Namespace) -> int:
             max_shift=args.max_shift,
             threads=args.threads,
             progress=not args.quiet,
+            tolerance_px=args.tolerance_px,
+            local_search=args.local_search,
             checkpoint=checkpoint if args.mode == "iterative" else None,
             resume=args.resume is not None,
         )
@@ -261,6 +273,11 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--reference", default="auto", help="'auto' (reference-free), an image index, or an image file")
     a.add_argument("--threshold", type=_threshold, default="auto", help="'auto' or a Pearson score (default auto)")
     a.add_argument("--iterations", type=_positive_int, default=10)
+    a.add_argument("--tolerance-px", type=_nonnegative_float, default=0.01,
+                   help="stop when poses move less than this (RMS px) and no image changes set (0: never)")
+    a.add_argument("--full-search", dest="local_search", action="store_false",
+                   help="search every image over the whole box in every iteration (default: locally around "
+                        "its last shift from the second iteration on, translations only)")
     a.add_argument("--half-split", choices=("random", "halves", "even-odd"), default="random")
     a.add_argument("--mode", choices=("iterative", "online"), default="iterative")
     a.add_argument("--rotate", dest="rotate", action="store_true", help="search in-plane rotations (the default)")
