@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -137,7 +138,9 @@ class Workspaces {
   const Geometry& g_;
 };
 
-// 1/|H F| (DC excluded), or 0 for a flat image. H is zero outside the q
+// 1/|H F| (DC excluded), 0 for a flat image, NaN when the spectrum holds
+// NaN or infinity (which every non-finite pixel of the image causes: each
+// Fourier coefficient is a sum over all pixels). H is zero outside the q
 // block, so only that block is summed (all of it without a low-pass).
 CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2) {
   const std::size_t nxh = geo.nx / 2 + 1;
@@ -158,6 +161,7 @@ CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std:
       if (fr != 0) e += static_cast<double>((f[0] * f[0] + f[1] * f[1]) * w[0]);
     }
   }
+  if (!std::isfinite(e)) return std::numeric_limits<float>::quiet_NaN();
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
 }
 
@@ -410,8 +414,13 @@ struct TranslationSearch {
 // With a prior shift (prior != nullptr), a local search around it instead
 // (TranslationSearch::local: no inverse FFT, no integer search).
 Refined register_one(const TranslationSearch& search, const PreparedRefs& R, const cfloat* F,
-                     Workspace& ws, std::int32_t& bref, const double* prior = nullptr) {
+                     std::size_t index, Workspace& ws, std::int32_t& bref,
+                     const double* prior = nullptr) {
   const float inv = inverse_norm(F, search.geo, search.h2);
+  if (std::isnan(inv))
+    throw std::invalid_argument("image " + std::to_string(index) +
+                                " contains NaN or infinity (or values too large to Fourier transform); "
+                                "all pixel values must be finite");
   Refined best{0.0, 0.0, -2.0};
   bref = 0;
   for (std::size_t r = 0; r < R.n; ++r) {
@@ -441,7 +450,7 @@ void register_impl(const float* refs, std::size_t n_refs, std::size_t n, std::si
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       std::int32_t bref = 0;
-      const Refined best = register_one(search, R, spectrum_of(i, ws), ws, bref);
+      const Refined best = register_one(search, R, spectrum_of(i, ws), i, ws, bref);
       shifts[2 * i] = best.dy;
       shifts[2 * i + 1] = best.dx;
       scores[i] = best.value;
@@ -461,7 +470,8 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
     const auto pruned = get_pruned_forward(ny, nx, geo.qxh);
     register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                   [&](std::size_t i, Workspace& ws) {
-                    copy_checked(images + i * ny * nx, ny * nx, ws.img.data(), i, "image");
+                    // (non-finite pixels are caught on the spectrum: register_one)
+                    std::memcpy(ws.img.data(), images + i * ny * nx, ny * nx * sizeof(float));
                     pruned->forward(ws.img.data(), ws.F.data());
                     return static_cast<const cfloat*>(ws.F.data());
                   });
@@ -470,7 +480,9 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
   const auto plan = get_fft2d(ny, nx);
   register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                 [&](std::size_t i, Workspace& ws) {
-                  return image_spectrum(*plan, images + i * ny * nx, i, ws);
+                  std::memcpy(ws.img.data(), images + i * ny * nx, ny * nx * sizeof(float));
+                  plan->forward(ws.img.data(), ws.F.data());
+                  return static_cast<const cfloat*>(ws.F.data());
                 });
 }
 
@@ -809,7 +821,7 @@ void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cf
                                                    std::isfinite(prior[2 * i + 1])
                                                ? prior + 2 * i
                                                : nullptr;
-                        const Refined best = register_one(search, R, F, ws, bref, pr);
+                        const Refined best = register_one(search, R, F, i, ws, bref, pr);
                         shifts[2 * i] = best.dy;
                         shifts[2 * i + 1] = best.dx;
                         scores[i] = best.value;

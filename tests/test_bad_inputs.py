@@ -228,3 +228,16 @@ def test_no_bad_input_crashes_the_interpreter(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"raised {len(CASES)} of {len(CASES)}" in proc.stdout
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (31, 17), (63, 63), (40, 0)])
+@pytest.mark.parametrize("kw", [{}, dict(lowpass=0.2), dict(upsample=1), dict(full_search=True)])
+def test_one_non_finite_pixel_anywhere_is_caught(bad, where, kw):
+    # register finds non-finite pixels on the spectrum (every coefficient sums all pixels):
+    # one bad pixel, wherever it is and whichever transform is used, must be reported
+    rng = np.random.default_rng(0)
+    imgs = rng.standard_normal((5, 64, 64)).astype(np.float32)
+    imgs[3][where] = bad
+    with pytest.raises(ValueError, match="image 3 contains NaN or infinity"):
+        cryocore.register(imgs[0], imgs, **kw)

@@ -55,8 +55,9 @@ def to_float32(a: np.ndarray, name: str) -> np.ndarray:
 def as_images(x: object, name: str = "images", *, allow_2d: bool = True) -> tuple[np.ndarray, bool]:
     """A stack ``(n, ny, nx)`` as contiguous float32, and whether a single 2D image was given.
 
-    NaN/inf are checked by the compiled core while it copies each image (a
-    separate numpy pass would cost a third of a registration).
+    NaN/inf are checked by the compiled core, image by image (while it copies
+    each image, or on each image's spectrum, which any non-finite pixel makes
+    non-finite); a separate numpy pass would cost a third of a registration.
     """
     a = as_real_array(x, name)
     single = a.ndim == 2
