@@ -410,6 +410,15 @@ struct TranslationSearch {
   }
 };
 
+// The image itself when FFTW may read it in place (it has the SIMD alignment
+// the plans were made with: out-of-place r2c plans never write their input),
+// else a copy in the workspace.
+const float* fft_input(const float* image, std::size_t n_px, Workspace& ws) {
+  if (fftw_aligned(image)) return image;
+  std::memcpy(ws.img.data(), image, n_px * sizeof(float));
+  return ws.img.data();
+}
+
 // The best of n_refs prepared references for the image with spectrum F.
 // With a prior shift (prior != nullptr), a local search around it instead
 // (TranslationSearch::local: no inverse FFT, no integer search).
@@ -471,8 +480,7 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
     register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                   [&](std::size_t i, Workspace& ws) {
                     // (non-finite pixels are caught on the spectrum: register_one)
-                    std::memcpy(ws.img.data(), images + i * ny * nx, ny * nx * sizeof(float));
-                    pruned->forward(ws.img.data(), ws.F.data());
+                    pruned->forward(fft_input(images + i * ny * nx, ny * nx, ws), ws.F.data());
                     return static_cast<const cfloat*>(ws.F.data());
                   });
     return;
@@ -480,8 +488,7 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
   const auto plan = get_fft2d(ny, nx);
   register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                 [&](std::size_t i, Workspace& ws) {
-                  std::memcpy(ws.img.data(), images + i * ny * nx, ny * nx * sizeof(float));
-                  plan->forward(ws.img.data(), ws.F.data());
+                  plan->forward(fft_input(images + i * ny * nx, ny * nx, ws), ws.F.data());
                   return static_cast<const cfloat*>(ws.F.data());
                 });
 }

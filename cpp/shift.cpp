@@ -71,19 +71,24 @@ void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size
     auto& s = pool[worker];
     if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
-    std::memcpy(s->img.data(), images + src * npx, npx * sizeof(float));
-    if (!all_finite(s->img.data(), npx))
-      throw std::invalid_argument("image " + std::to_string(src) +
-                                  " contains NaN or infinity; all pixel values must be finite");
-    // FFTW's new-array execution needs the plan's SIMD alignment; an output
-    // row of the caller's array may lack it, then the aligned scratch is used.
-    cfloat* o = out + i * nsp;
-    if (fftw_aligned(o)) {
-      plan->forward(s->img.data(), o);
-    } else {
-      plan->forward(s->img.data(), s->F.data());
-      std::memcpy(o, s->F.data(), nsp * sizeof(cfloat));
+    // FFTW reads the image in place when it has the plans' SIMD alignment
+    // (out-of-place r2c never writes its input), else a copy; it writes
+    // straight into the output row when that is aligned, else into scratch.
+    const float* img = images + src * npx;
+    if (!fftw_aligned(img)) {
+      std::memcpy(s->img.data(), img, npx * sizeof(float));
+      img = s->img.data();
     }
+    cfloat* o = out + i * nsp;
+    const bool direct = fftw_aligned(o);
+    plan->forward(img, direct ? o : s->F.data());
+    // F(0) is the sum of all pixels: NaN or infinity anywhere makes it non-finite.
+    const cfloat dc = direct ? o[0] : s->F[0];
+    if (!(std::isfinite(dc.real()) && std::isfinite(dc.imag())))
+      throw std::invalid_argument("image " + std::to_string(src) +
+                                  " contains NaN or infinity (or values too large to Fourier transform); "
+                                  "all pixel values must be finite");
+    if (!direct) std::memcpy(o, s->F.data(), nsp * sizeof(cfloat));
   });
 }
 

@@ -180,3 +180,18 @@ def test_local_search_from_a_prior_finds_the_same_peak(rng):
     assert np.median(c_f) < np.median(c_g)
     with pytest.raises(ValueError, match="prior"):
         _core.register_accumulate_spectra(ref[None], sp, 64, groups, np.zeros_like(sums_g), prior=prior[:5])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (17, 5), (31, 31)])
+def test_forward_stack_reports_a_non_finite_pixel(bad, where):
+    imgs = np.random.default_rng(3).standard_normal((4, 32, 32)).astype(np.float32)
+    imgs[2][where] = bad
+    before = imgs.copy()
+    with pytest.raises(ValueError, match="image 2 contains NaN or infinity"):
+        _core.forward_stack(imgs, threads=2)
+    with pytest.raises(ValueError, match="image 2 contains NaN or infinity"):
+        _core.forward_stack(imgs, index=np.array([0, 2]))
+    assert np.array_equal(imgs, before, equal_nan=True)
+    np.testing.assert_allclose(_core.forward_stack(imgs, index=np.array([3, 1])),
+                               np.fft.rfft2(imgs[[3, 1]].astype(np.float64)), atol=1e-3)
