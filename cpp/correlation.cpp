@@ -112,6 +112,7 @@ struct Workspace {
   ComplexArray F, P;
   std::vector<float> pre, pim;  // Pearson product spectrum on the q block, split planes
   std::vector<float> wre, wim;  // whitened product (phase correlation)
+  std::vector<float> lre, lim;  // the product on the coarse map's block (sub-pixel search)
   LocalDft dft;
   explicit Workspace(const Geometry& g)
       : img(g.ny * g.nx),
@@ -366,7 +367,23 @@ struct TranslationSearch {
     const float* cre = p.phase ? ws.wre.data() : ws.pre.data();
     const float* cim = p.phase ? ws.wim.data() : ws.pim.data();
     if (refine) {
-      const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample, coarse);
+      // With a coarse map, the coarse sub-pixel levels run on its (much
+      // smaller) block of the product too; the last level on the whole q block.
+      const float *lre = nullptr, *lim = nullptr;
+      if (geo.my < geo.qy && geo.mx < geo.qx && p.upsample > 4) {
+        const std::size_t mxh = geo.mxh, qxh = geo.qxh;
+        ws.lre.resize(geo.my * mxh);
+        ws.lim.resize(geo.my * mxh);
+        for (std::size_t r = 0; r < geo.my; ++r) {
+          const std::size_t qr = full_row(r, geo.my, geo.qy);
+          std::memcpy(&ws.lre[r * mxh], cre + qr * qxh, mxh * sizeof(float));
+          std::memcpy(&ws.lim[r * mxh], cim + qr * qxh, mxh * sizeof(float));
+        }
+        lre = ws.lre.data();
+        lim = ws.lim.data();
+      }
+      const Refined ref = ws.dft.refine(cre, cim, qy, qx, ny, nx, dy, dx, p.upsample, coarse, lre, lim,
+                                        geo.my, geo.mx);
       dy = ref.dy;
       dx = ref.dx;
       score = ref.value;

@@ -191,7 +191,8 @@ double LocalDft::value_at(const float* cre, const float* cim, std::size_t my, st
 
 Refined LocalDft::refine(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                          std::size_t ny, std::size_t nx, double y, double x, int upsample,
-                         bool from_coarse) {
+                         bool from_coarse, const float* low_re, const float* low_im,
+                         std::size_t low_my, std::size_t low_mx) {
   const double fine = 1.0 / static_cast<double>(upsample < 1 ? 1 : upsample);
   double steps[3];
   int n_levels = 0;
@@ -208,8 +209,12 @@ Refined LocalDft::refine(const float* cre, const float* cim, std::size_t my, std
     // Move the 3x3 grid until its centre holds the maximum (a few moves at
     // most: the estimate is already within a step or two of the peak).
     int by = 1, bx = 1;
+    const bool low = low_re && level + 1 < n_levels;
     for (int move = 0; move < 8; ++move) {
-      evaluate(cre, cim, my, mx, ny, nx, y, x, h, 3, g);
+      if (low)
+        evaluate(low_re, low_im, low_my, low_mx, ny, nx, y, x, h, 3, g);
+      else
+        evaluate(cre, cim, my, mx, ny, nx, y, x, h, 3, g);
       int best = 4;
       for (int k = 0; k < 9; ++k)
         if (g[k] > g[best]) best = k;

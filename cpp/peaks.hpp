@@ -57,9 +57,15 @@ class LocalDft {
   // each on the lattice of its spacing and moved until its centre is the
   // largest value, followed by a quadratic fit; the value is evaluated
   // exactly at the result.
+  //
+  // `low` (optional): the same spectrum cropped to a smaller low-frequency
+  // block (low_my x low_mx/2+1, split planes), used for every level but the
+  // last: the coarse levels only have to land within a few fine steps of the
+  // peak, which the last level (on the whole block) then climbs to.
   Refined refine(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                  std::size_t ny, std::size_t nx, double y, double x, int upsample,
-                 bool from_coarse = false);
+                 bool from_coarse = false, const float* low_re = nullptr,
+                 const float* low_im = nullptr, std::size_t low_my = 0, std::size_t low_mx = 0);
 
   // The twiddles of evaluate for one position (y, x): ey (my values, split
   // planes) and ex (mx/2+1, column weights folded in); valid until the next call.
