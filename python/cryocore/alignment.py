@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -110,12 +111,20 @@ def auto_threshold(scores: np.ndarray, k: float = 4.0) -> float:
     return med - k * mad
 
 
-def _lowpass_image(img: np.ndarray, cutoff: float, edge: float = 0.02) -> np.ndarray:
-    """Raised-cosine low-pass (cycles/px) of one image, float64."""
-    ny, nx = img.shape
+@functools.lru_cache(maxsize=16)
+def _lowpass_filter(ny: int, nx: int, cutoff: float, edge: float) -> np.ndarray:
+    """Raised-cosine low-pass (cycles/px) on the half spectrum (ny, nx//2+1); read-only, cached."""
     f = np.hypot(np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :])
     t = np.clip((f - (cutoff - edge / 2)) / edge, 0.0, 1.0)
     h = np.cos(0.5 * np.pi * t) ** 2
+    h.setflags(write=False)
+    return h
+
+
+def _lowpass_image(img: np.ndarray, cutoff: float, edge: float = 0.02) -> np.ndarray:
+    """Raised-cosine low-pass (cycles/px) of one image, float64."""
+    ny, nx = img.shape
+    h = _lowpass_filter(int(ny), int(nx), float(cutoff), float(edge))
     return np.fft.irfft2(np.fft.rfft2(img) * h, s=(ny, nx))
 
 
@@ -331,7 +340,13 @@ class _Halves:
     def subtract(self, h: int, shifts: np.ndarray, weights: np.ndarray, band: float, sum_: np.ndarray) -> None:
         """Cached spectra only: sum_ -= the band of half h's images with weights (moved back)."""
         assert self.spectra is not None
-        if weights.any():
+        idx = np.flatnonzero(weights)
+        if len(idx) == 0:
+            return
+        if 4 * len(idx) <= len(weights):  # few: pass just those (a small copy) rather than skip the rest
+            _core.accumulate_spectra(self.spectra[h][idx], self.nx, shifts[idx], -weights[idx], sum_,
+                                     threads=self.threads, band=float(band))
+        else:
             _core.accumulate_spectra(self.spectra[h], self.nx, shifts, -weights, sum_, threads=self.threads,
                                      band=float(band))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -85,6 +86,32 @@ def soft_circular_mask(shape: tuple[int, int], radius: float, edge: float = 4.0)
     return 0.5 * (1.0 + np.cos(np.pi * t))
 
 
+@functools.lru_cache(maxsize=16)
+def _rings(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the half spectrum of an (ny, nx) image: the mask of entries on the rings
+    0 .. min(ny, nx)//2, their ring numbers and weights, and the Fourier pixels per
+    ring (cached per shape, read-only)."""
+    fy = np.fft.fftfreq(ny)[:, None]
+    fx = np.fft.rfftfreq(nx)[None, :]
+    f = np.hypot(fy, fx)
+    n = min(ny, nx)
+    ring = np.rint(f * n).astype(np.intp)
+    # Columns other than 0 and Nyquist stand for two Fourier pixels (k and -k).
+    w = np.full(fx.shape, 2.0)
+    w[0, 0] = 1.0
+    if nx % 2 == 0:
+        w[0, -1] = 1.0
+    w = np.broadcast_to(w, f.shape)
+    n_rings = n // 2 + 1
+    keep = ring < n_rings
+    r = ring[keep]
+    ww = w[keep]
+    counts = np.bincount(r, weights=ww, minlength=n_rings).astype(np.int64)
+    for x in (keep, r, ww, counts):
+        x.setflags(write=False)
+    return keep, r, ww, counts
+
+
 def frc(
     a: np.ndarray,
     b: np.ndarray,
@@ -119,29 +146,17 @@ def frc(
         b = b * m
     fa = np.fft.rfft2(a)
     fb = np.fft.rfft2(b)
-    fy = np.fft.fftfreq(ny)[:, None]
-    fx = np.fft.rfftfreq(nx)[None, :]
-    f = np.hypot(fy, fx)
     n = min(ny, nx)
-    ring = np.rint(f * n).astype(np.intp)
-    # Columns other than 0 and Nyquist stand for two Fourier pixels (k and -k).
-    w = np.full(fx.shape, 2.0)
-    w[0, 0] = 1.0
-    if nx % 2 == 0:
-        w[0, -1] = 1.0
-    w = np.broadcast_to(w, f.shape)
     n_rings = n // 2 + 1
-    keep = ring < n_rings
-    r = ring[keep]
-    ww = w[keep]
-    cross = np.bincount(r, weights=ww * (fa[keep] * np.conj(fb[keep])).real, minlength=n_rings)
-    pa = np.bincount(r, weights=ww * np.abs(fa[keep]) ** 2, minlength=n_rings)
-    pb = np.bincount(r, weights=ww * np.abs(fb[keep]) ** 2, minlength=n_rings)
-    counts = np.bincount(r, weights=ww, minlength=n_rings).astype(np.int64)
+    keep, r, ww, counts = _rings(int(ny), int(nx))
+    fa, fb = fa[keep], fb[keep]
+    cross = np.bincount(r, weights=ww * (fa * np.conj(fb)).real, minlength=n_rings)
+    pa = np.bincount(r, weights=ww * (fa.real**2 + fa.imag**2), minlength=n_rings)
+    pb = np.bincount(r, weights=ww * (fb.real**2 + fb.imag**2), minlength=n_rings)
     denom = np.sqrt(pa * pb)
     with np.errstate(invalid="ignore", divide="ignore"):
         values = np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), 0.0)
         v = np.clip(values, -1.0, 0.999999)
         ssnr = np.maximum(2.0 * v / (1.0 - v), 0.0)
     freqs = np.arange(n_rings) / n
-    return FRC(freqs, values, ssnr, counts, None if pixel_size_A is None else float(pixel_size_A))
+    return FRC(freqs, values, ssnr, counts.copy(), None if pixel_size_A is None else float(pixel_size_A))
