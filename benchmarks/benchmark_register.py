@@ -19,12 +19,14 @@ BATCHES = [100, 1000]
 WARMUP_IMAGES = 8  # plans are cached per image shape, a few images suffice
 
 
-def make_stack(size, batch, snr=0.1, seed=0):
-    """(reference (size, size), images (batch, size, size) float32, true shifts (batch, 2)).
+def posed_stack(size, batch, snr=0.1, seed=0, rotate=False):
+    """(reference (size, size), images (batch, size, size) float32, true angles
+    (batch,) (zeros without ``rotate``), true shifts (batch, 2)).
 
-    The images are the reference moved by random sub-pixel pose shifts plus
-    white Gaussian noise with variance ``var(reference) / snr``. They are
-    made in small blocks written into one preallocated stack, so the
+    The images are the reference posed by random angles (with ``rotate``;
+    ``cryocore.transform``) and sub-pixel shifts (``cryocore.shift``
+    otherwise) plus white Gaussian noise with variance ``var(reference) / snr``.
+    They are made in small blocks written into one preallocated stack, so the
     high-water mark of setup stays close to the stack itself and the
     ``peakmem_*`` numbers show the memory of the call being measured.
     """
@@ -33,6 +35,7 @@ def make_stack(size, batch, snr=0.1, seed=0):
     rng = np.random.default_rng(seed)
     reference = cryocore.make_template(size)
     max_shift = min(10.0, size / 8)
+    angles = rng.uniform(0.0, 360.0, batch) if rotate else np.zeros(batch)
     shifts = rng.uniform(-max_shift, max_shift, size=(batch, 2))
     sigma = np.float32(np.sqrt(reference.var() / snr))
     images = np.empty((batch, size, size), np.float32)
@@ -40,8 +43,17 @@ def make_stack(size, batch, snr=0.1, seed=0):
     for start in range(0, batch, block):
         stop = min(batch, start + block)
         clean = np.broadcast_to(reference, (stop - start, size, size))
-        images[start:stop] = cryocore.shift(clean, shifts[start:stop])
+        if rotate:
+            images[start:stop] = cryocore.transform(clean, angles[start:stop], shifts[start:stop])
+        else:
+            images[start:stop] = cryocore.shift(clean, shifts[start:stop])
         images[start:stop] += sigma * rng.standard_normal((stop - start, size, size), dtype=np.float32)
+    return reference, images, angles, shifts
+
+
+def make_stack(size, batch, snr=0.1, seed=0):
+    """(reference, images, true shifts): :func:`posed_stack` without rotations."""
+    reference, images, _, shifts = posed_stack(size, batch, snr, seed)
     return reference, images, shifts
 
 
@@ -124,28 +136,6 @@ class RegisterAccuracy:
         return self._rms(upsample=20, lowpass=0.25)
 
 
-def make_rotated_stack(size, batch, snr=0.1, seed=0):
-    """(reference, images, true angles (batch,), true shifts (batch, 2)): the
-    reference posed by random angles and shifts (``cryocore.transform``) plus
-    white noise with variance ``var(reference) / snr``."""
-    import cryocore
-
-    rng = np.random.default_rng(seed)
-    reference = cryocore.make_template(size)
-    max_shift = min(10.0, size / 8)
-    angles = rng.uniform(0.0, 360.0, batch)
-    shifts = rng.uniform(-max_shift, max_shift, size=(batch, 2))
-    sigma = np.float32(np.sqrt(reference.var() / snr))
-    images = np.empty((batch, size, size), np.float32)
-    block = 32
-    for start in range(0, batch, block):
-        stop = min(batch, start + block)
-        clean = np.broadcast_to(reference, (stop - start, size, size))
-        images[start:stop] = cryocore.transform(clean, angles[start:stop], shifts[start:stop])
-        images[start:stop] += sigma * rng.standard_normal((stop - start, size, size), dtype=np.float32)
-    return reference, images, angles, shifts
-
-
 class RegisterRotateSuite:
     """cryocore.register(rotate=True): rotational + translational search (default angular_step 1)."""
 
@@ -158,7 +148,7 @@ class RegisterRotateSuite:
 
         cryocore.set_planning("measure")
         self.register = cryocore.register
-        self.reference, self.images, self.angles, self.shifts = make_rotated_stack(size, batch)
+        self.reference, self.images, self.angles, self.shifts = posed_stack(size, batch, rotate=True)
         self.register(self.reference, self.images[:WARMUP_IMAGES], rotate=True)
 
     def time_register_rotate(self, size, batch):

@@ -154,16 +154,22 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, d
   return py::make_tuple(shifts, angles, scores, best);
 }
 
-py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
-                              std::size_t nx, int upsample, std::optional<double> max_shift,
-                              std::optional<double> lowpass, std::optional<double> highpass,
-                              double edge, bool phase, bool crop, bool coarse, int threads) {
+// References (k, ny, nx) and cached half spectra (n, ny, nx//2+1) of the
+// same box; returns ny.
+std::size_t check_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx) {
   require_stack(refs, "references");
   const std::size_t ny = dim(refs, 1);
   if (dim(refs, 2) != nx || spectra.ndim() != 3 || dim(spectra, 1) != ny ||
       dim(spectra, 2) != nx / 2 + 1)
     throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1) for the references' box");
-  const std::size_t n = dim(spectra, 0);
+  return ny;
+}
+
+py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
+                              std::size_t nx, int upsample, std::optional<double> max_shift,
+                              std::optional<double> lowpass, std::optional<double> highpass,
+                              double edge, bool phase, bool crop, bool coarse, int threads) {
+  const std::size_t ny = check_spectra(refs, spectra, nx), n = dim(spectra, 0);
   const RegisterParams p =
       make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
   check_register_params(p, ny, nx);
@@ -182,12 +188,7 @@ py::tuple py_register_accumulate_spectra(
     std::optional<DoubleArray> prior, int upsample,
     std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
     double edge, bool phase, bool crop, bool coarse, int threads) {
-  require_stack(refs, "references");
-  const std::size_t ny = dim(refs, 1);
-  if (dim(refs, 2) != nx || spectra.ndim() != 3 || dim(spectra, 1) != ny ||
-      dim(spectra, 2) != nx / 2 + 1)
-    throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1) for the references' box");
-  const std::size_t n = dim(spectra, 0);
+  const std::size_t ny = check_spectra(refs, spectra, nx), n = dim(spectra, 0);
   if (groups.ndim() != 1 || dim(groups, 0) != n)
     throw std::invalid_argument("groups must have shape (" + std::to_string(n) + ",)");
   if (sums.ndim() != 3 || dim(sums, 1) != ny || dim(sums, 2) != nx / 2 + 1 || !sums.writeable())
