@@ -680,8 +680,8 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
         std::size_t n_cand = 0;
         for (std::size_t k = 0; k < n_peaks; ++k) {
           const std::size_t jc = peaks[k];
-          // Polar angle phi runs from +x towards +y (rows), against the
-          // counter-clockwise pose angle: the correlation's lag is -psi.
+          // The correlation's lag is the pose angle (checked by the
+          // noise-free tests at every angle).
           const double psi = (static_cast<double>(jc) +
                                parabola_offset(corr[(jc + M - 1) % M], corr[jc], corr[(jc + 1) % M])) *
                              polar.step_degrees();
