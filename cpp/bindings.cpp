@@ -129,11 +129,20 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsa
 py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, double angular_step,
                              int upsample, std::optional<double> max_shift,
                              std::optional<double> lowpass, std::optional<double> highpass,
-                             double edge, bool coarse, int threads) {
+                             double edge, bool coarse, int threads,
+                             std::optional<DoubleArray> prior_angles,
+                             std::optional<DoubleArray> prior_shifts) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
   const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  if (prior_angles.has_value() != prior_shifts.has_value())
+    throw std::invalid_argument("prior_angles and prior_shifts go together");
+  if (prior_angles && (prior_angles->ndim() != 1 || dim(*prior_angles, 0) != n))
+    throw std::invalid_argument("prior_angles must have shape (" + std::to_string(n) + ",)");
+  if (prior_shifts) require_pairs(*prior_shifts, n, "prior_shifts");
+  const double* pa = prior_angles ? prior_angles->data() : nullptr;
+  const double* ps = prior_shifts ? prior_shifts->data() : nullptr;
   const RegisterParams p =
       make_params(upsample, max_shift, lowpass, highpass, edge, false, true, coarse, threads);
   check_register_params(p, ny, nx);
@@ -149,7 +158,7 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, d
   std::int32_t* bp = best.mutable_data();
   const std::size_t n_refs = dim(refs, 0);
   run_without_gil([&] {
-    register_rotate_stack(rp, n_refs, ip, n, ny, nx, p, angular_step, sp, ap, cp, bp);
+    register_rotate_stack(rp, n_refs, ip, n, ny, nx, p, angular_step, sp, ap, cp, bp, pa, ps);
   });
   return py::make_tuple(shifts, angles, scores, best);
 }
@@ -356,9 +365,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
         py::arg("angular_step") = 1.0, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(), py::arg("edge") = 0.02,
-        py::arg("coarse") = true, py::arg("threads") = 1,
+        py::arg("coarse") = true, py::arg("threads") = 1, py::arg("prior_angles") = py::none(),
+        py::arg("prior_shifts") = py::none(),
         "Rotational + translational registration against references (k, ny, nx). Returns "
-        "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)).");
+        "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). "
+        "prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search "
+        "from that pose.");
   m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
         py::arg("nx"), py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),

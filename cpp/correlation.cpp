@@ -593,7 +593,8 @@ double parabola_offset(double l, double c, double r) {
 void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
                            std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
                            double angular_step, double* shifts, double* angles, double* scores,
-                           std::int32_t* best_ref) {
+                           std::int32_t* best_ref, const double* prior_angles,
+                           const double* prior_shifts) {
   if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
   if (!(angular_step >= 0.05 && angular_step <= 10.0))
     throw std::invalid_argument("angular_step must be in [0.05, 10] degrees, got " +
@@ -660,12 +661,24 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
       Refined best{0.0, 0.0, -2.0};
       double best_psi = 0.0;
       std::int32_t bref = 0;
-      if (inv != 0.0f && cinv != 0.0f) polar.ring_spectra(F, pw);
+      // A finite prior pose (one reference only) replaces the global search.
+      const bool have_prior = prior_angles && prior_shifts && n_refs == 1 && std::isfinite(prior_angles[i]) &&
+                              std::isfinite(prior_shifts[2 * i]) && std::isfinite(prior_shifts[2 * i + 1]);
+      const double prior_psi = have_prior ? std::fmod(std::fmod(prior_angles[i], 360.0) + 360.0, 360.0) : 0.0;
+      if (inv != 0.0f && cinv != 0.0f && !have_prior) polar.ring_spectra(F, pw);
       for (std::size_t r = 0; r < n_refs; ++r) {
         if (inv == 0.0f || cinv == 0.0f || flat_ref[r]) {
           if (best.value < 0.0) best = Refined{0.0, 0.0, 0.0};
           continue;
         }
+        std::size_t j = 0;
+        Refined res{0.0, 0.0, -2.0};
+        if (have_prior) {
+          // Local: from the prior pose (nearest fine rotation, sub-pixel grids
+          // from the prior shift), then the angular steps below.
+          j = static_cast<std::size_t>(std::lround(prior_psi / dpsi)) % K;
+          res = fine.local(F, inv, (*fine_refs[r])[j], prior_shifts[2 * i], prior_shifts[2 * i + 1], false, ws);
+        } else {
         // Candidate angles: the best maxima of the power spectra's rotational
         // correlation, each with its 180-degree twin, scored by a coarse
         // (low-passed, cropped) translational search at the nearest coarse
@@ -713,8 +726,6 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
             order[n_fine++] = order[k];
           break;
         }
-        std::size_t j = 0;
-        Refined res{0.0, 0.0, -2.0};
         for (std::size_t k = 0; k < n_fine; ++k) {
           const std::size_t jf = static_cast<std::size_t>(std::lround(cand_psi[order[k]] / dpsi)) % K;
           const Refined& c = cand_shift[order[k]];
@@ -723,6 +734,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
             res = cand;
             j = jf;
           }
+        }
         }
         if (res.value <= best.value) continue;
         // Angular search at a fixed shift: step to the better neighbouring

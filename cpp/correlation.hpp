@@ -86,10 +86,15 @@ void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cf
 // angles[i] in [0, 360), pose convention (the image is the reference rotated
 // by psi, then shifted); the score is the Pearson correlation at the nearest
 // sampled rotation.
+// prior_angles (n) and prior_shifts (n x 2) (may be null; one reference
+// only): where both are finite, a local search from that pose replaces
+// stages 1-2 (the sub-pixel search from the prior shift at the nearest fine
+// rotation, then the angular steps, at most kMaxAngleSteps rotations away).
 void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
                            std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
                            double angular_step, double* shifts, double* angles, double* scores,
-                           std::int32_t* best_ref);
+                           std::int32_t* best_ref, const double* prior_angles = nullptr,
+                           const double* prior_shifts = nullptr);
 
 // Normalised correlation maps at integer shifts: out[i, y, x] is the Pearson
 // correlation at shift (signed(y), signed(x)) (circular, unshifted layout,

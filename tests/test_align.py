@@ -221,3 +221,26 @@ def test_local_search_matches_the_full_search():
     assert np.array_equal(a.accepted, b.accepted)
     np.testing.assert_allclose(a.shifts, b.shifts, atol=0.02)
     np.testing.assert_allclose(a.average, b.average, atol=1e-3 * np.abs(b.average).max())
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_resume_after_a_later_iteration_gives_the_same_result(tmp_path, rotate):
+    # interrupted after iteration 3 (local searches under way, which depend on the
+    # poses of the two iterations before): resuming must give the uninterrupted result
+    sim = cryocore.simulate(240, 64, snr=0.3, max_shift=4, rotate=rotate, seed=43)
+    kw = dict(rotate=rotate, iterations=6, tolerance_px=0, progress=False, threads=2)
+    full = cryocore.align(sim.images, **kw)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_3(info):
+        if info["iteration"] == 3:
+            raise Stop
+
+    ckpt = str(tmp_path / "state.npz")
+    with pytest.raises(Stop):
+        cryocore.align(sim.images, checkpoint=ckpt, callback=stop_after_3, **kw)
+    resumed = cryocore.align(sim.images, checkpoint=ckpt, resume=True, **kw)
+    assert np.array_equal(resumed.shifts, full.shifts) and np.array_equal(resumed.angles, full.angles)
+    assert np.array_equal(resumed.average, full.average)

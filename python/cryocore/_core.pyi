@@ -33,8 +33,10 @@ def register_rotate(
     edge: float = 0.02,
     coarse: bool = True,
     threads: int = 1,
+    prior_angles: Optional[npt.ArrayLike] = None,
+    prior_shifts: Optional[npt.ArrayLike] = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
-    """Rotational + translational registration against references (k, ny, nx). Returns (shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,))."""
+    """Rotational + translational registration against references (k, ny, nx). Returns (shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search from that pose."""
 
 def register_spectra(
     references: npt.ArrayLike,

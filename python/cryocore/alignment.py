@@ -26,6 +26,8 @@ HalfSplit = Union[str, np.ndarray]
 MAX_SPECTRA_CACHE = 4 << 30
 CHUNK = 1024  # images read and processed at a time
 BAND_MARGIN = 0.1  # cycles/px summed above the search band while iterating
+LOCAL_SHIFT_PX = 0.5  # local search for poses that moved less than this between two iterations
+LOCAL_ANGLE_DEG = 1.0  # ... and turned less than this
 ANGLE_TOLERANCE_DEG = 0.05  # RMS angle change below which rotations count as converged
 
 
@@ -243,6 +245,11 @@ def _save_checkpoint(path: str, fingerprint: str, st: dict) -> None:
         history=np.array(json.dumps(st["history"])), frames=np.stack(st["frames"]),
         wisdom=np.frombuffer(_core.export_wisdom(), np.uint8),
     )
+    prev = st.get("prev_pose", [None, None])
+    arrays["has_prev"] = np.array(prev[0] is not None and prev[1] is not None)
+    if arrays["has_prev"]:
+        arrays.update(prev_shifts1=prev[0][0], prev_shifts2=prev[1][0], prev_angles1=prev[0][1],
+                      prev_angles2=prev[1][1])
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
 
@@ -274,6 +281,8 @@ def _load_checkpoint(path: str, fingerprint: str) -> dict:
         scores=[d["scores1"], d["scores2"]], accepted=[d["accepted1"], d["accepted2"]],
         thresholds=np.array(d["thresholds"]), history=json.loads(str(d["history"])),
         frames=list(d["frames"]),
+        prev_pose=([(d["prev_shifts1"], d["prev_angles1"]), (d["prev_shifts2"], d["prev_angles2"])]
+                   if "has_prev" in d and bool(d["has_prev"]) else [None, None]),
     )
 
 
@@ -305,22 +314,33 @@ class _Halves:
                         pos[h] += k
 
     def register(self, h: int, ref: np.ndarray, rotate: bool = False,
+                 prior: Optional[tuple[np.ndarray, np.ndarray]] = None,
                  **kw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Shifts (n_h, 2), angles (n_h,) (0 without rotate) and scores of half h's images."""
+        """Shifts (n_h, 2), angles (n_h,) (0 without rotate) and scores of half h's images.
+
+        ``prior`` (rotations): (angles (n_h,), shifts (n_h, 2)); where finite,
+        an image is searched locally around that pose.
+        """
         refs = np.ascontiguousarray(ref, np.float32)[None]
         if self.spectra is not None and not rotate:
             s, c, _ = _core.register_spectra(refs, self.spectra[h], self.nx, threads=self.threads, **kw)
             return s, np.zeros(len(c)), c
         shifts, angles, scores = [], [], []
+        pos = 0
         for chunk in self._chunks(h):
+            k = len(chunk)
             if rotate:
-                s, a, c, _ = _core.register_rotate(refs, chunk, threads=self.threads, **kw)
+                pa = None if prior is None else prior[0][pos : pos + k]
+                ps = None if prior is None else prior[1][pos : pos + k]
+                s, a, c, _ = _core.register_rotate(refs, chunk, threads=self.threads, prior_angles=pa,
+                                                   prior_shifts=ps, **kw)
             else:
                 s, c, _ = _core.register_stack(refs, chunk, threads=self.threads, **kw)
                 a = np.zeros(len(c))
             shifts.append(s)
             angles.append(a)
             scores.append(c)
+            pos += k
         return np.concatenate(shifts), np.concatenate(angles), np.concatenate(scores)
 
     def register_accumulate(self, h: int, ref: np.ndarray, groups: np.ndarray, band: float,
@@ -514,11 +534,13 @@ def align(
         Keep the images' spectra in memory between iterations (default: when
         they take at most 4 GiB), so an iteration needs no forward FFT.
     local_search : bool
-        With the spectra cache (translations only): from the second
-        iteration on, an image accepted in the previous iteration is searched
-        around its last shift (sub-pixel grids moved at most 2.4 px per axis)
-        instead of over the whole box; rejected images are searched in full.
-        ``False``: the full search every iteration (slower).
+        An image accepted in the previous iteration whose pose has settled
+        (moved less than 0.5 px and 1 degree between the two iterations
+        before) is searched around its last pose instead of globally: its
+        shift by sub-pixel grids moved at most 2.4 px per axis, its angle
+        (``rotate=True``) by one-degree steps, at most 16. The others are
+        searched globally. ``False``: the global search every iteration
+        (slower).
     checkpoint : str, optional
         File (``.npz``) where the state is saved, atomically, after every
         iteration: poses, scores, references, low-pass, history.
@@ -606,6 +628,7 @@ def align(
     lowpass = [first_lowpass, first_lowpass]
     quarter = [np.arange(len(ix)) % 2 == 0 for ix in halves.index]
     groups = [np.where(q, 0, 1).astype(np.int32) for q in quarter]
+    prev_pose: list[Optional[tuple[np.ndarray, np.ndarray]]] = [None, None]  # poses of the iteration before
     avgs: list[np.ndarray] = refs
     fingerprint = _fingerprint(src, half, params, tolerance_px, cap)
     done, converged = 0, False
@@ -616,6 +639,7 @@ def align(
         lowpass, shifts, scores, accepted = st["lowpass"], st["shifts"], st["scores"], st["accepted"]
         angles = st["angles"]
         thresholds, history, frames = st["thresholds"], st["history"], st["frames"]
+        prev_pose = st["prev_pose"]
     t_iter = time.perf_counter()
     todo = [] if converged else range(done + 1, iterations + 1)
     for it in progress_iter(todo, progress):
@@ -632,17 +656,26 @@ def align(
             # rejected ones are taken out afterwards. Worth it while few are
             # rejected (judged by the previous iteration).
             fused = halves.spectra is not None and not rotate and float(np.mean(~accepted[h])) <= 0.25
+            # Local search: an image accepted last time whose pose has settled
+            # (moved less than LOCAL_SHIFT_PX and LOCAL_ANGLE_DEG between the
+            # last two iterations) is searched around its last pose; the
+            # others globally. (Early references are blurred, rotationally
+            # above all: poses found against them are not yet to be trusted.)
+            settled = None
+            before = prev_pose[h]
+            if local_search and before is not None:
+                dshift = np.hypot(*(shifts[h] - before[0]).T)
+                dpsi = np.abs((angles[h] - before[1] + 180.0) % 360.0 - 180.0)
+                settled = accepted[h] & (dshift < LOCAL_SHIFT_PX) & (dpsi < LOCAL_ANGLE_DEG)
             if fused:
-                # From the second iteration on, images accepted last time are
-                # searched locally around their last shift (a couple of pixels:
-                # no inverse FFT, no integer search); the others in full.
-                prior = None
-                if it > 1 and local_search:
-                    prior = np.where(accepted[h][:, None], shifts[h], np.nan)
+                prior = None if settled is None else np.where(settled[:, None], shifts[h], np.nan)
                 s, c, sums = halves.register_accumulate(h, refs[h], groups[h], band, prior=prior, **lp_kw)
                 a = np.zeros(len(c))
             else:
-                s, a, c = halves.register(h, refs[h], rotate, **lp_kw)
+                rprior = None
+                if rotate and settled is not None:
+                    rprior = (np.where(settled, angles[h], np.nan), np.where(settled[:, None], shifts[h], np.nan))
+                s, a, c = halves.register(h, refs[h], rotate, prior=rprior, **lp_kw)
             thr = auto_threshold(c) if threshold == "auto" else float(threshold)
             acc = c >= thr
             if not acc.any():
@@ -669,6 +702,7 @@ def align(
             dpsi = (a - angles[h] + 180.0) % 360.0 - 180.0
             angle_change = float(np.sqrt(np.mean(dpsi**2))) if it > 1 else float("nan")
             changed_set = int((acc != accepted[h]).sum())
+            prev_pose[h] = (shifts[h], angles[h]) if it > 1 else None
             shifts[h], angles[h], scores[h], accepted[h], thresholds[h] = s, a, c, acc, thr
             new_avgs.append(avg)
             own = _half_resolution(qa, qb, mask_radius)
@@ -692,7 +726,7 @@ def align(
         if checkpoint is not None:
             _save_checkpoint(checkpoint, fingerprint, dict(
                 iteration=it, converged=converged, refs=refs, lowpass=lowpass, shifts=shifts, angles=angles,
-                scores=scores,
+                scores=scores, prev_pose=prev_pose,
                 accepted=accepted, thresholds=thresholds, history=history, frames=frames))
         if callback is not None:
             callback(dict(iteration=it, rows=rows, half_averages=np.stack([a1, a2])))

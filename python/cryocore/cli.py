@@ -276,8 +276,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--tolerance-px", type=_nonnegative_float, default=0.01,
                    help="stop when poses move less than this (RMS px) and no image changes set (0: never)")
     a.add_argument("--full-search", dest="local_search", action="store_false",
-                   help="search every image over the whole box in every iteration (default: locally around "
-                        "its last shift from the second iteration on, translations only)")
+                   help="search every image globally in every iteration (default: from the second iteration "
+                        "on, locally around its last pose)")
     a.add_argument("--half-split", choices=("random", "halves", "even-odd"), default="random")
     a.add_argument("--mode", choices=("iterative", "online"), default="iterative")
     a.add_argument("--rotate", dest="rotate", action="store_true", help="search in-plane rotations (the default)")
