@@ -113,3 +113,29 @@ def test_small_and_rectangular_boxes(shape, kwargs):
     reg = cryocore.register(ref, imgs, rotate=True, **kwargs)
     assert _angle_error(reg.angles, angles).max() <= 1.0, reg.angles
     assert reg.scores.min() > 0.98
+
+
+def test_prior_poses_give_a_local_search():
+    from cryocore import _core
+
+    sim = cryocore.simulate(120, 64, snr=0.3, max_shift=4, rotate=True, seed=24)
+    t = sim.template[None].astype(np.float32)
+    s, a, c, _ = _core.register_rotate(t, sim.images, threads=2)
+    rng = np.random.default_rng(1)
+    pa = a + rng.uniform(-3, 3, len(a))
+    ps = s + rng.uniform(-0.5, 0.5, s.shape)
+    pa[::5] = np.nan  # no prior: the global search
+    s2, a2, c2, _ = _core.register_rotate(t, sim.images, threads=2, prior_angles=pa, prior_shifts=ps)
+    # from a prior within 3 deg / 0.5 px the local search lands where the global one did
+    # (but for the odd image whose noisy score has another local maximum nearby)
+    same = (_angle_error(a2, a) <= 0.2) & (np.abs(s2 - s).max(axis=1) <= 0.1)
+    assert same.mean() >= 0.95 and same[::5].all()  # no prior: the global search itself
+    # a prior far off stays local: at most 16 one-degree steps away
+    far = (a + 90.0) % 360.0
+    _, a3, c3, _ = _core.register_rotate(t, sim.images, threads=2, prior_angles=far, prior_shifts=s)
+    assert _angle_error(a3, far).max() <= 17.0
+    assert np.median(c3) < np.median(c)
+    with pytest.raises(ValueError, match="together"):
+        _core.register_rotate(t, sim.images, prior_angles=pa)
+    with pytest.raises(ValueError, match="prior_angles"):
+        _core.register_rotate(t, sim.images, prior_angles=pa[:3], prior_shifts=ps)
