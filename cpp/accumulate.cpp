@@ -122,7 +122,7 @@ CRYOCORE_HOT void SpectrumBand::add_moved_back(const cfloat* F, double dy, doubl
   shift_phase_axis(nx, true, -dx, ph.ex.data());
   for (std::size_t k = 0; k < rows.size(); ++k) {
     const std::size_t r = rows[k];
-    add_phase_shifted_row(F + r * nxh, ph.ey[r] * w, ph.ex.data(), cols, ps + k * cols);
+    phase_row<true>(F + r * nxh, ph.ey[r] * w, ph.ex.data(), cols, ps + k * cols);
   }
 }
 

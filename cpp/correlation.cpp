@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -139,9 +138,7 @@ class Workspaces {
   const Geometry& g_;
 };
 
-// 1/|H F| (DC excluded), 0 for a flat image, NaN when the spectrum holds
-// NaN or infinity (which every non-finite pixel of the image causes: each
-// Fourier coefficient is a sum over all pixels). H is zero outside the q
+// 1/|H F| (DC excluded), or 0 for a flat image. H is zero outside the q
 // block, so only that block is summed (all of it without a low-pass).
 CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2) {
   const std::size_t nxh = geo.nx / 2 + 1;
@@ -162,7 +159,6 @@ CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std:
       if (fr != 0) e += static_cast<double>((f[0] * f[0] + f[1] * f[1]) * w[0]);
     }
   }
-  if (!std::isfinite(e)) return std::numeric_limits<float>::quiet_NaN();
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
 }
 
@@ -427,26 +423,17 @@ struct TranslationSearch {
   }
 };
 
-// The image itself when FFTW may read it in place (it has the SIMD alignment
-// the plans were made with: out-of-place r2c plans never write their input),
-// else a copy in the workspace.
-const float* fft_input(const float* image, std::size_t n_px, Workspace& ws) {
-  if (fftw_aligned(image)) return image;
-  std::memcpy(ws.img.data(), image, n_px * sizeof(float));
-  return ws.img.data();
-}
-
 // The best of n_refs prepared references for the image with spectrum F.
 // With a prior shift (prior != nullptr), a local search around it instead
 // (TranslationSearch::local: no inverse FFT, no integer search).
 Refined register_one(const TranslationSearch& search, const PreparedRefs& R, const cfloat* F,
                      std::size_t index, Workspace& ws, std::int32_t& bref,
                      const double* prior = nullptr) {
-  const float inv = inverse_norm(F, search.geo, search.h2);
-  if (std::isnan(inv))
+  if (!spectrum_finite(F))
     throw std::invalid_argument("image " + std::to_string(index) +
                                 " contains NaN or infinity (or values too large to Fourier transform); "
                                 "all pixel values must be finite");
+  const float inv = inverse_norm(F, search.geo, search.h2);
   Refined best{0.0, 0.0, -2.0};
   bref = 0;
   for (std::size_t r = 0; r < R.n; ++r) {
@@ -497,7 +484,7 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
     register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                   [&](std::size_t i, Workspace& ws) {
                     // (non-finite pixels are caught on the spectrum: register_one)
-                    pruned->forward(fft_input(images + i * ny * nx, ny * nx, ws), ws.F.data());
+                    pruned->forward(fft_readable(images + i * ny * nx, ny * nx, ws.img.data()), ws.F.data());
                     return static_cast<const cfloat*>(ws.F.data());
                   });
     return;
@@ -505,7 +492,7 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
   const auto plan = get_fft2d(ny, nx);
   register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
                 [&](std::size_t i, Workspace& ws) {
-                  plan->forward(fft_input(images + i * ny * nx, ny * nx, ws), ws.F.data());
+                  plan->forward(fft_readable(images + i * ny * nx, ny * nx, ws.img.data()), ws.F.data());
                   return static_cast<const cfloat*>(ws.F.data());
                 });
 }
@@ -538,7 +525,7 @@ class LazyRotations {
  public:
   LazyRotations(const float* ref, std::size_t ny, std::size_t nx, double step, std::size_t count,
                 const TranslationSearch& search)
-      : ref_(ref), ny_(ny), nx_(nx), step_(step), search_(search), spec_(count),
+      : ref_(ref), ny_(ny), nx_(nx), step_(step), search_(search), spec_(count), flat_(count, 0),
         once_(new std::once_flag[count]) {}
   std::size_t size() const noexcept { return spec_.size(); }
   const ComplexArray& operator[](std::size_t j) const {
@@ -547,8 +534,14 @@ class LazyRotations {
       transform_image(ref_, ny_, nx_, step_ * static_cast<double>(j), 0.0, 0.0, false, img.data());
       PreparedRefs one = search_.prepare(img.data(), 1);
       spec_[j] = std::move(one.spec[0]);
+      flat_[j] = one.flat[0];
     });
     return spec_[j];
+  }
+  // Whether rotation j is flat (nothing passes the filter): its spectrum is zero.
+  bool flat(std::size_t j) const {
+    (*this)[j];
+    return flat_[j] != 0;
   }
 
  private:
@@ -557,12 +550,12 @@ class LazyRotations {
   double step_;
   const TranslationSearch& search_;
   mutable std::vector<ComplexArray> spec_;
+  mutable std::vector<char> flat_;  // written once per rotation, under its once_flag
   std::unique_ptr<std::once_flag[]> once_;
 };
 
 // Indices of the (at most) k highest circular local maxima of v, best first.
-std::size_t top_local_maxima(const std::vector<float>& v, std::size_t k, std::size_t* out) {
-  const std::size_t m = v.size();
+std::size_t top_local_maxima(const float* v, std::size_t m, std::size_t k, std::size_t* out) {
   std::size_t count = 0;
   for (std::size_t j = 0; j < m; ++j) {
     if (!(v[j] > v[(j + m - 1) % m] && v[j] >= v[(j + 1) % m])) continue;
@@ -638,7 +631,7 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
       const float* ref = refs + r * npx;
       fine_refs.emplace_back(new LazyRotations(ref, ny, nx, dpsi, K, fine));
       coarse_refs.emplace_back(new LazyRotations(ref, ny, nx, dpsi * static_cast<double>(stride), KC, coarse));
-      flat_ref.push_back(fine.prepare(ref, 1).flat[0]);
+      flat_ref.push_back(fine_refs.back()->flat(0));  // rotation 0: the reference as it is
       std::memcpy(img.data(), ref, npx * sizeof(float));
       plan->forward(img.data(), F.data());
       polar_refs.push_back(polar.reference(F.data(), w));
@@ -652,7 +645,6 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
     Workspace& cws = coarse_pool.get(worker);
     PolarWork& pw = polar_pool[worker];
     fine.prepare_workspace(ws);
-    std::vector<float> corr(M);
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const cfloat* F = image_spectrum(*plan, images + i * npx, i, ws);
@@ -684,9 +676,9 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
         // (low-passed, cropped) translational search at the nearest coarse
         // rotation of the reference.
         polar.correlate(polar_refs[r], pw);
-        std::copy(pw.corr.data(), pw.corr.data() + M, corr.begin());
+        const float* corr = pw.corr.data();
         std::size_t peaks[kAngleCandidates];
-        const std::size_t n_peaks = top_local_maxima(corr, kAngleCandidates, peaks);
+        const std::size_t n_peaks = top_local_maxima(corr, M, kAngleCandidates, peaks);
         double cand_psi[2 * kAngleCandidates];
         double cand_score[2 * kAngleCandidates];
         Refined cand_shift[2 * kAngleCandidates];

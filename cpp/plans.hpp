@@ -12,6 +12,7 @@
 
 #include <complex>
 #include <cstddef>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +65,15 @@ using ComplexArray = AlignedArray<cfloat>;
 
 // True when p has the SIMD alignment that cached plans were made with.
 bool fftw_aligned(const void* p) noexcept;
+
+// `image` itself when FFTW may read it in place (it has the plans' SIMD
+// alignment; out-of-place r2c plans never write their input), else its copy
+// in `scratch` (n floats, aligned).
+inline const float* fft_readable(const float* image, std::size_t n, float* scratch) {
+  if (fftw_aligned(image)) return image;
+  std::memcpy(scratch, image, n * sizeof(float));
+  return scratch;
+}
 
 // A pair of single-image 2D plans, real-to-complex and complex-to-real, for
 // one (ny, nx) shape. Out-of-place; the r2c plan preserves its input, the c2r

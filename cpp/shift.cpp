@@ -17,7 +17,7 @@ void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx
   const std::size_t nxh = nx / 2 + 1;
   shift_phase_axis(ny, false, dy, ey);
   shift_phase_axis(nx, true, dx, ex);
-  for (std::size_t i = 0; i < ny; ++i) multiply_phase_row(F + i * nxh, ey[i], ex, nxh);
+  for (std::size_t i = 0; i < ny; ++i) phase_row<false>(F + i * nxh, ey[i], ex, nxh, F + i * nxh);
 }
 
 void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
@@ -71,20 +71,13 @@ void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size
     auto& s = pool[worker];
     if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
-    // FFTW reads the image in place when it has the plans' SIMD alignment
-    // (out-of-place r2c never writes its input), else a copy; it writes
-    // straight into the output row when that is aligned, else into scratch.
-    const float* img = images + src * npx;
-    if (!fftw_aligned(img)) {
-      std::memcpy(s->img.data(), img, npx * sizeof(float));
-      img = s->img.data();
-    }
+    // FFTW writes straight into the output row when that is aligned, else
+    // into scratch (and reads the image in place when it can).
     cfloat* o = out + i * nsp;
     const bool direct = fftw_aligned(o);
-    plan->forward(img, direct ? o : s->F.data());
-    // F(0) is the sum of all pixels: NaN or infinity anywhere makes it non-finite.
-    const cfloat dc = direct ? o[0] : s->F[0];
-    if (!(std::isfinite(dc.real()) && std::isfinite(dc.imag())))
+    cfloat* spec = direct ? o : s->F.data();
+    plan->forward(fft_readable(images + src * npx, npx, s->img.data()), spec);
+    if (!spectrum_finite(spec))
       throw std::invalid_argument("image " + std::to_string(src) +
                                   " contains NaN or infinity (or values too large to Fourier transform); "
                                   "all pixel values must be finite");

@@ -81,12 +81,13 @@ inline void shift_phase_axis(std::size_t n, bool half, double s, cfloat* out) {
   }
 }
 
-// out[j] += F[j] * e * ex[j] for one spectrum row, in plain real arithmetic
-// (std::complex multiplication guards against NaN/inf with a slow path that
-// stops vectorisation; the inputs here are known to be finite). Single
-// precision: callers sum a few dozen rows this way and then promote.
-inline void add_phase_shifted_row(const cfloat* F, cfloat e, const cfloat* ex, std::size_t n,
-                                  cfloat* out) {
+// out[j] (+)= F[j] * e * ex[j] for one spectrum row (Add: accumulate, else
+// assign; out may be F), in plain real arithmetic (std::complex
+// multiplication guards against NaN/inf with a slow path that stops
+// vectorisation; the inputs here are known to be finite). Single precision:
+// accumulating callers sum a few dozen rows this way and then promote.
+template <bool Add>
+inline void phase_row(const cfloat* F, cfloat e, const cfloat* ex, std::size_t n, cfloat* out) {
   const float* f = reinterpret_cast<const float*>(F);
   const float* x = reinterpret_cast<const float*>(ex);
   float* o = reinterpret_cast<float*>(out);
@@ -96,24 +97,22 @@ inline void add_phase_shifted_row(const cfloat* F, cfloat e, const cfloat* ex, s
     const float pr = er * x[2 * j] - ei * x[2 * j + 1];
     const float pi = er * x[2 * j + 1] + ei * x[2 * j];
     const float a = f[2 * j], b = f[2 * j + 1];
-    o[2 * j] += a * pr - b * pi;
-    o[2 * j + 1] += a * pi + b * pr;
+    const float re = a * pr - b * pi, im = a * pi + b * pr;
+    if (Add) {
+      o[2 * j] += re;
+      o[2 * j + 1] += im;
+    } else {
+      o[2 * j] = re;
+      o[2 * j + 1] = im;
+    }
   }
 }
 
-// F[j] *= e * ex[j] in place for one spectrum row (see add_phase_shifted_row).
-inline void multiply_phase_row(cfloat* F, cfloat e, const cfloat* ex, std::size_t n) {
-  float* f = reinterpret_cast<float*>(F);
-  const float* x = reinterpret_cast<const float*>(ex);
-  const float er = e.real(), ei = e.imag();
-#pragma omp simd
-  for (std::size_t j = 0; j < n; ++j) {
-    const float pr = er * x[2 * j] - ei * x[2 * j + 1];
-    const float pi = er * x[2 * j + 1] + ei * x[2 * j];
-    const float a = f[2 * j], b = f[2 * j + 1];
-    f[2 * j] = a * pr - b * pi;
-    f[2 * j + 1] = a * pi + b * pr;
-  }
+// False when the image behind a half spectrum held NaN or infinity: F(0) is
+// the sum of all pixels, which any non-finite pixel makes non-finite (as do
+// values too large to sum in float32).
+inline bool spectrum_finite(const cfloat* F) {
+  return std::isfinite(F[0].real()) && std::isfinite(F[0].imag());
 }
 
 }  // namespace cryocore
