@@ -30,24 +30,24 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def _positive_float(text: str) -> float:
+def _finite_number(text: str, zero_ok: bool) -> float:
+    """A finite number > 0 (>= 0 with ``zero_ok``), else an argparse error."""
+    expected = "a finite number >= 0" if zero_ok else "a positive number"
     try:
         v = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not (v >= 0 if zero_ok else v > 0) or v == float("inf"):  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return v
+
+
+def _positive_float(text: str) -> float:
+    return _finite_number(text, zero_ok=False)
 
 
 def _nonnegative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not v >= 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
+    return _finite_number(text, zero_ok=True)
 
 
 def _threshold(text: str) -> Any:
