@@ -391,7 +391,7 @@ class _Halves:
             acc = np.zeros((self.ny, self.nx // 2 + 1), np.complex128)
             _core.accumulate_spectra(self.spectra[h], self.nx, shifts, weights, acc, threads=self.threads,
                                      band=float(band))
-            return np.fft.irfft2(acc, s=(self.ny, self.nx)) / total
+            return self.spectrum_to_mean(acc, total)
         acc_r = np.zeros((self.ny, self.nx))
         pos = 0
         for chunk in self._chunks(h):
@@ -538,9 +538,9 @@ def align(
         (moved less than 0.5 px and 1 degree between the two iterations
         before) is searched around its last pose instead of globally: its
         shift by sub-pixel grids moved at most 2.4 px per axis, its angle
-        (``rotate=True``) by one-degree steps, at most 16. The others are
-        searched globally. ``False``: the global search every iteration
-        (slower).
+        (``rotate=True``) by one-degree steps, at most 16 (translations
+        only: with the spectra cache). The others are searched globally.
+        ``False``: the global search every iteration (slower).
     checkpoint : str, optional
         File (``.npz``) where the state is saved, atomically, after every
         iteration: poses, scores, references, low-pass, history.
@@ -661,21 +661,22 @@ def align(
             # last two iterations) is searched around its last pose; the
             # others globally. (Early references are blurred, rotationally
             # above all: poses found against them are not yet to be trusted.)
-            settled = None
+            prior_shifts = prior_angles = None  # NaN: search globally
             before = prev_pose[h]
             if local_search and before is not None:
                 dshift = np.hypot(*(shifts[h] - before[0]).T)
                 dpsi = np.abs((angles[h] - before[1] + 180.0) % 360.0 - 180.0)
                 settled = accepted[h] & (dshift < LOCAL_SHIFT_PX) & (dpsi < LOCAL_ANGLE_DEG)
+                prior_shifts = np.where(settled[:, None], shifts[h], np.nan)
+                prior_angles = np.where(settled, angles[h], np.nan)
             if fused:
-                prior = None if settled is None else np.where(settled[:, None], shifts[h], np.nan)
-                s, c, sums = halves.register_accumulate(h, refs[h], groups[h], band, prior=prior, **lp_kw)
+                s, c, sums = halves.register_accumulate(h, refs[h], groups[h], band, prior=prior_shifts, **lp_kw)
                 a = np.zeros(len(c))
             else:
-                rprior = None
-                if rotate and settled is not None:
-                    rprior = (np.where(settled, angles[h], np.nan), np.where(settled[:, None], shifts[h], np.nan))
-                s, a, c = halves.register(h, refs[h], rotate, prior=rprior, **lp_kw)
+                prior = None
+                if rotate and prior_angles is not None and prior_shifts is not None:
+                    prior = (prior_angles, prior_shifts)
+                s, a, c = halves.register(h, refs[h], rotate, prior=prior, **lp_kw)
             thr = auto_threshold(c) if threshold == "auto" else float(threshold)
             acc = c >= thr
             if not acc.any():
