@@ -162,11 +162,12 @@ CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std:
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
 }
 
-// Image spectrum in ws.F (its DC term is ignored: the reference's is zero).
+// Image spectrum in ws.F (its DC term is ignored: the reference's is zero);
+// non-finite pixels are found on it (spectrum_finite).
 const cfloat* image_spectrum(const Fft2d& plan, const float* image, std::size_t index,
                              Workspace& ws) {
-  copy_checked(image, plan.real_size(), ws.img.data(), index, "image");
-  plan.forward(ws.img.data(), ws.F.data());
+  plan.forward(fft_readable(image, plan.real_size(), ws.img.data()), ws.F.data());
+  if (!spectrum_finite(ws.F.data())) throw_non_finite_image(index);
   return ws.F.data();
 }
 
@@ -429,10 +430,7 @@ struct TranslationSearch {
 Refined register_one(const TranslationSearch& search, const PreparedRefs& R, const cfloat* F,
                      std::size_t index, Workspace& ws, std::int32_t& bref,
                      const double* prior = nullptr) {
-  if (!spectrum_finite(F))
-    throw std::invalid_argument("image " + std::to_string(index) +
-                                " contains NaN or infinity (or values too large to Fourier transform); "
-                                "all pixel values must be finite");
+  if (!spectrum_finite(F)) throw_non_finite_image(index);
   const float inv = inverse_norm(F, search.geo, search.h2);
   Refined best{0.0, 0.0, -2.0};
   bref = 0;

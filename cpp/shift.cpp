@@ -77,10 +77,7 @@ void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size
     const bool direct = fftw_aligned(o);
     cfloat* spec = direct ? o : s->F.data();
     plan->forward(fft_readable(images + src * npx, npx, s->img.data()), spec);
-    if (!spectrum_finite(spec))
-      throw std::invalid_argument("image " + std::to_string(src) +
-                                  " contains NaN or infinity (or values too large to Fourier transform); "
-                                  "all pixel values must be finite");
+    if (!spectrum_finite(spec)) throw_non_finite_image(src);
     if (!direct) std::memcpy(o, s->F.data(), nsp * sizeof(cfloat));
   });
 }

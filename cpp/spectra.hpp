@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "filters.hpp"
 #include "plans.hpp"
@@ -113,6 +115,12 @@ inline void phase_row(const cfloat* F, cfloat e, const cfloat* ex, std::size_t n
 // values too large to sum in float32).
 inline bool spectrum_finite(const cfloat* F) {
   return std::isfinite(F[0].real()) && std::isfinite(F[0].imag());
+}
+
+[[noreturn]] inline void throw_non_finite_image(std::size_t index) {
+  throw std::invalid_argument("image " + std::to_string(index) +
+                              " contains NaN or infinity (or values too large to Fourier transform); "
+                              "all pixel values must be finite");
 }
 
 }  // namespace cryocore
