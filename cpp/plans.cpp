@@ -14,18 +14,50 @@ std::mutex& planner_mutex() {
 
 // Guarded by planner_mutex().
 PlanEffort g_effort = PlanEffort::Measure;
-std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>>&
-pruned_cache() {
-  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>> c;
+// Plan caches keyed by shape and planning effort.
+template <class T, class... Key>
+using PlanCache = std::map<std::tuple<Key..., int>, std::shared_ptr<const T>>;
+
+PlanCache<PrunedForward, std::size_t, std::size_t, std::size_t>& pruned_cache() {
+  static PlanCache<PrunedForward, std::size_t, std::size_t, std::size_t> c;
   return c;
 }
-std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const RingFft>>& ring_cache() {
-  static std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const RingFft>> c;
+PlanCache<RingFft, std::size_t, std::size_t>& ring_cache() {
+  static PlanCache<RingFft, std::size_t, std::size_t> c;
   return c;
 }
-std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>>& cache() {
-  static std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> c;
+PlanCache<Fft2d, std::size_t, std::size_t>& cache() {
+  static PlanCache<Fft2d, std::size_t, std::size_t> c;
   return c;
+}
+
+// The cached T(shape..., effort), made on first request. Constructed under
+// the planner lock (the planner is not thread-safe). The destructors also
+// lock, so a failed construction must not hold it: constructors clean up
+// after themselves before throwing (check_plans).
+template <class T, class... Key>
+std::shared_ptr<const T> cached_plan(PlanCache<T, Key...>& c, Key... shape) {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  const auto key = std::make_tuple(shape..., static_cast<int>(g_effort));
+  auto it = c.find(key);
+  if (it != c.end()) return it->second;
+  auto plan = std::shared_ptr<const T>(new T(shape..., g_effort));
+  c.emplace(key, plan);
+  return plan;
+}
+
+// Both plans made, or neither kept (and an exception).
+void check_plans(fftwf_plan a, fftwf_plan b) {
+  if (a && b) return;
+  if (a) fftwf_destroy_plan(a);
+  if (b) fftwf_destroy_plan(b);
+  throw std::runtime_error("FFTW could not create a plan");
+}
+
+void destroy_plans(fftwf_plan a, fftwf_plan b) {
+  std::lock_guard<std::mutex> lock(planner_mutex());
+  fftwf_destroy_plan(a);
+  fftwf_destroy_plan(b);
 }
 
 unsigned effort_flag(PlanEffort e) {
@@ -75,9 +107,9 @@ void forget_wisdom() {
 }
 
 void clear_plan_cache() {
-  std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const Fft2d>> old;
-  std::map<std::tuple<std::size_t, std::size_t, std::size_t, int>, std::shared_ptr<const PrunedForward>> old_pruned;
-  std::map<std::tuple<std::size_t, std::size_t, int>, std::shared_ptr<const RingFft>> old_ring;
+  PlanCache<Fft2d, std::size_t, std::size_t> old;
+  PlanCache<PrunedForward, std::size_t, std::size_t, std::size_t> old_pruned;
+  PlanCache<RingFft, std::size_t, std::size_t> old_ring;
   {
     std::lock_guard<std::mutex> lock(planner_mutex());
     old.swap(cache());
@@ -110,17 +142,11 @@ Fft2d::Fft2d(std::size_t ny, std::size_t nx, PlanEffort effort) : ny_(ny), nx_(n
                                reinterpret_cast<fftwf_complex*>(c.data()), flags);
   c2r_ = fftwf_plan_dft_c2r_2d(as_int(ny), as_int(nx), reinterpret_cast<fftwf_complex*>(c.data()),
                                r.data(), flags);
-  if (!r2c_ || !c2r_) {
-    if (r2c_) fftwf_destroy_plan(r2c_);
-    if (c2r_) fftwf_destroy_plan(c2r_);
-    throw std::runtime_error("FFTW could not create a plan");
-  }
+  check_plans(r2c_, c2r_);
 }
 
 Fft2d::~Fft2d() {
-  std::lock_guard<std::mutex> lock(planner_mutex());
-  fftwf_destroy_plan(r2c_);
-  fftwf_destroy_plan(c2r_);
+  destroy_plans(r2c_, c2r_);
 }
 
 void Fft2d::forward(const float* in, cfloat* out) const noexcept {
@@ -132,18 +158,7 @@ void Fft2d::inverse(cfloat* in, float* out) const noexcept {
   fftwf_execute_dft_c2r(c2r_, reinterpret_cast<fftwf_complex*>(in), out);
 }
 
-std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx) {
-  std::unique_lock<std::mutex> lock(planner_mutex());
-  const auto key = std::make_tuple(ny, nx, static_cast<int>(g_effort));
-  auto it = cache().find(key);
-  if (it != cache().end()) return it->second;
-  // Constructed under the lock (the planner is not thread-safe). The
-  // destructor also locks, so a failed construction must not hold it: the
-  // constructor cleans up itself before throwing.
-  auto plan = std::shared_ptr<const Fft2d>(new Fft2d(ny, nx, g_effort));
-  cache().emplace(key, plan);
-  return plan;
-}
+std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx) { return cached_plan(cache(), ny, nx); }
 
 PrunedForward::PrunedForward(std::size_t ny, std::size_t nx, std::size_t cols, PlanEffort effort)
     : ny_(ny), nx_(nx), cols_(cols) {
@@ -160,17 +175,11 @@ PrunedForward::PrunedForward(std::size_t ny, std::size_t nx, std::size_t cols, P
   columns_ = fftwf_plan_many_dft(1, n_col, as_int(cols), reinterpret_cast<fftwf_complex*>(c.data()),
                                  nullptr, as_int(nxh), 1, reinterpret_cast<fftwf_complex*>(c.data()),
                                  nullptr, as_int(nxh), 1, FFTW_FORWARD, flags);
-  if (!rows_ || !columns_) {
-    if (rows_) fftwf_destroy_plan(rows_);
-    if (columns_) fftwf_destroy_plan(columns_);
-    throw std::runtime_error("FFTW could not create a plan");
-  }
+  check_plans(rows_, columns_);
 }
 
 PrunedForward::~PrunedForward() {
-  std::lock_guard<std::mutex> lock(planner_mutex());
-  fftwf_destroy_plan(rows_);
-  fftwf_destroy_plan(columns_);
+  destroy_plans(rows_, columns_);
 }
 
 void PrunedForward::forward(const float* in, cfloat* out) const noexcept {
@@ -181,13 +190,7 @@ void PrunedForward::forward(const float* in, cfloat* out) const noexcept {
 
 std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::size_t nx,
                                                         std::size_t cols) {
-  std::unique_lock<std::mutex> lock(planner_mutex());
-  const auto key = std::make_tuple(ny, nx, cols, static_cast<int>(g_effort));
-  auto it = pruned_cache().find(key);
-  if (it != pruned_cache().end()) return it->second;
-  auto plan = std::shared_ptr<const PrunedForward>(new PrunedForward(ny, nx, cols, g_effort));
-  pruned_cache().emplace(key, plan);
-  return plan;
+  return cached_plan(pruned_cache(), ny, nx, cols);
 }
 
 RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(rows), m_(m) {
@@ -201,17 +204,11 @@ RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(row
                                  reinterpret_cast<fftwf_complex*>(c.data()), nullptr, 1, as_int(mh),
                                  flags);
   c2r_ = fftwf_plan_dft_c2r_1d(as_int(m), reinterpret_cast<fftwf_complex*>(c.data()), r.data(), flags);
-  if (!r2c_ || !c2r_) {
-    if (r2c_) fftwf_destroy_plan(r2c_);
-    if (c2r_) fftwf_destroy_plan(c2r_);
-    throw std::runtime_error("FFTW could not create a plan");
-  }
+  check_plans(r2c_, c2r_);
 }
 
 RingFft::~RingFft() {
-  std::lock_guard<std::mutex> lock(planner_mutex());
-  fftwf_destroy_plan(r2c_);
-  fftwf_destroy_plan(c2r_);
+  destroy_plans(r2c_, c2r_);
 }
 
 void RingFft::forward(const float* in, cfloat* out) const noexcept {
@@ -223,13 +220,7 @@ void RingFft::inverse(cfloat* in, float* out) const noexcept {
 }
 
 std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m) {
-  std::unique_lock<std::mutex> lock(planner_mutex());
-  const auto key = std::make_tuple(rows, m, static_cast<int>(g_effort));
-  auto it = ring_cache().find(key);
-  if (it != ring_cache().end()) return it->second;
-  auto plan = std::shared_ptr<const RingFft>(new RingFft(rows, m, g_effort));
-  ring_cache().emplace(key, plan);
-  return plan;
+  return cached_plan(ring_cache(), rows, m);
 }
 
 }  // namespace cryocore
