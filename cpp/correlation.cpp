@@ -112,7 +112,13 @@ struct Workspace {
   std::vector<float> pre, pim;  // Pearson product spectrum on the q block, split planes
   std::vector<float> wre, wim;  // whitened product (phase correlation)
   std::vector<float> lre, lim;  // the product on the coarse map's block (sub-pixel search)
+  std::vector<float> cols;      // per-column partial sums (inverse_norm)
   LocalDft dft;
+  // n zeroed column accumulators.
+  float* norm_cols(std::size_t n) {
+    cols.assign(n, 0.0f);
+    return cols.data();
+  }
   explicit Workspace(const Geometry& g)
       : img(g.ny * g.nx),
         map(g.my * g.mx),
@@ -140,25 +146,32 @@ class Workspaces {
 
 // 1/|H F| (DC excluded), or 0 for a flat image. H is zero outside the q
 // block, so only that block is summed (all of it without a low-pass).
-CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2) {
-  const std::size_t nxh = geo.nx / 2 + 1;
-  double e = 0.0;
-  if (geo.qy == geo.ny && geo.qx == geo.nx) {
-    e = spectral_energy(F, h2.empty() ? nullptr : h2.data(), geo.ny, geo.nx);
-  } else {
-    for (std::size_t row = 0; row < geo.qy; ++row) {
-      const std::size_t fr = full_row(row, geo.qy, geo.ny);
-      const float* f = reinterpret_cast<const float*>(F + fr * nxh);
+CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2,
+                                Workspace& ws) {
+  const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
+  // Per-column sums over the rows (no horizontal reduction per row, which
+  // costs more than the row itself), then one sum over the columns.
+  float* col = ws.norm_cols(qxh);
+  for (std::size_t row = 0; row < geo.qy; ++row) {
+    const std::size_t fr = full_row(row, geo.qy, geo.ny);
+    const float* f = reinterpret_cast<const float*>(F + fr * nxh);
+    const std::size_t j0 = fr == 0 ? 1 : 0;  // DC excluded
+    if (h2.empty()) {
+#pragma omp simd
+      for (std::size_t j = j0; j < qxh; ++j) col[j] += f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1];
+    } else {
       const float* w = h2.data() + fr * nxh;
-      float acc = 0.0f;
-      // Columns 1..qxh-1 stand for two Fourier pixels (k and -k); the block
-      // never reaches the Nyquist column of nx.
-#pragma omp simd reduction(+ : acc)
-      for (std::size_t j = 1; j < geo.qxh; ++j) acc += (f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1]) * w[j];
-      e += 2.0 * static_cast<double>(acc);
-      if (fr != 0) e += static_cast<double>((f[0] * f[0] + f[1] * f[1]) * w[0]);
+#pragma omp simd
+      for (std::size_t j = j0; j < qxh; ++j) col[j] += (f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1]) * w[j];
     }
   }
+  // Columns 1.. stand for two Fourier pixels (k and -k), except the Nyquist
+  // column of an even nx (only the whole spectrum reaches it).
+  const bool nyquist = geo.qx == geo.nx && geo.nx % 2 == 0;
+  const std::size_t doubled_end = nyquist ? qxh - 1 : qxh;
+  double e = static_cast<double>(col[0]);
+  for (std::size_t j = 1; j < doubled_end; ++j) e += 2.0 * static_cast<double>(col[j]);
+  if (nyquist) e += static_cast<double>(col[qxh - 1]);
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
 }
 
@@ -431,7 +444,7 @@ Refined register_one(const TranslationSearch& search, const PreparedRefs& R, con
                      std::size_t index, Workspace& ws, std::int32_t& bref,
                      const double* prior = nullptr) {
   if (!spectrum_finite(F)) throw_non_finite_image(index);
-  const float inv = inverse_norm(F, search.geo, search.h2);
+  const float inv = inverse_norm(F, search.geo, search.h2, ws);
   Refined best{0.0, 0.0, -2.0};
   bref = 0;
   for (std::size_t r = 0; r < R.n; ++r) {
@@ -646,8 +659,8 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const cfloat* F = image_spectrum(*plan, images + i * npx, i, ws);
-      const float inv = inverse_norm(F, fine.geo, fine.h2);
-      const float cinv = inverse_norm(F, coarse.geo, coarse.h2);
+      const float inv = inverse_norm(F, fine.geo, fine.h2, ws);
+      const float cinv = inverse_norm(F, coarse.geo, coarse.h2, ws);
       Refined best{0.0, 0.0, -2.0};
       double best_psi = 0.0;
       std::int32_t bref = 0;
@@ -802,7 +815,7 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
     for (std::size_t i = task * kChunk; i < end; ++i) {
       float* o = out + i * ny * nx;
       const cfloat* F = image_spectrum(*plan, images + i * ny * nx, i, ws);
-      const float inv = inverse_norm(F, geo, h2);
+      const float inv = inverse_norm(F, geo, h2, ws);
       if (inv == 0.0f || R.flat[0]) {
         std::fill(o, o + ny * nx, 0.0f);
         continue;

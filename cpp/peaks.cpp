@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "filters.hpp"
 #include "simd.hpp"
@@ -88,7 +90,8 @@ namespace {
 // n-point spectrum (f(k) = k on the half axis, signed frequency of an m-point
 // axis otherwise), with the column weights of the half axis folded in and the
 // Nyquist term of an even n taken as cos(pi s).
-void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re, float* im) {
+void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re, float* im,
+                   bool weighted = true) {
   const double theta = 2.0 * M_PI * s / static_cast<double>(n);
   const double cr = std::cos(theta), ci = std::sin(theta);
   // exp(2 pi i (k - m) s / n) = z_k * exp(-2 pi i m s / n) for the negative half.
@@ -107,7 +110,7 @@ void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re,
       er = std::cos(M_PI * s);
       ei = 0.0;
     }
-    const double w = half ? static_cast<double>(column_weight(k, n)) : 1.0;
+    const double w = half && weighted ? static_cast<double>(column_weight(k, n)) : 1.0;
     re[k] = static_cast<float>(w * er);
     im[k] = static_cast<float>(w * ei);
     const double t = zr * cr - zi * ci;
@@ -115,7 +118,129 @@ void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re,
     zr = t;
   }
 }
+
+// U[i][kx] = sum_ky (ey[i][ky] C[ky][kx]) for W grid rows (complex, split
+// planes; C is my x mxh, ey is W x my, U is W x mxh). Eight columns at a
+// time, their W accumulators held in vector registers over all the rows
+// (the C row is loaded once for all W; nothing is stored until the block is
+// done). Each U entry is the sum over ky in row order.
+#if defined(__GNUC__) || defined(__clang__)
+#define CRYOCORE_HAVE_COLUMN_SUMS 1
+typedef float v8f __attribute__((vector_size(32)));
+typedef std::int32_t v8i __attribute__((vector_size(32)));
+
+template <int W>
+CRYOCORE_HOT void column_sums(const float* cre, const float* cim, std::size_t my, std::size_t mxh,
+                              const float* eyr, const float* eyi, float* ur, float* ui) {
+  constexpr std::size_t L = 8;
+  for (std::size_t k0 = 0; k0 < mxh; k0 += L) {
+    const std::size_t width = std::min(L, mxh - k0);
+    v8f sr[W], si[W];
+    for (int i = 0; i < W; ++i) sr[i] = si[i] = v8f{};
+    // The last, partial block: the lanes past the row are masked to zero
+    // (read from the next row, or copied for the last row of C).
+    v8i keep;
+    for (std::size_t l = 0; l < L; ++l) keep[l] = l < width ? -1 : 0;
+    v8f ar = {}, ai = {};
+    for (std::size_t ky = 0; ky < my; ++ky) {
+      const float* rr = cre + ky * mxh + k0;
+      const float* ri = cim + ky * mxh + k0;
+      if (width == L) {
+        std::memcpy(&ar, rr, sizeof ar);
+        std::memcpy(&ai, ri, sizeof ai);
+      } else if (ky + 1 < my) {
+        std::memcpy(&ar, rr, sizeof ar);
+        std::memcpy(&ai, ri, sizeof ai);
+        ar = reinterpret_cast<v8f>(reinterpret_cast<v8i>(ar) & keep);
+        ai = reinterpret_cast<v8f>(reinterpret_cast<v8i>(ai) & keep);
+      } else {
+        float tr[L] = {}, ti[L] = {};
+        for (std::size_t l = 0; l < width; ++l) {
+          tr[l] = rr[l];
+          ti[l] = ri[l];
+        }
+        std::memcpy(&ar, tr, sizeof ar);
+        std::memcpy(&ai, ti, sizeof ai);
+      }
+      for (int i = 0; i < W; ++i) {
+        const float er = eyr[static_cast<std::size_t>(i) * my + ky];
+        const float ei = eyi[static_cast<std::size_t>(i) * my + ky];
+        sr[i] += er * ar - ei * ai;
+        si[i] += er * ai + ei * ar;
+      }
+    }
+    for (int i = 0; i < W; ++i) {
+      std::memcpy(ur + static_cast<std::size_t>(i) * mxh + k0, &sr[i], width * sizeof(float));
+      std::memcpy(ui + static_cast<std::size_t>(i) * mxh + k0, &si[i], width * sizeof(float));
+    }
+  }
+}
+#endif
+
+// The same for any number of grid rows (row by row).
+void column_sums_any(std::size_t w, const float* cre, const float* cim, std::size_t my, std::size_t mxh,
+                     const float* eyr, const float* eyi, float* ur, float* ui) {
+  std::fill(ur, ur + w * mxh, 0.0f);
+  std::fill(ui, ui + w * mxh, 0.0f);
+  for (std::size_t ky = 0; ky < my; ++ky) {
+    const float* ar = cre + ky * mxh;
+    const float* ai = cim + ky * mxh;
+    for (std::size_t i = 0; i < w; ++i) {
+      const float er = eyr[i * my + ky], ei = eyi[i * my + ky];
+      float* pr = ur + i * mxh;
+      float* pi = ui + i * mxh;
+#pragma omp simd
+      for (std::size_t kx = 0; kx < mxh; ++kx) {
+        pr[kx] += er * ar[kx] - ei * ai[kx];
+        pi[kx] += er * ai[kx] + ei * ar[kx];
+      }
+    }
+  }
+}
+// Index of the Nyquist entry of an even n among an axis's m entries (only
+// the whole axis reaches it), or m for none.
+std::size_t nyquist_entry(std::size_t m, std::size_t n, bool half) {
+  if (m != n || n % 2 != 0) return m;
+  return half ? m / 2 : n / 2;
+}
+
+// Twiddles of a 3-point grid (s - h, s, s + h) of one axis, rows of `count`
+// entries: the centre by axis_twiddles, the neighbours as the centre times
+// the step phases d = exp(2 pi i f h / n) (or their conjugates). The
+// Nyquist entry, whose twiddle is the real cos(pi s), is set directly.
+void grid3_twiddles(std::size_t m, std::size_t n, bool half, double s, double h, const float* dr,
+                    const float* di, float* re, float* im) {
+  const std::size_t count = half ? m / 2 + 1 : m;
+  float *r0 = re, *i0 = im, *r1 = re + count, *i1 = im + count, *r2 = re + 2 * count, *i2 = im + 2 * count;
+  axis_twiddles(m, n, half, s, r1, i1);
+#pragma omp simd
+  for (std::size_t k = 0; k < count; ++k) {
+    r0[k] = r1[k] * dr[k] + i1[k] * di[k];
+    i0[k] = i1[k] * dr[k] - r1[k] * di[k];
+    r2[k] = r1[k] * dr[k] - i1[k] * di[k];
+    i2[k] = i1[k] * dr[k] + r1[k] * di[k];
+  }
+  const std::size_t q = nyquist_entry(m, n, half);
+  if (q < count) {
+    r0[q] = static_cast<float>(std::cos(M_PI * (s - h)));
+    r2[q] = static_cast<float>(std::cos(M_PI * (s + h)));
+    i0[q] = i2[q] = 0.0f;
+  }
+}
 }  // namespace
+
+const LocalDft::StepPhases& LocalDft::step_phases(std::size_t m, std::size_t n, bool half, double h) {
+  for (const StepPhases& sp : steps_)
+    if (sp.m == m && sp.n == n && sp.half == half && sp.h == h) return sp;
+  if (steps_.size() >= 8) steps_.erase(steps_.begin());
+  StepPhases sp{m, n, half, h, {}, {}};
+  const std::size_t count = half ? m / 2 + 1 : m;
+  sp.re.resize(count);
+  sp.im.resize(count);
+  axis_twiddles(m, n, half, h, sp.re.data(), sp.im.data(), false);
+  steps_.push_back(std::move(sp));
+  return steps_.back();
+}
 
 CRYOCORE_HOT void LocalDft::evaluate(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                         std::size_t ny, std::size_t nx, double y0, double x0, double step, int W,
@@ -126,31 +251,30 @@ CRYOCORE_HOT void LocalDft::evaluate(const float* cre, const float* cim, std::si
   exi_.resize(w * mxh);
   eyr_.resize(w * my);
   eyi_.resize(w * my);
-  const double c0 = 0.5 * static_cast<double>(W - 1);
-  for (std::size_t j = 0; j < w; ++j) {
-    const double off = (static_cast<double>(j) - c0) * step;
-    axis_twiddles(mx, nx, true, x0 + off, &exr_[j * mxh], &exi_[j * mxh]);
-    axis_twiddles(my, ny, false, y0 + off, &eyr_[j * my], &eyi_[j * my]);
-  }
-  // U[i][kx] = sum_ky Ey[i][ky] C[ky][kx]: the costly stage, one pass over C.
-  // Accumulating whole rows (an axpy per row and grid row) keeps the vector
-  // lanes busy with no horizontal reductions.
-  tr_.assign(w * mxh, 0.0f);
-  ti_.assign(w * mxh, 0.0f);
-  for (std::size_t ky = 0; ky < my; ++ky) {
-    const float* ar = cre + ky * mxh;
-    const float* ai = cim + ky * mxh;
-    for (std::size_t i = 0; i < w; ++i) {
-      const float er = eyr_[i * my + ky], ei = eyi_[i * my + ky];
-      float* ur = &tr_[i * mxh];
-      float* ui = &ti_[i * mxh];
-#pragma omp simd
-      for (std::size_t kx = 0; kx < mxh; ++kx) {
-        ur[kx] += er * ar[kx] - ei * ai[kx];
-        ui[kx] += er * ai[kx] + ei * ar[kx];
-      }
+  if (W == 3) {  // the refinement's grids: one twiddle recurrence per axis, not three
+    const StepPhases& sx = step_phases(mx, nx, true, step);
+    grid3_twiddles(mx, nx, true, x0, step, sx.re.data(), sx.im.data(), exr_.data(), exi_.data());
+    const StepPhases& sy = step_phases(my, ny, false, step);
+    grid3_twiddles(my, ny, false, y0, step, sy.re.data(), sy.im.data(), eyr_.data(), eyi_.data());
+  } else {
+    const double c0 = 0.5 * static_cast<double>(W - 1);
+    for (std::size_t j = 0; j < w; ++j) {
+      const double off = (static_cast<double>(j) - c0) * step;
+      axis_twiddles(mx, nx, true, x0 + off, &exr_[j * mxh], &exi_[j * mxh]);
+      axis_twiddles(my, ny, false, y0 + off, &eyr_[j * my], &eyi_[j * my]);
     }
   }
+  // U[i][kx] = sum_ky Ey[i][ky] C[ky][kx]: the costly stage, one pass over C.
+  tr_.resize(w * mxh);
+  ti_.resize(w * mxh);
+#ifdef CRYOCORE_HAVE_COLUMN_SUMS
+  if (W == 1)
+    column_sums<1>(cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
+  else if (W == 3)
+    column_sums<3>(cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
+  else
+#endif
+    column_sums_any(w, cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
   // out[i][j] = Re sum_kx U[i][kx] Ex[j][kx]
   for (std::size_t i = 0; i < w; ++i) {
     const float* ur = &tr_[i * mxh];

@@ -78,7 +78,18 @@ class LocalDft {
                   std::size_t ny, std::size_t nx, double y, double x);
 
  private:
+  // exp(2 pi i f h / n) for the entries of one axis (no column weights): the
+  // step between neighbouring grid points; a few are kept (one per level).
+  struct StepPhases {
+    std::size_t m, n;
+    bool half;
+    double h;
+    std::vector<float> re, im;
+  };
+  const StepPhases& step_phases(std::size_t m, std::size_t n, bool half, double h);
+
   std::vector<float> exr_, exi_, eyr_, eyi_, tr_, ti_;
+  std::vector<StepPhases> steps_;
 };
 
 }  // namespace cryocore
