@@ -95,20 +95,30 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
     for (std::size_t k = 0; k < npx; ++k) sumsq[k] += total[npx + k];
 }
 
-SpectrumBand::SpectrumBand(std::size_t ny_, std::size_t nx_, double band) : ny(ny_), nx(nx_) {
+SpectrumBand::SpectrumBand(std::size_t ny_, std::size_t nx_, double band)
+    : SpectrumBand(SpectrumLayout::whole(ny_, nx_), band) {}
+
+SpectrumBand::SpectrumBand(const SpectrumLayout& layout, double band) : ny(layout.ny), nx(layout.nx) {
   const std::size_t nxh = nx / 2 + 1;
   const bool all = !(band < 0.5);
   const auto ky_max = static_cast<std::size_t>(std::floor(band * static_cast<double>(ny)));
   cols = all ? nxh : std::min(nxh, static_cast<std::size_t>(std::floor(band * static_cast<double>(nx))) + 1);
   for (std::size_t r = 0; r < ny; ++r)
     if (all || r <= ky_max || ny - r <= ky_max) rows.push_back(r);
+  layout.require(ky_extent(), kx_extent(), "the band");
+  for (const std::size_t r : rows) offsets.push_back(layout.row_offset(r));
+}
+
+std::size_t SpectrumBand::ky_extent() const noexcept {
+  std::size_t k = 0;
+  for (const std::size_t r : rows) k = std::max(k, static_cast<std::size_t>(std::labs(signed_freq(r, ny))));
+  return k;
 }
 
 void SpectrumBand::prefetch(const cfloat* F) const {
-  const std::size_t nxh = nx / 2 + 1;
   const std::size_t bytes = cols * sizeof(cfloat);
-  for (const std::size_t r : rows) {
-    const char* p = reinterpret_cast<const char*>(F + r * nxh);
+  for (const std::size_t o : offsets) {
+    const char* p = reinterpret_cast<const char*>(F + o);
     for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 0);
   }
 }
@@ -120,10 +130,8 @@ CRYOCORE_HOT void SpectrumBand::add_moved_back(const cfloat* F, double dy, doubl
   ph.ex.resize(nxh);
   shift_phase_axis(ny, false, -dy, ph.ey.data());
   shift_phase_axis(nx, true, -dx, ph.ex.data());
-  for (std::size_t k = 0; k < rows.size(); ++k) {
-    const std::size_t r = rows[k];
-    phase_row<true>(F + r * nxh, ph.ey[r] * w, ph.ex.data(), cols, ps + k * cols);
-  }
+  for (std::size_t k = 0; k < rows.size(); ++k)
+    phase_row<true>(F + offsets[k], ph.ey[rows[k]] * w, ph.ex.data(), cols, ps + k * cols);
 }
 
 void SpectrumBand::unpack_add(const std::complex<double>* packed, std::complex<double>* sum) const {
@@ -132,14 +140,14 @@ void SpectrumBand::unpack_add(const std::complex<double>* packed, std::complex<d
     for (std::size_t j = 0; j < cols; ++j) sum[rows[k] * nxh + j] += packed[k * cols + j];
 }
 
-void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, std::size_t nx,
+void accumulate_spectra(const cfloat* spectra, const SpectrumLayout& layout, std::size_t n,
                         const double* shifts, const double* weights, int threads,
                         std::complex<double>* sum, double band) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
+  const SpectrumBand B(layout, band);
   if (n == 0) return;
-  const std::size_t nsp = ny * (nx / 2 + 1);
-  const SpectrumBand B(ny, nx, band);
+  const std::size_t nsp = layout.per_image();
   std::vector<BandPhases> phases(static_cast<std::size_t>(threads));
   // Partial sums hold only the band, packed.
   std::vector<std::complex<double>> total(B.width(), 0.0);
@@ -156,6 +164,36 @@ void accumulate_spectra(const cfloat* spectra, std::size_t n, std::size_t ny, st
                             break;
                           }
                         B.add_moved_back(spectra + i * nsp, shifts ? shifts[2 * i] : 0.0,
+                                         shifts ? shifts[2 * i + 1] : 0.0, static_cast<float>(w),
+                                         phases[worker], ps);
+                      });
+  B.unpack_add(total.data(), sum);
+}
+
+void accumulate_images_spectra(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
+                               const double* shifts, const double* weights, int threads,
+                               std::complex<double>* sum, double band) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  check_poses(n, shifts, weights);
+  const SpectrumBand B(ny, nx, band);
+  if (n == 0) return;
+  const auto plan = get_fft2d(ny, nx);
+  const std::size_t npx = ny * nx;
+  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  std::vector<BandPhases> phases(static_cast<std::size_t>(threads));
+  std::vector<std::complex<double>> total(B.width(), 0.0);
+  chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
+                      [&](std::size_t i, std::size_t worker, cfloat* ps) {
+                        const double w = weights ? weights[i] : 1.0;
+                        if (w == 0.0) {  // not added, but bad pixels are still reported
+                          if (!all_finite(images + i * npx, npx)) throw_non_finite_image(i);
+                          return;
+                        }
+                        auto& s = pool[worker];
+                        if (!s) s = std::make_unique<Scratch>(ny, nx);
+                        plan->forward(fft_readable(images + i * npx, npx, s->img.data()), s->F.data());
+                        if (!spectrum_finite(s->F.data())) throw_non_finite_image(i);
+                        B.add_moved_back(s->F.data(), shifts ? shifts[2 * i] : 0.0,
                                          shifts ? shifts[2 * i + 1] : 0.0, static_cast<float>(w),
                                          phases[worker], ps);
                       });

@@ -163,30 +163,51 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, d
   return py::make_tuple(shifts, angles, scores, best);
 }
 
-// References (k, ny, nx) and cached half spectra (n, ny, nx//2+1) of the
-// same box; returns ny.
-std::size_t check_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx) {
+std::string shape_str(std::size_t a, std::size_t b, std::size_t c) {
+  return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ")";
+}
+
+// The layout of cached half spectra (n, rows, cols) of (ny, nx) images:
+// whole, (n, ny, nx//2+1), or cropped to the low frequencies,
+// (n, 2*ky+1, kx+1) with fewer rows and columns (forward_stack(crop=...)).
+SpectrumLayout layout_of(const ComplexArrayPy& spectra, std::size_t ny, std::size_t nx) {
+  const std::size_t nxh = nx / 2 + 1;
+  if (spectra.ndim() == 3) {
+    const std::size_t rows = dim(spectra, 1), cols = dim(spectra, 2);
+    if (rows == ny && cols == nxh) return SpectrumLayout::whole(ny, nx);
+    if (rows % 2 == 1 && rows < ny && cols >= 1 && cols < nxh)
+      return SpectrumLayout::cropped(ny, nx, (rows - 1) / 2, cols - 1);
+  }
+  std::string got = "ndim " + std::to_string(spectra.ndim());
+  if (spectra.ndim() == 3) got = "shape " + shape_str(dim(spectra, 0), dim(spectra, 1), dim(spectra, 2));
+  throw std::invalid_argument("spectra of " + std::to_string(ny) + " x " + std::to_string(nx) +
+                              " images must have shape (n, " + std::to_string(ny) + ", " + std::to_string(nxh) +
+                              ") (whole) or (n, 2*ky+1, kx+1) with fewer rows and columns (cropped); got " + got);
+}
+
+// References (k, ny, nx) and cached half spectra of the same box.
+SpectrumLayout check_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx) {
   require_stack(refs, "references");
-  const std::size_t ny = dim(refs, 1);
-  if (dim(refs, 2) != nx || spectra.ndim() != 3 || dim(spectra, 1) != ny ||
-      dim(spectra, 2) != nx / 2 + 1)
-    throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1) for the references' box");
-  return ny;
+  if (dim(refs, 2) != nx)
+    throw std::invalid_argument("references must be " + std::to_string(nx) + " pixels wide (nx), got " +
+                                std::to_string(dim(refs, 2)));
+  return layout_of(spectra, dim(refs, 1), nx);
 }
 
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
                               std::size_t nx, int upsample, std::optional<double> max_shift,
                               std::optional<double> lowpass, std::optional<double> highpass,
                               double edge, bool phase, bool crop, bool coarse, int threads) {
-  const std::size_t ny = check_spectra(refs, spectra, nx), n = dim(spectra, 0);
+  const SpectrumLayout layout = check_spectra(refs, spectra, nx);
+  const std::size_t n = dim(spectra, 0);
   const RegisterParams p =
       make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
-  check_register_params(p, ny, nx);
+  check_register_params(p, layout.ny, nx);
   const float* rp = refs.data();
   const cfloat* fp = spectra.data();
   const std::size_t n_refs = dim(refs, 0);
   return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
-    register_spectra(rp, n_refs, fp, n, ny, nx, p, sp, cp, bp);
+    register_spectra(rp, n_refs, fp, layout, n, p, sp, cp, bp);
   });
 }
 
@@ -197,7 +218,8 @@ py::tuple py_register_accumulate_spectra(
     std::optional<DoubleArray> prior, int upsample,
     std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
     double edge, bool phase, bool crop, bool coarse, int threads) {
-  const std::size_t ny = check_spectra(refs, spectra, nx), n = dim(spectra, 0);
+  const SpectrumLayout layout = check_spectra(refs, spectra, nx);
+  const std::size_t ny = layout.ny, n = dim(spectra, 0);
   if (groups.ndim() != 1 || dim(groups, 0) != n)
     throw std::invalid_argument("groups must have shape (" + std::to_string(n) + ",)");
   if (sums.ndim() != 3 || dim(sums, 1) != ny || dim(sums, 2) != nx / 2 + 1 || !sums.writeable())
@@ -215,16 +237,19 @@ py::tuple py_register_accumulate_spectra(
   std::complex<double>* op = sums.mutable_data();
   const std::size_t n_refs = dim(refs, 0), n_groups = dim(sums, 0);
   return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
-    register_accumulate_spectra(rp, n_refs, fp, n, ny, nx, p, gp, n_groups, band, pp, sp, cp, bp, op);
+    register_accumulate_spectra(rp, n_refs, fp, layout, n, p, gp, n_groups, band, pp, sp, cp, bp, op);
   });
 }
 
 py::array_t<std::complex<float>> py_forward(
     const FloatArray& images, int threads,
     std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index,
-    std::optional<py::array_t<std::complex<float>, py::array::c_style>> out_arg) {
+    std::optional<py::array_t<std::complex<float>, py::array::c_style>> out_arg,
+    std::optional<std::pair<std::size_t, std::size_t>> crop) {
   require_stack(images, "images");
   const std::size_t ny = dim(images, 1), nx = dim(images, 2);
+  const SpectrumLayout layout = crop ? SpectrumLayout::cropped(ny, nx, crop->first, crop->second)
+                                     : SpectrumLayout::whole(ny, nx);
   std::size_t n = dim(images, 0);
   const std::int64_t* xp = nullptr;
   if (index) {
@@ -236,41 +261,67 @@ py::array_t<std::complex<float>> py_forward(
                                     std::to_string(n) + " images");
     n = dim(*index, 0);
   }
-  const std::size_t nxh = nx / 2 + 1;
   py::array_t<std::complex<float>> out;
   if (out_arg) {  // written in place (e.g. a slice of a spectra cache): no second copy
     out = *out_arg;
-    if (out.ndim() != 3 || dim(out, 0) != n || dim(out, 1) != ny || dim(out, 2) != nxh || !out.writeable())
-      throw std::invalid_argument("out must be a writeable C-contiguous complex64 array of shape (" +
-                                  std::to_string(n) + ", " + std::to_string(ny) + ", " +
-                                  std::to_string(nxh) + ")");
+    if (out.ndim() != 3 || dim(out, 0) != n || dim(out, 1) != layout.rows || dim(out, 2) != layout.cols ||
+        !out.writeable())
+      throw std::invalid_argument("out must be a writeable C-contiguous complex64 array of shape " +
+                                  shape_str(n, layout.rows, layout.cols));
   } else {
-    out = py::array_t<std::complex<float>>(
-        {static_cast<py::ssize_t>(n), images.shape(1), static_cast<py::ssize_t>(nxh)});
+    out = py::array_t<std::complex<float>>({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(layout.rows),
+                                            static_cast<py::ssize_t>(layout.cols)});
   }
   const float* ip = images.data();
   cfloat* op = out.mutable_data();
-  run_without_gil([&] { forward_stack(ip, n, ny, nx, threads, op, xp); });
+  run_without_gil([&] { forward_stack(ip, n, layout, threads, op, xp); });
   return out;
+}
+
+py::tuple py_search_extent(std::size_t ny, std::size_t nx, double band, int upsample,
+                           std::optional<double> lowpass, std::optional<double> highpass, double edge,
+                           bool crop, bool coarse) {
+  const RegisterParams p =
+      make_params(upsample, std::nullopt, lowpass, highpass, edge, false, crop, coarse, 1);
+  std::size_t ky = 0, kx = 0;
+  search_extent(ny, nx, p, band, ky, kx);
+  return py::make_tuple(ky, kx);
 }
 
 void py_accumulate_spectra(const ComplexArrayPy& spectra, std::size_t nx,
                            std::optional<DoubleArray> shifts, std::optional<DoubleArray> weights,
                            py::array_t<std::complex<double>, py::array::c_style> sum, int threads,
                            double band) {
-  if (spectra.ndim() != 3 || dim(spectra, 2) != nx / 2 + 1)
-    throw std::invalid_argument("spectra must have shape (n, ny, nx // 2 + 1)");
-  const std::size_t n = dim(spectra, 0), ny = dim(spectra, 1);
+  if (sum.ndim() != 2 || dim(sum, 1) != nx / 2 + 1 || !sum.writeable())
+    throw std::invalid_argument("sum must be a writeable complex128 (ny, nx // 2 + 1) array");
+  const SpectrumLayout layout = layout_of(spectra, dim(sum, 0), nx);
+  const std::size_t n = dim(spectra, 0);
+  if (shifts) require_pairs(*shifts, n, "shifts");
+  if (weights && (weights->ndim() != 1 || dim(*weights, 0) != n))
+    throw std::invalid_argument("weights must have shape (" + std::to_string(n) + ",)");
+  const cfloat* fp = spectra.data();
+  const double* sp = shifts ? shifts->data() : nullptr;
+  const double* wp = weights ? weights->data() : nullptr;
+  std::complex<double>* out = sum.mutable_data();
+  run_without_gil([&] { accumulate_spectra(fp, layout, n, sp, wp, threads, out, band); });
+}
+
+void py_accumulate_images_spectra(const FloatArray& images, std::optional<DoubleArray> shifts,
+                                  std::optional<DoubleArray> weights,
+                                  py::array_t<std::complex<double>, py::array::c_style> sum, int threads,
+                                  double band) {
+  require_stack(images, "images");
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
   if (shifts) require_pairs(*shifts, n, "shifts");
   if (weights && (weights->ndim() != 1 || dim(*weights, 0) != n))
     throw std::invalid_argument("weights must have shape (" + std::to_string(n) + ",)");
   if (sum.ndim() != 2 || dim(sum, 0) != ny || dim(sum, 1) != nx / 2 + 1 || !sum.writeable())
     throw std::invalid_argument("sum must be a writeable complex128 (ny, nx // 2 + 1) array");
-  const cfloat* fp = spectra.data();
+  const float* ip = images.data();
   const double* sp = shifts ? shifts->data() : nullptr;
   const double* wp = weights ? weights->data() : nullptr;
   std::complex<double>* out = sum.mutable_data();
-  run_without_gil([&] { accumulate_spectra(fp, n, ny, nx, sp, wp, threads, out, band); });
+  run_without_gil([&] { accumulate_images_spectra(ip, n, ny, nx, sp, wp, threads, out, band); });
 }
 
 py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& images,
@@ -387,14 +438,25 @@ PYBIND11_MODULE(_core, m) {
         "by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none). "
         "prior (n, 2): where finite, a local search from that shift instead of the full one.");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
-        py::arg("index") = py::none(), py::arg("out") = py::none(),
+        py::arg("index") = py::none(), py::arg("out") = py::none(), py::arg("crop") = py::none(),
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "
-        "of images[index] only; with out, written into that array (returned).");
+        "of images[index] only; with out, written into that array (returned); with crop=(ky, kx), "
+        "only the frequencies |ky| <= ky, kx <= kx: (n, 2*ky+1, kx+1), rows 0..ky then -ky..-1.");
+  m.def("search_extent", &py_search_extent, py::arg("ny"), py::arg("nx"), py::arg("band") = 0.0,
+        py::arg("upsample") = 20, py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("crop") = true, py::arg("coarse") = true,
+        "(ky, kx): the largest |ky| and kx of an image spectrum that register_spectra reads with "
+        "these parameters (ny//2, nx//2: all), and with band > 0 register_accumulate_spectra too: "
+        "what a cropped spectra cache must hold.");
   m.def("accumulate_spectra", &py_accumulate_spectra, py::arg("spectra"), py::arg("nx"),
         py::arg("shifts"), py::arg("weights"), py::arg("sum").noconvert(), py::arg("threads") = 1,
         py::arg("band") = 0.5,
         "Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place; "
         "band < 0.5 cycles/px adds only the rows and columns within it.");
+  m.def("accumulate_images_spectra", &py_accumulate_images_spectra, py::arg("images"), py::arg("shifts"),
+        py::arg("weights"), py::arg("sum").noconvert(), py::arg("threads") = 1, py::arg("band") = 0.5,
+        "accumulate_spectra from the images (n, ny, nx), each transformed on the fly: the same sums "
+        "as forward_stack + accumulate_spectra without storing the spectra.");
   m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("threads") = 1,

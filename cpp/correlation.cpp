@@ -114,6 +114,7 @@ struct Workspace {
   std::vector<float> lre, lim;  // the product on the coarse map's block (sub-pixel search)
   std::vector<float> cols;      // per-column partial sums (inverse_norm)
   LocalDft dft;
+  bool F_cleared = false;  // F zeroed once before cropped spectra are expanded into it
   // n zeroed column accumulators.
   float* norm_cols(std::size_t n) {
     cols.assign(n, 0.0f);
@@ -508,12 +509,54 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
                 });
 }
 
+namespace {
+// Largest |ky| and kx of the q block (everything the search reads).
+void geometry_extent(const Geometry& g, std::size_t& ky, std::size_t& kx) {
+  ky = g.qy == g.ny ? g.ny / 2 : g.qy / 2;
+  kx = g.qx == g.nx ? g.nx / 2 : g.qxh - 1;
+}
+
+// Image i of a cached stack as a whole half spectrum: in place when the
+// cache is whole, else expanded into ws.F (whose other entries stay zero).
+const cfloat* cached_spectrum(const cfloat* spectra, const SpectrumLayout& layout, std::size_t i,
+                              Workspace& ws) {
+  const cfloat* stored = spectra + i * layout.per_image();
+  if (layout.is_whole()) return stored;
+  if (!ws.F_cleared) {
+    std::fill(ws.F.data(), ws.F.data() + ws.F.size(), cfloat(0.0f, 0.0f));
+    ws.F_cleared = true;
+  }
+  layout.expand(stored, ws.F.data());
+  return ws.F.data();
+}
+
+// Throws unless the cache holds all that the search (and the band) reads.
+void require_extent(const SpectrumLayout& layout, const Geometry& geo, const SpectrumBand* band) {
+  std::size_t ky = 0, kx = 0;
+  geometry_extent(geo, ky, kx);
+  layout.require(ky, kx, "the translational search (its low-pass)");
+  if (band) layout.require(band->ky_extent(), band->kx_extent(), "the band added to the sums");
+}
+}  // namespace
+
+void search_extent(std::size_t ny, std::size_t nx, const RegisterParams& p, double band,
+                   std::size_t& ky, std::size_t& kx) {
+  check_register_params(p, ny, nx);
+  geometry_extent(register_geometry(ny, nx, p), ky, kx);
+  if (band > 0.0) {
+    const SpectrumBand B(ny, nx, band);
+    ky = std::max(ky, B.ky_extent());
+    kx = std::max(kx, B.kx_extent());
+  }
+}
+
 void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
-                      std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                      const SpectrumLayout& layout, std::size_t n, const RegisterParams& p,
                       double* shifts, double* scores, std::int32_t* best_ref) {
-  const std::size_t per = ny * (nx / 2 + 1);
-  register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
-                [&](std::size_t i, Workspace&) { return spectra + i * per; });
+  check_register_params(p, layout.ny, layout.nx);
+  require_extent(layout, register_geometry(layout.ny, layout.nx, p), nullptr);
+  register_impl(refs, n_refs, n, layout.ny, layout.nx, p, shifts, scores, best_ref,
+                [&](std::size_t i, Workspace& ws) { return cached_spectrum(spectra, layout, i, ws); });
 }
 
 namespace {
@@ -833,7 +876,7 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
 }
 
 void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
-                                 std::size_t n, std::size_t ny, std::size_t nx,
+                                 const SpectrumLayout& layout, std::size_t n,
                                  const RegisterParams& p, const std::int32_t* group,
                                  std::size_t n_groups, double band, const double* prior,
                                  double* shifts, double* scores, std::int32_t* best_ref,
@@ -843,10 +886,13 @@ void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cf
     if (group[i] >= static_cast<std::int32_t>(n_groups))
       throw std::invalid_argument("group " + std::to_string(group[i]) + " of image " + std::to_string(i) +
                                   " is out of range for " + std::to_string(n_groups) + " groups");
+  const std::size_t ny = layout.ny, nx = layout.nx;
   const TranslationSearch search(ny, nx, p);
+  // The band is read from whole spectra (the cache's, or one expanded from a crop).
+  const SpectrumBand B(ny, nx, band);
+  require_extent(layout, search.geo, &B);
   const PreparedRefs R = search.prepare(refs, n_refs);
   Workspaces pool(p.threads, search.geo);
-  const SpectrumBand B(ny, nx, band);
   const std::size_t bw = B.width(), per = ny * (nx / 2 + 1);
   std::vector<BandPhases> phases(static_cast<std::size_t>(std::max(p.threads, 1)));
   std::vector<std::complex<double>> total(n_groups * bw, 0.0);
@@ -854,7 +900,7 @@ void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cf
                       [&](std::size_t i, std::size_t worker, cfloat* ps) {
                         Workspace& ws = pool.get(worker);
                         search.prepare_workspace(ws);
-                        const cfloat* F = spectra + i * per;
+                        const cfloat* F = cached_spectrum(spectra, layout, i, ws);
                         std::int32_t bref = 0;
                         const double* pr = prior && std::isfinite(prior[2 * i]) &&
                                                    std::isfinite(prior[2 * i + 1])

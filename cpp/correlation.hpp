@@ -15,6 +15,7 @@
 
 #include "filters.hpp"
 #include "plans.hpp"
+#include "spectrum_layout.hpp"
 
 namespace cryocore {
 
@@ -45,12 +46,20 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
                     std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
                     double* scores, std::int32_t* best_ref);
 
-// The same from the images' half spectra (n x ny x nx/2+1, as forward_stack
-// makes them; their DC terms are ignored), so that the forward FFTs can be
-// cached across iterations.
+// The same from the images' half spectra (n images stored in `layout`, as
+// forward_stack makes them; their DC terms are ignored), so that the forward
+// FFTs can be cached across iterations. A cropped layout must hold every
+// frequency the search reads (search_extent; std::invalid_argument if not).
 void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
-                      std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                      const SpectrumLayout& layout, std::size_t n, const RegisterParams& p,
                       double* shifts, double* scores, std::int32_t* best_ref);
+
+// The largest |ky| and kx a translational search with these parameters
+// reads from an image's spectrum (ny/2, nx/2: all of it), and with band > 0
+// those of the band register_accumulate_spectra adds too: what a cropped
+// cache must hold.
+void search_extent(std::size_t ny, std::size_t nx, const RegisterParams& p, double band,
+                   std::size_t& ky, std::size_t& kx);
 
 // register_spectra, and in the same pass over the cache each image's band
 // (accumulate_spectra, moved back by the shift just found, weight 1) added
@@ -62,7 +71,7 @@ void register_spectra(const float* refs, std::size_t n_refs, const cfloat* spect
 // one (the sub-pixel grids of register_stack, moved at most a couple of
 // pixels: no inverse FFT, no integer search).
 void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
-                                 std::size_t n, std::size_t ny, std::size_t nx,
+                                 const SpectrumLayout& layout, std::size_t n,
                                  const RegisterParams& p, const std::int32_t* group,
                                  std::size_t n_groups, double band, const double* prior,
                                  double* shifts, double* scores, std::int32_t* best_ref,

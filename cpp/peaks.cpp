@@ -7,6 +7,7 @@
 
 #include "filters.hpp"
 #include "simd.hpp"
+#include "spectra.hpp"
 
 namespace cryocore {
 
@@ -92,30 +93,26 @@ namespace {
 // Nyquist term of an even n taken as cos(pi s).
 void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re, float* im,
                    bool weighted = true) {
-  const double theta = 2.0 * M_PI * s / static_cast<double>(n);
-  const double cr = std::cos(theta), ci = std::sin(theta);
-  // exp(2 pi i (k - m) s / n) = z_k * exp(-2 pi i m s / n) for the negative half.
-  const double wang = -2.0 * M_PI * s * static_cast<double>(m) / static_cast<double>(n);
-  const double wr = std::cos(wang), wi = std::sin(wang);
   const std::size_t count = half ? m / 2 + 1 : m;
-  double zr = 1.0, zi = 0.0;  // recurrence in double: ~1e-13 for these sizes
-  for (std::size_t k = 0; k < count; ++k) {
-    const long f = half ? static_cast<long>(k) : signed_freq(k, m);
-    double er = zr, ei = zi;
-    if (f < 0) {
-      er = zr * wr - zi * wi;
-      ei = zr * wi + zi * wr;
+  const std::size_t pos = half ? count : (m + 1) / 2;  // entries k < pos hold f = k >= 0
+  // exp(2 pi i f s / n) for f >= 0; entry m - j (f = -j) is the conjugate.
+  const double theta = 2.0 * M_PI * s / static_cast<double>(n);
+  phase_powers(theta, half ? count : m / 2 + 1, [&](std::size_t f, double zr, double zi) {
+    if (f < pos) {
+      const double w = half && weighted ? static_cast<double>(column_weight(f, n)) : 1.0;
+      re[f] = static_cast<float>(w * zr);
+      im[f] = static_cast<float>(w * zi);
     }
-    if (n % 2 == 0 && 2 * std::labs(f) == static_cast<long>(n)) {
-      er = std::cos(M_PI * s);
-      ei = 0.0;
+    if (!half && f > 0 && m - f >= pos) {
+      re[m - f] = static_cast<float>(zr);
+      im[m - f] = static_cast<float>(-zi);
     }
-    const double w = half && weighted ? static_cast<double>(column_weight(k, n)) : 1.0;
-    re[k] = static_cast<float>(w * er);
-    im[k] = static_cast<float>(w * ei);
-    const double t = zr * cr - zi * ci;
-    zi = zr * ci + zi * cr;
-    zr = t;
+  });
+  if (m == n && n % 2 == 0) {  // the Nyquist term: cos(pi s)
+    const std::size_t q = half ? m / 2 : n / 2;
+    const double w = half && weighted ? static_cast<double>(column_weight(q, n)) : 1.0;
+    re[q] = static_cast<float>(w * std::cos(M_PI * s));
+    im[q] = 0.0f;
   }
 }
 

@@ -57,11 +57,13 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
 
 namespace cryocore {
 
-void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
-                   int threads, cfloat* out, const std::int64_t* index) {
+void forward_stack(const float* images, std::size_t n, const SpectrumLayout& layout, int threads,
+                   cfloat* out, const std::int64_t* index) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const std::size_t ny = layout.ny, nx = layout.nx;
   const auto plan = get_fft2d(ny, nx);
-  const std::size_t npx = ny * nx, nsp = plan->complex_size();
+  const std::size_t npx = ny * nx, nsp = plan->complex_size(), per = layout.per_image();
+  const bool whole = layout.is_whole();
   struct Scratch {
     RealArray img;
     ComplexArray F;
@@ -71,14 +73,14 @@ void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size
     auto& s = pool[worker];
     if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
-    // FFTW writes straight into the output row when that is aligned, else
-    // into scratch (and reads the image in place when it can).
-    cfloat* o = out + i * nsp;
-    const bool direct = fftw_aligned(o);
+    // FFTW writes straight into a whole output row when that is aligned,
+    // else into scratch (and reads the image in place when it can).
+    cfloat* o = out + i * per;
+    const bool direct = whole && fftw_aligned(o);
     cfloat* spec = direct ? o : s->F.data();
     plan->forward(fft_readable(images + src * npx, npx, s->img.data()), spec);
     if (!spectrum_finite(spec)) throw_non_finite_image(src);
-    if (!direct) std::memcpy(o, s->F.data(), nsp * sizeof(cfloat));
+    if (!direct) layout.store(spec, o);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "plans.hpp"
+#include "spectrum_layout.hpp"
 
 namespace cryocore {
 
@@ -26,11 +27,12 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
 
 namespace cryocore {
 
-// Half spectra (n x ny x nx/2+1, unnormalised r2c) of a stack: out[k] is
-// the spectrum of images[index[k]] (of images[k] when index is null), so a
-// subset is transformed without copying it first. Throws
+// Half spectra (unnormalised r2c) of a stack of (ny, nx) images, stored in
+// `layout` (whole: n x ny x nx/2+1; or cropped to the low frequencies): out[k]
+// is the spectrum of images[index[k]] (of images[k] when index is null), so
+// a subset is transformed without copying it first. Throws
 // std::invalid_argument for NaN/inf pixels.
-void forward_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
-                   int threads, cfloat* out, const std::int64_t* index = nullptr);
+void forward_stack(const float* images, std::size_t n, const SpectrumLayout& layout, int threads,
+                   cfloat* out, const std::int64_t* index = nullptr);
 
 }  // namespace cryocore

@@ -195,3 +195,98 @@ def test_forward_stack_reports_a_non_finite_pixel(bad, where):
     assert np.array_equal(imgs, before, equal_nan=True)
     np.testing.assert_allclose(_core.forward_stack(imgs, index=np.array([3, 1])),
                                np.fft.rfft2(imgs[[3, 1]].astype(np.float64)), atol=1e-3)
+
+
+# --------------------------------------------------------------------------- cropped cache
+def _crop_of(whole, ky, kx):
+    """numpy: rows 0..ky then -ky..-1, columns 0..kx of whole half spectra."""
+    return np.concatenate([whole[:, : ky + 1, : kx + 1], whole[:, whole.shape[1] - ky :, : kx + 1]], axis=1)
+
+
+@pytest.mark.parametrize("shape,crop", [((64, 64), (20, 20)), ((65, 65), (31, 11)), ((48, 80), (9, 30))])
+def test_forward_stack_crop_keeps_the_low_frequencies(rng, shape, crop):
+    imgs = rng.standard_normal((7,) + shape).astype(np.float32)
+    whole = _core.forward_stack(imgs, threads=2)
+    got = _core.forward_stack(imgs, threads=3, crop=crop)
+    assert got.shape == (7, 2 * crop[0] + 1, crop[1] + 1)
+    assert np.array_equal(got, _crop_of(whole, *crop))
+    np.testing.assert_allclose(got, _crop_of(np.fft.rfft2(imgs.astype(np.float64)), *crop), rtol=0, atol=1e-3)
+    out = np.empty_like(got)
+    idx = np.array([6, 0, 3])
+    _core.forward_stack(imgs, index=idx, out=out[:3], crop=crop)
+    assert np.array_equal(out[:3], got[idx])
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 65), (48, 80)])
+def test_cropped_cache_gives_the_whole_caches_results(rng, shape):
+    """Every kernel reading a crop that holds what it reads gives bit-identical results."""
+    ref, imgs, _ = _stack(rng, 60, shape)
+    ny, nx = shape
+    lowpass, band = 0.2, 0.3
+    ky, kx = _core.search_extent(ny, nx, band=band, lowpass=lowpass)
+    assert (ky, kx) == (max(ky, int(band * ny)), max(kx, int(band * nx)))
+    assert _core.search_extent(ny, nx) == (ny // 2, nx // 2)  # no low-pass: everything
+    whole = _core.forward_stack(imgs, threads=2)
+    crop = _core.forward_stack(imgs, threads=2, crop=(ky, kx))
+    a = _core.register_spectra(ref[None], whole, nx, lowpass=lowpass, threads=2)
+    b = _core.register_spectra(ref[None], crop, nx, lowpass=lowpass, threads=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    groups = rng.integers(-1, 2, 60).astype(np.int32)
+    prior = np.where(rng.random((60, 1)) < 0.5, a[0], np.nan)
+    sw = np.zeros((2, ny, nx // 2 + 1), np.complex128)
+    sc = sw.copy()
+    a2 = _core.register_accumulate_spectra(ref[None], whole, nx, groups, sw, band=band, prior=prior,
+                                           lowpass=lowpass, threads=2)
+    b2 = _core.register_accumulate_spectra(ref[None], crop, nx, groups, sc, band=band, prior=prior,
+                                           lowpass=lowpass, threads=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a2, b2)) and np.array_equal(sw, sc)
+    w = rng.uniform(0, 2, 60)
+    s1 = np.zeros((ny, nx // 2 + 1), np.complex128)
+    s2 = s1.copy()
+    _core.accumulate_spectra(whole, nx, a[0], w, s1, threads=2, band=band)
+    _core.accumulate_spectra(crop, nx, a[0], w, s2, threads=1, band=band)
+    assert np.array_equal(s1, s2)
+    want = _moved_back_band(whole, nx, a[0], w, band)
+    assert np.abs(s2 - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_cropped_cache_refuses_what_it_does_not_hold(rng):
+    ref, imgs, _ = _stack(rng, 5, (64, 64))
+    crop = _core.forward_stack(imgs, crop=(16, 16))
+    s = np.zeros((64, 33), np.complex128)
+    sums = np.zeros((1, 64, 33), np.complex128)
+    g = np.zeros(5, np.int32)
+    with pytest.raises(ValueError, match="hold only"):
+        _core.register_spectra(ref[None], crop, 64, lowpass=0.3)
+    with pytest.raises(ValueError, match="hold only"):
+        _core.register_spectra(ref[None], crop, 64)  # no low-pass: the whole spectrum
+    with pytest.raises(ValueError, match="the band .* hold only"):
+        _core.register_accumulate_spectra(ref[None], crop, 64, g, sums, band=0.4, lowpass=0.1)
+    with pytest.raises(ValueError, match="the band .* hold only"):
+        _core.accumulate_spectra(crop, 64, None, None, s, band=0.5)
+    with pytest.raises(ValueError, match=r"\(n, 2\*ky\+1, kx\+1\)"):
+        _core.register_spectra(ref[None], crop[:, :-1], 64, lowpass=0.1)  # even number of rows
+    with pytest.raises(ValueError, match="fewer than all"):
+        _core.forward_stack(imgs, crop=(32, 8))
+    with pytest.raises(ValueError, match="out must"):
+        _core.forward_stack(imgs, crop=(8, 8), out=np.empty((5, 64, 33), np.complex64))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 65), (48, 80)])
+@pytest.mark.parametrize("band", [0.5, 0.2])
+def test_accumulate_images_spectra_is_forward_then_accumulate(rng, shape, band):
+    imgs = rng.standard_normal((45,) + shape).astype(np.float32)
+    shifts = rng.uniform(-6, 6, (45, 2))
+    weights = rng.uniform(0, 2, 45) * (rng.random(45) < 0.8)
+    sp = _core.forward_stack(imgs, threads=2)
+    want = np.zeros((shape[0], shape[1] // 2 + 1), np.complex128)
+    _core.accumulate_spectra(sp, shape[1], shifts, weights, want, threads=2, band=band)
+    got = np.zeros_like(want)
+    _core.accumulate_images_spectra(imgs, shifts, weights, got, threads=3, band=band)
+    assert np.array_equal(got, want)
+    ref = _moved_back_band(np.fft.rfft2(imgs.astype(np.float64)), shape[1], shifts, weights, band)
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+    bad = imgs.copy()
+    bad[7, 3, 2] = np.nan
+    with pytest.raises(ValueError, match="image 7"):
+        _core.accumulate_images_spectra(bad, shifts, weights, got)

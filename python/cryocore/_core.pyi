@@ -79,8 +79,32 @@ def forward_stack(
     threads: int = 1,
     index: Optional[npt.ArrayLike] = None,
     out: Optional[npt.NDArray[np.complex64]] = None,
+    crop: Optional[tuple[int, int]] = None,
 ) -> npt.NDArray[np.complex64]:
-    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, of images[index] only; with out, written into that array (returned)."""
+    """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, of images[index] only; with out, written into that array (returned); with crop=(ky, kx), only |ky| <= ky, kx <= kx: (n, 2*ky+1, kx+1), rows 0..ky then -ky..-1."""
+
+def search_extent(
+    ny: int,
+    nx: int,
+    band: float = 0.0,
+    upsample: int = 20,
+    lowpass: Optional[float] = None,
+    highpass: Optional[float] = None,
+    edge: float = 0.02,
+    crop: bool = True,
+    coarse: bool = True,
+) -> tuple[int, int]:
+    """(ky, kx): the largest |ky| and kx of an image spectrum that register_spectra reads (ny//2, nx//2: all), and with band > 0 register_accumulate_spectra too: what a cropped spectra cache must hold."""
+
+def accumulate_images_spectra(
+    images: npt.ArrayLike,
+    shifts: Optional[npt.ArrayLike],
+    weights: Optional[npt.ArrayLike],
+    sum: npt.NDArray[np.complex128],
+    threads: int = 1,
+    band: float = 0.5,
+) -> None:
+    """accumulate_spectra from the images (n, ny, nx), each transformed on the fly: the same sums as forward_stack + accumulate_spectra without storing the spectra."""
 
 def accumulate_spectra(
     spectra: npt.ArrayLike,
@@ -91,7 +115,7 @@ def accumulate_spectra(
     threads: int = 1,
     band: float = 0.5,
 ) -> None:
-    """Adds half spectra moved back by their shifts, weighted, into sum (complex128) in place; band < 0.5 cycles/px adds only the rows and columns within it."""
+    """Adds half spectra (whole, or cropped by forward_stack(crop=...)) moved back by their shifts, weighted, into sum (ny, nx//2+1) complex128 in place; band < 0.5 cycles/px adds only the rows and columns within it."""
 
 def correlation_maps(
     reference: npt.ArrayLike,

@@ -426,14 +426,24 @@ def _tqdm_progress(it, desc):  # type: ignore[no-untyped-def]
     return tqdm(it, desc=desc, leave=False)
 
 
+def _search_band(ny: int, nx: int, lowpass: float) -> float:
+    """Band (cycles/px, as accumulate_spectra keeps it) holding every frequency
+    that a search low-passed at ``lowpass`` reads, with BAND_MARGIN above it."""
+    ky, kx = _core.search_extent(ny, nx, lowpass=lowpass if lowpass < 0.5 else None)
+    return float(min(0.5, max(lowpass + BAND_MARGIN, (ky + 0.5) / ny, (kx + 0.5) / nx)))
+
+
 def _initial_references(src: Any, halves: _Halves, reference: Any, lowpass: float) -> list[np.ndarray]:
     ny, nx = halves.ny, halves.nx
     if reference is None:
         refs = []
+        # The first search is low-passed at `lowpass`: the sums need only the
+        # band it reads (and the recentring, at 0.1 cycles/px, less).
+        band = _search_band(ny, nx, lowpass)
         for h in (0, 1):
             # Sum of the unaligned images of this half only (gold standard).
             ones = np.ones(len(halves.index[h]))
-            refs.append(halves.average(h, np.zeros((len(ones), 2)), ones))
+            refs.append(halves.average(h, np.zeros((len(ones), 2)), ones, band))
         return refs
     if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
         i = int(reference)
