@@ -75,14 +75,14 @@ def as_images(x: object, name: str = "images", *, allow_2d: bool = True) -> tupl
     return to_float32(a, name), single
 
 
-def as_image(x: object, name: str) -> np.ndarray:
-    """One 2D image ``(ny, nx)`` as contiguous float32, checked finite."""
+def as_image(x: object, name: str, *, float64: bool = False) -> np.ndarray:
+    """One 2D image ``(ny, nx)`` as contiguous float32 (float64 with ``float64``), checked finite."""
     a = as_real_array(x, name)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2D image (ny, nx), got {describe(a)}")
     if a.shape[0] < MIN_SIZE or a.shape[1] < MIN_SIZE:
         raise ValueError(f"{name} must be at least {MIN_SIZE} x {MIN_SIZE} pixels, got {describe(a)}")
-    a = to_float32(a, name)
+    a = np.ascontiguousarray(a, np.float64) if float64 else to_float32(a, name)
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or infinity; all pixel values must be finite")
     return a

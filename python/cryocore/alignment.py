@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _core
 from ._validate import as_image, as_threads
-from .frc import FRC, frc
+from .frc import FRC, frc, frc_of_spectra
 from .transforms import shift
 
 __all__ = ["AlignResult", "align", "split_halves", "auto_threshold"]
@@ -136,7 +136,14 @@ def centre_of_mass_offset(img: np.ndarray, lowpass: float = 0.1) -> np.ndarray:
     The mass is the energy of the low-passed image after removing the mean
     of its border, so that it does not depend on the contrast's sign.
     """
-    a = _lowpass_image(np.asarray(img, np.float64), lowpass)
+    img = np.asarray(img, np.float64)
+    return _centre_of_mass_of_spectrum(np.fft.rfft2(img), img.shape, lowpass)
+
+
+def _centre_of_mass_of_spectrum(spec: np.ndarray, shape: tuple[int, int], lowpass: float = 0.1) -> np.ndarray:
+    """centre_of_mass_offset of the image with half spectrum ``spec`` (rfft2 layout)."""
+    ny, nx = shape
+    a = np.fft.irfft2(spec * _lowpass_filter(int(ny), int(nx), float(lowpass), 0.02), s=(ny, nx))
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     w = (a - border.mean()) ** 2
     total = w.sum()
@@ -455,19 +462,37 @@ def _initial_references(src: Any, halves: _Halves, reference: Any, lowpass: floa
             raise ValueError(f"reference image {i} contains NaN or infinity")
         r = _lowpass_image(img, lowpass)
         return [r, r.copy()]
-    ref = as_image(reference, "reference").astype(np.float64)
+    ref = as_image(reference, "reference", float64=True).copy()  # never the caller's array
     if ref.shape != (ny, nx):
         raise ValueError(f"reference must have the images' box {(ny, nx)}, got {ref.shape}")
     return [ref, ref.copy()]
 
 
-def _half_resolution(qa: np.ndarray, qb: np.ndarray, mask_radius: Optional[float]) -> float:
-    """FRC 0.143 crossing (cycles/px) expected for a half, from two quarter averages.
+def _shift_spectrum(spec: np.ndarray, d: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Half spectrum (rfft2 layout) of the image moved by ``d = (dy, dx)`` px, in
+    float64 (the phase ramp and Nyquist convention of :func:`cryocore.shift`)."""
+    ny, nx = shape
+    ey = np.exp(-2j * np.pi * np.fft.fftfreq(ny) * d[0])
+    ex = np.exp(-2j * np.pi * np.fft.rfftfreq(nx) * d[1])
+    if ny % 2 == 0:
+        ey[ny // 2] = np.cos(np.pi * d[0])
+    if nx % 2 == 0:
+        ex[nx // 2] = np.cos(np.pi * d[1])
+    return spec * ey[:, None] * ex[None, :]
+
+
+def _half_resolution(qa: np.ndarray, qb: np.ndarray, mask_radius: Optional[float],
+                     shape: Optional[tuple[int, int]] = None) -> float:
+    """FRC 0.143 crossing (cycles/px) expected for a half, from two quarter averages
+    (images; or, with ``shape``, their half spectra, in any scale).
 
     The quarter-set FRC is corrected to the twice larger half set with the
     Rosenthal-Henderson relation ``FRC' = 2 FRC / (1 + FRC)``.
     """
-    q = frc(qa, qb, mask_radius=mask_radius)
+    if shape is not None and mask_radius is not None:
+        qa, qb = np.fft.irfft2(qa, s=shape), np.fft.irfft2(qb, s=shape)
+        shape = None
+    q = frc(qa, qb, mask_radius=mask_radius) if shape is None else frc_of_spectra(qa, qb, shape)
     v = np.clip(q.values, -0.99, 1.0)
     corrected = FRC(q.frequencies, 2 * v / (1 + v), q.ssnr, q.counts)
     return corrected.resolution_0143
@@ -696,18 +721,19 @@ def align(
                 )
             wa = (acc & quarter[h]).astype(np.float64)
             wb = (acc & ~quarter[h]).astype(np.float64)
+            # The quarters' sums as half spectra (unnormalised).
             if fused:
                 halves.subtract(h, s, (~acc & quarter[h]).astype(np.float64), band, sums[0])
                 halves.subtract(h, s, (~acc & ~quarter[h]).astype(np.float64), band, sums[1])
-                qa = halves.spectrum_to_mean(sums[0], float(wa.sum()))
-                qb = halves.spectrum_to_mean(sums[1], float(wb.sum()))
+                qa, qb = sums[0], sums[1]
             else:
                 rot = a if rotate else None
-                qa, qb = halves.average(h, s, wa, band, rot), halves.average(h, s, wb, band, rot)
-            avg = (wa.sum() * qa + wb.sum() * qb) / (wa.sum() + wb.sum())
+                qa = np.fft.rfft2(halves.average(h, s, wa, band, rot) * wa.sum())
+                qb = np.fft.rfft2(halves.average(h, s, wb, band, rot) * wb.sum())
+            mean = (qa + qb) / (wa.sum() + wb.sum())
             # Keep the average centred in the box: move it and re-express the poses.
-            com = centre_of_mass_offset(avg)
-            avg = shift(avg, -com, threads=1)
+            com = _centre_of_mass_of_spectrum(mean, (ny, nx))
+            avg = np.fft.irfft2(_shift_spectrum(mean, -com, (ny, nx)), s=(ny, nx))
             s = s + rotate_vectors(np.broadcast_to(com, s.shape), a)
             change = float(np.sqrt(np.mean(np.sum((s - shifts[h]) ** 2, axis=1)))) if it > 1 else float("nan")
             dpsi = (a - angles[h] + 180.0) % 360.0 - 180.0
@@ -716,7 +742,7 @@ def align(
             prev_pose[h] = (shifts[h], angles[h]) if it > 1 else None
             shifts[h], angles[h], scores[h], accepted[h], thresholds[h] = s, a, c, acc, thr
             new_avgs.append(avg)
-            own = _half_resolution(qa, qb, mask_radius)
+            own = _half_resolution(qa, qb, mask_radius, (ny, nx))
             lowpass[h] = min(cap, float(min(0.5, max(first_lowpass, own + 0.02))))
             rows.append(dict(iteration=it, half=h + 1, mean_score=float(c.mean()), median_score=float(np.median(c)),
                              accepted=int(acc.sum()), total=int(len(c)), pose_change=change,

@@ -131,8 +131,8 @@ def frc(
     pixel_size_A : float, optional
         Pixel size in Å, for :meth:`FRC.resolution_A`.
     """
-    a = as_image(a, "a").astype(np.float64)
-    b = as_image(b, "b").astype(np.float64)
+    a = as_image(a, "a", float64=True)
+    b = as_image(b, "b", float64=True)
     if a.shape != b.shape:
         raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
     if pixel_size_A is not None and not (np.isfinite(pixel_size_A) and pixel_size_A > 0):
@@ -144,11 +144,22 @@ def frc(
         m = soft_circular_mask(a.shape, float(mask_radius), mask_edge)
         a = a * m
         b = b * m
-    fa = np.fft.rfft2(a)
-    fb = np.fft.rfft2(b)
+    return frc_of_spectra(np.fft.rfft2(a), np.fft.rfft2(b), (ny, nx), pixel_size_A=pixel_size_A)
+
+
+def frc_of_spectra(
+    fa: np.ndarray, fb: np.ndarray, shape: tuple[int, int], *, pixel_size_A: Optional[float] = None
+) -> FRC:
+    """:func:`frc` from the images' half spectra (``numpy.fft.rfft2`` layout,
+    ``(ny, nx//2+1)``) and their real-space ``shape``, without masking. The
+    FRC does not depend on the spectra's scales, so unnormalised sums will do."""
+    ny, nx = (int(v) for v in shape)
+    if fa.shape != (ny, nx // 2 + 1) or fb.shape != fa.shape:
+        raise ValueError(f"spectra must have shape {(ny, nx // 2 + 1)} for images of shape {(ny, nx)}, "
+                         f"got {fa.shape} and {fb.shape}")
     n = min(ny, nx)
     n_rings = n // 2 + 1
-    keep, r, ww, counts = _rings(int(ny), int(nx))
+    keep, r, ww, counts = _rings(ny, nx)
     fa, fb = fa[keep], fb[keep]
     cross = np.bincount(r, weights=ww * (fa * np.conj(fb)).real, minlength=n_rings)
     pa = np.bincount(r, weights=ww * (fa.real**2 + fa.imag**2), minlength=n_rings)
