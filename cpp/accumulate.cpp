@@ -172,7 +172,7 @@ void accumulate_spectra(const cfloat* spectra, const SpectrumLayout& layout, std
 
 void accumulate_images_spectra(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                                const double* shifts, const double* weights, int threads,
-                               std::complex<double>* sum, double band) {
+                               std::complex<double>* sum, double band, const std::int64_t* index) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
   const SpectrumBand B(ny, nx, band);
@@ -185,14 +185,16 @@ void accumulate_images_spectra(const float* images, std::size_t n, std::size_t n
   chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
                       [&](std::size_t i, std::size_t worker, cfloat* ps) {
                         const double w = weights ? weights[i] : 1.0;
+                        const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
+                        const float* img = images + src * npx;
                         if (w == 0.0) {  // not added, but bad pixels are still reported
-                          if (!all_finite(images + i * npx, npx)) throw_non_finite_image(i);
+                          if (!all_finite(img, npx)) throw_non_finite_image(src);
                           return;
                         }
                         auto& s = pool[worker];
                         if (!s) s = std::make_unique<Scratch>(ny, nx);
-                        plan->forward(fft_readable(images + i * npx, npx, s->img.data()), s->F.data());
-                        if (!spectrum_finite(s->F.data())) throw_non_finite_image(i);
+                        plan->forward(fft_readable(img, npx, s->img.data()), s->F.data());
+                        if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
                         B.add_moved_back(s->F.data(), shifts ? shifts[2 * i] : 0.0,
                                          shifts ? shifts[2 * i + 1] : 0.0, static_cast<float>(w),
                                          phases[worker], ps);

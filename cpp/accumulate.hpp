@@ -3,6 +3,7 @@
 
 #include <complex>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "plans.hpp"
@@ -40,13 +41,15 @@ void accumulate_spectra(const cfloat* spectra, const SpectrumLayout& layout, std
                         const double* shifts, const double* weights, int threads,
                         std::complex<double>* sum, double band = 0.5);
 
-// accumulate_spectra from the images themselves (n x ny x nx, each
-// transformed on the fly): the same sums as forward_stack followed by
-// accumulate_spectra, without storing the spectra. Throws
+// accumulate_spectra from the images themselves (each transformed on the
+// fly): the same sums as forward_stack followed by accumulate_spectra,
+// without storing the spectra. Image i is images[index[i]] (images[i] when
+// index is null), shifts and weights are per i. Throws
 // std::invalid_argument for NaN/inf pixels, shifts or weights.
 void accumulate_images_spectra(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                                const double* shifts, const double* weights, int threads,
-                               std::complex<double>* sum, double band = 0.5);
+                               std::complex<double>* sum, double band = 0.5,
+                               const std::int64_t* index = nullptr);
 
 // The low-frequency band of a half spectrum (ny x nx/2+1) that
 // accumulate_spectra adds: rows |ky| <= band*ny, columns kx <= band*nx (all

@@ -163,6 +163,18 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, d
   return py::make_tuple(shifts, angles, scores, best);
 }
 
+// A 1D index into a stack of n images, every entry checked.
+const std::int64_t* checked_index(const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& index,
+                                  std::size_t n) {
+  if (index.ndim() != 1) throw std::invalid_argument("index must be 1D");
+  const std::int64_t* xp = index.data();
+  for (py::ssize_t k = 0; k < index.shape(0); ++k)
+    if (xp[k] < 0 || static_cast<std::size_t>(xp[k]) >= n)
+      throw std::invalid_argument("index " + std::to_string(xp[k]) + " is out of range for " +
+                                  std::to_string(n) + " images");
+  return xp;
+}
+
 std::string shape_str(std::size_t a, std::size_t b, std::size_t c) {
   return "(" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ")";
 }
@@ -251,16 +263,8 @@ py::array_t<std::complex<float>> py_forward(
   const SpectrumLayout layout = crop ? SpectrumLayout::cropped(ny, nx, crop->first, crop->second)
                                      : SpectrumLayout::whole(ny, nx);
   std::size_t n = dim(images, 0);
-  const std::int64_t* xp = nullptr;
-  if (index) {
-    if (index->ndim() != 1) throw std::invalid_argument("index must be 1D");
-    xp = index->data();
-    for (py::ssize_t k = 0; k < index->shape(0); ++k)
-      if (xp[k] < 0 || static_cast<std::size_t>(xp[k]) >= n)
-        throw std::invalid_argument("index " + std::to_string(xp[k]) + " is out of range for " +
-                                    std::to_string(n) + " images");
-    n = dim(*index, 0);
-  }
+  const std::int64_t* xp = index ? checked_index(*index, n) : nullptr;
+  if (index) n = dim(*index, 0);
   py::array_t<std::complex<float>> out;
   if (out_arg) {  // written in place (e.g. a slice of a spectra cache): no second copy
     out = *out_arg;
@@ -306,12 +310,15 @@ void py_accumulate_spectra(const ComplexArrayPy& spectra, std::size_t nx,
   run_without_gil([&] { accumulate_spectra(fp, layout, n, sp, wp, threads, out, band); });
 }
 
-void py_accumulate_images_spectra(const FloatArray& images, std::optional<DoubleArray> shifts,
-                                  std::optional<DoubleArray> weights,
-                                  py::array_t<std::complex<double>, py::array::c_style> sum, int threads,
-                                  double band) {
+void py_accumulate_images_spectra(
+    const FloatArray& images, std::optional<DoubleArray> shifts, std::optional<DoubleArray> weights,
+    py::array_t<std::complex<double>, py::array::c_style> sum, int threads, double band,
+    std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index) {
   require_stack(images, "images");
-  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  const std::size_t ny = dim(images, 1), nx = dim(images, 2);
+  std::size_t n = dim(images, 0);
+  const std::int64_t* xp = index ? checked_index(*index, n) : nullptr;
+  if (index) n = dim(*index, 0);
   if (shifts) require_pairs(*shifts, n, "shifts");
   if (weights && (weights->ndim() != 1 || dim(*weights, 0) != n))
     throw std::invalid_argument("weights must have shape (" + std::to_string(n) + ",)");
@@ -321,7 +328,7 @@ void py_accumulate_images_spectra(const FloatArray& images, std::optional<Double
   const double* sp = shifts ? shifts->data() : nullptr;
   const double* wp = weights ? weights->data() : nullptr;
   std::complex<double>* out = sum.mutable_data();
-  run_without_gil([&] { accumulate_images_spectra(ip, n, ny, nx, sp, wp, threads, out, band); });
+  run_without_gil([&] { accumulate_images_spectra(ip, n, ny, nx, sp, wp, threads, out, band, xp); });
 }
 
 py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& images,
@@ -455,8 +462,10 @@ PYBIND11_MODULE(_core, m) {
         "band < 0.5 cycles/px adds only the rows and columns within it.");
   m.def("accumulate_images_spectra", &py_accumulate_images_spectra, py::arg("images"), py::arg("shifts"),
         py::arg("weights"), py::arg("sum").noconvert(), py::arg("threads") = 1, py::arg("band") = 0.5,
+        py::arg("index") = py::none(),
         "accumulate_spectra from the images (n, ny, nx), each transformed on the fly: the same sums "
-        "as forward_stack + accumulate_spectra without storing the spectra.");
+        "as forward_stack + accumulate_spectra without storing the spectra; with index, of "
+        "images[index] (shifts and weights per index entry).");
   m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
         py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("threads") = 1,

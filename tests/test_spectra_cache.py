@@ -286,7 +286,15 @@ def test_accumulate_images_spectra_is_forward_then_accumulate(rng, shape, band):
     assert np.array_equal(got, want)
     ref = _moved_back_band(np.fft.rfft2(imgs.astype(np.float64)), shape[1], shifts, weights, band)
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+    idx = rng.permutation(45)[:20]
+    sub = np.zeros_like(want)
+    _core.accumulate_images_spectra(imgs[idx], shifts[:20], weights[:20], sub, band=band)
+    via = np.zeros_like(want)
+    _core.accumulate_images_spectra(imgs, shifts[:20], weights[:20], via, threads=2, band=band, index=idx)
+    assert np.array_equal(via, sub)
     bad = imgs.copy()
     bad[7, 3, 2] = np.nan
     with pytest.raises(ValueError, match="image 7"):
         _core.accumulate_images_spectra(bad, shifts, weights, got)
+    with pytest.raises(ValueError, match="out of range"):
+        _core.accumulate_images_spectra(imgs, shifts[:2], None, got, index=np.array([0, 45]))

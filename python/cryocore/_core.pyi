@@ -103,8 +103,9 @@ def accumulate_images_spectra(
     sum: npt.NDArray[np.complex128],
     threads: int = 1,
     band: float = 0.5,
+    index: Optional[npt.ArrayLike] = None,
 ) -> None:
-    """accumulate_spectra from the images (n, ny, nx), each transformed on the fly: the same sums as forward_stack + accumulate_spectra without storing the spectra."""
+    """accumulate_spectra from the images (n, ny, nx), each transformed on the fly: the same sums as forward_stack + accumulate_spectra without storing the spectra; with index, of images[index] (shifts and weights per index entry)."""
 
 def accumulate_spectra(
     spectra: npt.ArrayLike,

@@ -24,6 +24,8 @@ HalfSplit = Union[str, np.ndarray]
 
 # Largest cache of image spectra kept in memory between iterations (bytes).
 MAX_SPECTRA_CACHE = 4 << 30
+CACHE_BAND = 0.3  # cycles/px: the cached spectra are cropped to this band at first
+CACHE_BAND_STEP = 0.05  # ... and re-cropped this much above the need when a search needs more
 CHUNK = 1024  # images read and processed at a time
 BAND_MARGIN = 0.1  # cycles/px summed above the search band while iterating
 LOCAL_SHIFT_PX = 0.5  # local search for poses that moved less than this between two iterations
@@ -295,30 +297,78 @@ def _load_checkpoint(path: str, fingerprint: str) -> dict:
 
 # --------------------------------------------------------------------------- engine
 class _Halves:
-    """Per-half data access: cached spectra when they fit in memory, chunked reads otherwise."""
+    """Per-half data access: cached spectra when they fit in memory, chunked reads otherwise.
 
-    def __init__(self, src: Any, half: np.ndarray, threads: int, cache: bool, progress: Any) -> None:
+    The cache holds each image's spectrum cropped to the low frequencies that
+    the iterations read (``_core.search_extent``): at first up to
+    CACHE_BAND cycles/px, re-made wider (CACHE_BAND_STEP above the need) if
+    the search's low-pass grows past it. Sums over the whole band (the final
+    averages) are made from the images then, one forward FFT each.
+    """
+
+    def __init__(self, src: Any, half: np.ndarray, threads: int, cache: bool, progress: Any,
+                 cache_limit: Optional[int] = None, need: tuple[int, int] = (0, 0)) -> None:
         self.src = src
         self.n, self.ny, self.nx = (int(v) for v in src.shape)
         self.half = half
         self.threads = threads
         self.index = [np.flatnonzero(half == h) for h in (1, 2)]
         self.spectra: Optional[list[np.ndarray]] = None
+        self.extent: Optional[tuple[int, int]] = None  # (ky, kx) of a cropped cache; None: whole
+        self.cache_limit = cache_limit  # bytes; None: no limit
+        self._progress = progress
         if cache:
-            nxh = self.nx // 2 + 1
-            self.spectra = [np.empty((len(ix), self.ny, nxh), np.complex64) for ix in self.index]
-            pos = [0, 0]
-            for start in progress(range(0, self.n, CHUNK), "FFT"):
-                stop = min(self.n, start + CHUNK)
-                chunk = src.read(start, stop)
-                labels = half[start:stop]
-                for h in (0, 1):
-                    sel = labels == h + 1
-                    k = int(sel.sum())
-                    if k:
-                        _core.forward_stack(chunk, threads=threads, index=np.flatnonzero(sel),
-                                            out=self.spectra[h][pos[h] : pos[h] + k])
-                        pos[h] += k
+            ky = max(need[0], int(CACHE_BAND * self.ny))
+            kx = max(need[1], int(CACHE_BAND * self.nx))
+            self._fill((ky, kx))
+
+    def _crop(self, ky: int, kx: int) -> Optional[tuple[int, int]]:
+        """The crop for these extents, or None when it would be (nearly) the whole spectrum."""
+        if 2 * ky + 1 >= self.ny or kx + 1 >= self.nx // 2 + 1:
+            return None
+        return ky, kx
+
+    def _fill(self, want: tuple[int, int]) -> None:
+        """(Re)make the cache holding at least |ky| <= want[0], kx <= want[1]."""
+        self.spectra = None  # free the old cache first
+        crop = self._crop(*want)
+        rows, cols = (self.ny, self.nx // 2 + 1) if crop is None else (2 * crop[0] + 1, crop[1] + 1)
+        if self.cache_limit is not None and self.n * rows * cols * 8 > self.cache_limit:
+            self.extent = None
+            return  # too large: chunked reads from now on
+        self.extent = crop
+        spectra = [np.empty((len(ix), rows, cols), np.complex64) for ix in self.index]
+        pos = [0, 0]
+        for start in self._progress(range(0, self.n, CHUNK), "FFT"):
+            stop = min(self.n, start + CHUNK)
+            chunk = self.src.read(start, stop)
+            labels = self.half[start:stop]
+            for h in (0, 1):
+                sel = labels == h + 1
+                k = int(sel.sum())
+                if k:
+                    _core.forward_stack(chunk, threads=self.threads, index=np.flatnonzero(sel),
+                                        out=spectra[h][pos[h] : pos[h] + k], crop=crop)
+                    pos[h] += k
+        self.spectra = spectra
+
+    def holds(self, ky: int, kx: int) -> bool:
+        """True when the cache holds every |ky'| <= ky, kx' <= kx."""
+        if self.spectra is None:
+            return False
+        return self.extent is None or (ky <= self.extent[0] and kx <= self.extent[1])
+
+    def band_extent(self, band: float) -> tuple[int, int]:
+        """Largest |ky| and kx of the band that the spectral sums keep."""
+        if band >= 0.5:
+            return self.ny // 2, self.nx // 2
+        return int(math.floor(band * self.ny)), min(self.nx // 2, int(math.floor(band * self.nx)))
+
+    def ensure(self, ky: int, kx: int) -> None:
+        """Make the cache (when there is one) hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
+        if self.spectra is None or self.holds(ky, kx):
+            return
+        self._fill((ky + math.ceil(CACHE_BAND_STEP * self.ny), kx + math.ceil(CACHE_BAND_STEP * self.nx)))
 
     def register(self, h: int, ref: np.ndarray, rotate: bool = False,
                  prior: Optional[tuple[np.ndarray, np.ndarray]] = None,
@@ -394,10 +444,22 @@ class _Halves:
         total = float(weights.sum())
         if total <= 0:
             return np.zeros((self.ny, self.nx))
-        if self.spectra is not None and angles is None:
+        if angles is None:
             acc = np.zeros((self.ny, self.nx // 2 + 1), np.complex128)
-            _core.accumulate_spectra(self.spectra[h], self.nx, shifts, weights, acc, threads=self.threads,
-                                     band=float(band))
+            if self.holds(*self.band_extent(band)):
+                _core.accumulate_spectra(self.spectra[h], self.nx, shifts, weights, acc,  # type: ignore[index]
+                                         threads=self.threads, band=float(band))
+            else:  # from the images: one forward FFT each, summed in Fourier space
+                pos = 0
+                for start in range(0, self.n, CHUNK):
+                    stop = min(self.n, start + CHUNK)
+                    sel = np.flatnonzero(self.half[start:stop] == h + 1)
+                    k = len(sel)
+                    if k:  # the chunk as read (no copy of this half's images)
+                        _core.accumulate_images_spectra(self.src.read(start, stop), shifts[pos : pos + k],
+                                                        weights[pos : pos + k], acc, threads=self.threads,
+                                                        band=float(band), index=sel)
+                    pos += k
             return self.spectrum_to_mean(acc, total)
         acc_r = np.zeros((self.ny, self.nx))
         pos = 0
@@ -567,7 +629,11 @@ def align(
         Soft circular mask radius (px) for the FRC.
     cache_spectra : bool, optional
         Keep the images' spectra in memory between iterations (default: when
-        they take at most 4 GiB), so an iteration needs no forward FFT.
+        they take at most 4 GiB), so an iteration needs no forward FFT. Only
+        the low frequencies that the searches read are kept (at first up to
+        0.3 cycles/px, about a third of the whole spectra; cropped wider if
+        the resolution grows past it); the final averages, over the whole
+        band, take one more forward FFT of each image.
     local_search : bool
         An image accepted in the previous iteration whose pose has settled
         (moved less than 0.5 px and 1 degree between the two iterations
@@ -621,8 +687,10 @@ def align(
     nthreads = as_threads(threads)
     half = split_halves(n, half_split, seed)
     show = _tqdm_progress if progress else _noop_progress
+    # Auto: cache while the (cropped) spectra take at most MAX_SPECTRA_CACHE.
+    cache_limit = MAX_SPECTRA_CACHE if cache_spectra is None else None
     if cache_spectra is None:
-        cache_spectra = n * ny * (nx // 2 + 1) * 8 <= MAX_SPECTRA_CACHE
+        cache_spectra = True
     first_lowpass = min(cap, 0.1)
     params = dict(
         n_images=n, box=[ny, nx], rotate=rotate, threshold=threshold, iterations=iterations,
@@ -644,7 +712,8 @@ def align(
         _import_checkpoint_wisdom(checkpoint)
     t0 = time.perf_counter()
     # The spectra cache serves translations only (a rotation needs the images).
-    halves = _Halves(src, half, nthreads, bool(cache_spectra) and not rotate, show)
+    first_need = _core.search_extent(ny, nx, band=_search_band(ny, nx, first_lowpass), lowpass=first_lowpass)
+    halves = _Halves(src, half, nthreads, bool(cache_spectra) and not rotate, show, cache_limit, first_need)
     timings = {"fft_cache_s": time.perf_counter() - t0}
     refs = _initial_references(src, halves, reference, first_lowpass)
     # Recentre the starting references; poses found against them refer to the recentred frame.
@@ -685,7 +754,9 @@ def align(
             lp_kw = dict(lowpass=lp if lp < 0.5 else None, **reg_kw)
             # References need only the band being searched; a margin above it
             # lets the quarter FRC see the resolution improve.
-            band = min(0.5, lp + BAND_MARGIN)
+            band = _search_band(ny, nx, lp)
+            # The spectra cache must hold what this search and band read.
+            halves.ensure(*_core.search_extent(ny, nx, band=band, lowpass=lp if lp < 0.5 else None))
             # With cached spectra (translations), each quarter's band is summed
             # in the same pass as the registration, over all images; the
             # rejected ones are taken out afterwards. Worth it while few are
