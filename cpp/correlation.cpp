@@ -420,20 +420,27 @@ struct TranslationSearch {
     const float *eyr, *eyi, *exr, *exi;
     ws.dft.point_twiddles(geo.qy, geo.qx, geo.ny, geo.nx, dy, dx, &eyr, &eyi, &exr, &exi);
     const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
-    double v = 0.0;
+    // v = Re sum_j ex_j U_j with U_j = sum_rows ey_row P_row,j (P = F G): the
+    // column sums U accumulate row after row (no horizontal reduction per
+    // row), one dot product with ex at the end.
+    float* ur = ws.norm_cols(2 * qxh);
+    float* ui = ur + qxh;
     for (std::size_t row = 0; row < geo.qy; ++row) {
       const float* f = reinterpret_cast<const float*>(F + full_row(row, geo.qy, geo.ny) * nxh);
       const float* g = reinterpret_cast<const float*>(G.data() + row * qxh);
-      float ar = 0.0f, ai = 0.0f;
-#pragma omp simd reduction(+ : ar, ai)
+      const float er = eyr[row], ei = eyi[row];
+#pragma omp simd
       for (std::size_t j = 0; j < qxh; ++j) {
         const float a = f[2 * j], b = f[2 * j + 1], c = g[2 * j], d = g[2 * j + 1];
         const float pr = a * c - b * d, pi = a * d + b * c;
-        ar += pr * exr[j] - pi * exi[j];
-        ai += pr * exi[j] + pi * exr[j];
+        ur[j] += er * pr - ei * pi;
+        ui[j] += er * pi + ei * pr;
       }
-      v += static_cast<double>(eyr[row] * ar - eyi[row] * ai);
     }
+    double v = 0.0;
+    for (std::size_t j = 0; j < qxh; ++j)
+      v += static_cast<double>(ur[j]) * static_cast<double>(exr[j]) -
+           static_cast<double>(ui[j]) * static_cast<double>(exi[j]);
     return std::clamp(v * static_cast<double>(inv), -1.0, 1.0);
   }
 };
