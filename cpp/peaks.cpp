@@ -135,7 +135,8 @@ CRYOCORE_HOT void column_sums(const float* cre, const float* cim, std::size_t my
     v8f sr[W], si[W];
     for (int i = 0; i < W; ++i) sr[i] = si[i] = v8f{};
     // The last, partial block: the lanes past the row are masked to zero
-    // (read from the next row, or copied for the last row of C).
+    // (read from the rows after it while C holds L more values from there,
+    // else copied lane by lane).
     v8i keep;
     for (std::size_t l = 0; l < L; ++l) keep[l] = l < width ? -1 : 0;
     v8f ar = {}, ai = {};
@@ -145,7 +146,7 @@ CRYOCORE_HOT void column_sums(const float* cre, const float* cim, std::size_t my
       if (width == L) {
         std::memcpy(&ar, rr, sizeof ar);
         std::memcpy(&ai, ri, sizeof ai);
-      } else if (ky + 1 < my) {
+      } else if ((my - ky) * mxh - k0 >= L) {
         std::memcpy(&ar, rr, sizeof ar);
         std::memcpy(&ai, ri, sizeof ai);
         ar = reinterpret_cast<v8f>(reinterpret_cast<v8i>(ar) & keep);
