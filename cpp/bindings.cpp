@@ -7,6 +7,7 @@
 #include <pybind11/complex.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -126,6 +127,51 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsa
   });
 }
 
+// Runs a prepared rotational search on a stack of images of its box.
+py::tuple run_rotational(const RotationalSearch& search, const FloatArray& images, int threads,
+                         const std::optional<DoubleArray>& prior_angles,
+                         const std::optional<DoubleArray>& prior_shifts) {
+  require_stack(images, "images");
+  if (dim(images, 1) != search.ny() || dim(images, 2) != search.nx())
+    throw std::invalid_argument("images must have the references' box (" + std::to_string(search.ny()) + ", " +
+                                std::to_string(search.nx()) + "), got (" + std::to_string(dim(images, 1)) +
+                                ", " + std::to_string(dim(images, 2)) + ")");
+  const std::size_t n = dim(images, 0);
+  if (prior_angles.has_value() != prior_shifts.has_value())
+    throw std::invalid_argument("prior_angles and prior_shifts go together");
+  if (prior_angles && (prior_angles->ndim() != 1 || dim(*prior_angles, 0) != n))
+    throw std::invalid_argument("prior_angles must have shape (" + std::to_string(n) + ",)");
+  if (prior_shifts) require_pairs(*prior_shifts, n, "prior_shifts");
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const double* pa = prior_angles ? prior_angles->data() : nullptr;
+  const double* ps = prior_shifts ? prior_shifts->data() : nullptr;
+  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+  py::array_t<double> angles(static_cast<py::ssize_t>(n));
+  py::array_t<double> scores(static_cast<py::ssize_t>(n));
+  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
+  const float* ip = images.data();
+  double* sp = shifts.mutable_data();
+  double* ap = angles.mutable_data();
+  double* cp = scores.mutable_data();
+  std::int32_t* bp = best.mutable_data();
+  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps); });
+  return py::make_tuple(shifts, angles, scores, best);
+}
+
+std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, double angular_step, int upsample,
+                                                  std::optional<double> max_shift, std::optional<double> lowpass,
+                                                  std::optional<double> highpass, double edge, bool coarse) {
+  require_stack(refs, "references");
+  const std::size_t ny = dim(refs, 1), nx = dim(refs, 2);
+  const RegisterParams p = make_params(upsample, max_shift, lowpass, highpass, edge, false, true, coarse, 1);
+  check_register_params(p, ny, nx);
+  const float* rp = refs.data();
+  const std::size_t n_refs = dim(refs, 0);
+  std::unique_ptr<RotationalSearch> search;
+  run_without_gil([&] { search.reset(new RotationalSearch(rp, n_refs, ny, nx, p, angular_step)); });
+  return search;
+}
+
 py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, double angular_step,
                              int upsample, std::optional<double> max_shift,
                              std::optional<double> lowpass, std::optional<double> highpass,
@@ -135,32 +181,8 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, d
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
-  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
-  if (prior_angles.has_value() != prior_shifts.has_value())
-    throw std::invalid_argument("prior_angles and prior_shifts go together");
-  if (prior_angles && (prior_angles->ndim() != 1 || dim(*prior_angles, 0) != n))
-    throw std::invalid_argument("prior_angles must have shape (" + std::to_string(n) + ",)");
-  if (prior_shifts) require_pairs(*prior_shifts, n, "prior_shifts");
-  const double* pa = prior_angles ? prior_angles->data() : nullptr;
-  const double* ps = prior_shifts ? prior_shifts->data() : nullptr;
-  const RegisterParams p =
-      make_params(upsample, max_shift, lowpass, highpass, edge, false, true, coarse, threads);
-  check_register_params(p, ny, nx);
-  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
-  py::array_t<double> angles(static_cast<py::ssize_t>(n));
-  py::array_t<double> scores(static_cast<py::ssize_t>(n));
-  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
-  const float* rp = refs.data();
-  const float* ip = images.data();
-  double* sp = shifts.mutable_data();
-  double* ap = angles.mutable_data();
-  double* cp = scores.mutable_data();
-  std::int32_t* bp = best.mutable_data();
-  const std::size_t n_refs = dim(refs, 0);
-  run_without_gil([&] {
-    register_rotate_stack(rp, n_refs, ip, n, ny, nx, p, angular_step, sp, ap, cp, bp, pa, ps);
-  });
-  return py::make_tuple(shifts, angles, scores, best);
+  const auto search = make_rotational(refs, angular_step, upsample, max_shift, lowpass, highpass, edge, coarse);
+  return run_rotational(*search, images, threads, prior_angles, prior_shifts);
 }
 
 // A 1D index into a stack of n images, every entry checked.
@@ -420,6 +442,16 @@ PYBIND11_MODULE(_core, m) {
         py::arg("coarse") = true, py::arg("threads") = 1,
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
         "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
+  py::class_<RotationalSearch>(m, "RotationalSearch",
+                               "register_rotate with its references prepared once, for many stacks "
+                               "(chunks): the reference's rotations are made on first use and kept.")
+      .def(py::init(&make_rotational), py::arg("references"), py::arg("angular_step") = 1.0,
+           py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
+           py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("coarse") = true)
+      .def("register", &run_rotational, py::arg("images"), py::arg("threads") = 1,
+           py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
+           "(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the "
+           "prepared references: the same as register_rotate with the same arguments.");
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
         py::arg("angular_step") = 1.0, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(), py::arg("edge") = 0.02,

@@ -644,64 +644,102 @@ double parabola_offset(double l, double c, double r) {
 
 }  // namespace
 
-void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
-                           std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
-                           double angular_step, double* shifts, double* angles, double* scores,
-                           std::int32_t* best_ref, const double* prior_angles,
-                           const double* prior_shifts) {
+struct RotationalSearch::Impl {
+  std::size_t ny, nx, n_refs;
+  std::vector<float> refs;  // own copy: the rotations are made from it on first use
+  RegisterParams p, pc;     // fine (the caller's) and coarse parameters
+  // (the searches below keep references to p and pc: declared after them)
+  std::unique_ptr<TranslationSearch> fine, coarse;
+  std::size_t K = 0, stride = 1, KC = 0;
+  double dpsi = 1.0;
+  std::unique_ptr<PolarCorrelator> polar;
+  std::shared_ptr<const Fft2d> plan;
+  std::vector<std::unique_ptr<LazyRotations>> fine_refs, coarse_refs;
+  std::vector<std::vector<cfloat>> polar_refs;
+  std::vector<bool> flat_ref;
+};
+
+RotationalSearch::RotationalSearch(const float* refs, std::size_t n_refs, std::size_t ny, std::size_t nx,
+                                   const RegisterParams& p, double angular_step)
+    : impl_(new Impl) {
+  Impl& m = *impl_;
   if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
   if (!(angular_step >= 0.05 && angular_step <= 10.0))
     throw std::invalid_argument("angular_step must be in [0.05, 10] degrees, got " +
                                 std::to_string(angular_step));
+  check_register_params(p, ny, nx);
   const std::size_t npx = ny * nx;
   for (std::size_t r = 0; r < n_refs; ++r)
     if (!all_finite(refs + r * npx, npx))
       throw std::invalid_argument("reference " + std::to_string(r) +
                                   " contains NaN or infinity; all pixel values must be finite");
-  const TranslationSearch fine(ny, nx, p);
-  RegisterParams pc = p;  // coarse: low-passed, cropped, quadratic peak only
+  m.ny = ny;
+  m.nx = nx;
+  m.n_refs = n_refs;
+  m.refs.assign(refs, refs + n_refs * npx);
+  m.p = p;
+  m.fine.reset(new TranslationSearch(ny, nx, m.p));
+  m.pc = p;  // coarse: low-passed, cropped, quadratic peak only
   // (at least three frequency pixels, for small boxes)
   const double coarse_lp = std::max(kCoarseLowpass, 3.0 / static_cast<double>(std::min(ny, nx)));
-  pc.filter.lowpass = p.filter.lowpass > 0.0 ? std::min(p.filter.lowpass, coarse_lp) : coarse_lp;
-  pc.filter.highpass = std::min(p.filter.highpass, 0.5 * pc.filter.lowpass);
-  pc.upsample = 1;
-  pc.phase = false;
-  const TranslationSearch coarse(ny, nx, pc);
-  const auto K = static_cast<std::size_t>(std::lround(360.0 / angular_step));
-  const double dpsi = 360.0 / static_cast<double>(K);
+  m.pc.filter.lowpass = p.filter.lowpass > 0.0 ? std::min(p.filter.lowpass, coarse_lp) : coarse_lp;
+  m.pc.filter.highpass = std::min(p.filter.highpass, 0.5 * m.pc.filter.lowpass);
+  m.pc.upsample = 1;
+  m.pc.phase = false;
+  m.coarse.reset(new TranslationSearch(ny, nx, m.pc));
+  m.K = static_cast<std::size_t>(std::lround(360.0 / angular_step));
+  m.dpsi = 360.0 / static_cast<double>(m.K);
   // Coarse rotations: every stride-th fine one, about kCoarseStep apart.
-  const std::size_t stride = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(kCoarseStep / dpsi)));
-  const std::size_t KC = (K + stride - 1) / stride;
-  // Polar rings of the power spectra: from two frequency pixels (the lowest
+  m.stride = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(kCoarseStep / m.dpsi)));
+  m.KC = (m.K + m.stride - 1) / m.stride;
+  // Polar rings of the power spectra: from two frequency px (the lowest
   // rings barely change with rotation) to kPolarMax (or the low-pass).
   const double nmin = static_cast<double>(std::min(ny, nx));
   const double rho_min = std::min(std::max(2.0 / nmin, p.filter.highpass), 0.3);
   double rho_max = kPolarMax;
   if (p.filter.lowpass > 0.0) rho_max = std::min(rho_max, p.filter.lowpass);
   rho_max = std::min(std::max(rho_max, rho_min + 3.0 / nmin), 0.4);
-  const PolarCorrelator polar(ny, nx, rho_min, rho_max);
-  const auto plan = get_fft2d(ny, nx);
-  std::vector<std::unique_ptr<LazyRotations>> fine_refs, coarse_refs;
-  std::vector<std::vector<cfloat>> polar_refs;
-  std::vector<bool> flat_ref;
-  {
-    PolarWork w;
-    RealArray img(npx);
-    ComplexArray F(plan->complex_size());
-    for (std::size_t r = 0; r < n_refs; ++r) {
-      const float* ref = refs + r * npx;
-      fine_refs.emplace_back(new LazyRotations(ref, ny, nx, dpsi, K, fine));
-      coarse_refs.emplace_back(new LazyRotations(ref, ny, nx, dpsi * static_cast<double>(stride), KC, coarse));
-      flat_ref.push_back(fine_refs.back()->flat(0));  // rotation 0: the reference as it is
-      std::memcpy(img.data(), ref, npx * sizeof(float));
-      plan->forward(img.data(), F.data());
-      polar_refs.push_back(polar.reference(F.data(), w));
-    }
+  m.polar.reset(new PolarCorrelator(ny, nx, rho_min, rho_max));
+  m.plan = get_fft2d(ny, nx);
+  PolarWork w;
+  RealArray img(npx);
+  ComplexArray F(m.plan->complex_size());
+  for (std::size_t r = 0; r < n_refs; ++r) {
+    const float* ref = m.refs.data() + r * npx;
+    m.fine_refs.emplace_back(new LazyRotations(ref, ny, nx, m.dpsi, m.K, *m.fine));
+    m.coarse_refs.emplace_back(
+        new LazyRotations(ref, ny, nx, m.dpsi * static_cast<double>(m.stride), m.KC, *m.coarse));
+    m.flat_ref.push_back(m.fine_refs.back()->flat(0));  // rotation 0: the reference as it is
+    std::memcpy(img.data(), ref, npx * sizeof(float));
+    m.plan->forward(img.data(), F.data());
+    m.polar_refs.push_back(m.polar->reference(F.data(), w));
   }
+}
+
+RotationalSearch::~RotationalSearch() = default;
+std::size_t RotationalSearch::ny() const noexcept { return impl_->ny; }
+std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
+
+void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
+                           double* scores, std::int32_t* best_ref, const double* prior_angles,
+                           const double* prior_shifts) const {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const Impl& m = *impl_;
+  const std::size_t ny = m.ny, nx = m.nx, npx = ny * nx, n_refs = m.n_refs, K = m.K, KC = m.KC;
+  const std::size_t stride = m.stride;
+  const double dpsi = m.dpsi;
+  const TranslationSearch& fine = *m.fine;
+  const TranslationSearch& coarse = *m.coarse;
+  const PolarCorrelator& polar = *m.polar;
+  const Fft2d* plan = m.plan.get();
+  const auto& fine_refs = m.fine_refs;
+  const auto& coarse_refs = m.coarse_refs;
+  const auto& polar_refs = m.polar_refs;
+  const auto& flat_ref = m.flat_ref;
   const std::size_t M = polar.angles();
-  Workspaces fine_pool(p.threads, fine.geo), coarse_pool(p.threads, coarse.geo);
-  std::vector<PolarWork> polar_pool(static_cast<std::size_t>(std::max(p.threads, 1)));
-  parallel_for(n_chunks(n, kChunk), p.threads, [&](std::size_t task, std::size_t worker) {
+  Workspaces fine_pool(threads, fine.geo), coarse_pool(threads, coarse.geo);
+  std::vector<PolarWork> polar_pool(static_cast<std::size_t>(threads));
+  parallel_for(n_chunks(n, kChunk), threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = fine_pool.get(worker);
     Workspace& cws = coarse_pool.get(worker);
     PolarWork& pw = polar_pool[worker];
@@ -838,6 +876,15 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
       if (best_ref) best_ref[i] = bref;
     }
   });
+}
+
+void register_rotate_stack(const float* refs, std::size_t n_refs, const float* images,
+                           std::size_t n, std::size_t ny, std::size_t nx, const RegisterParams& p,
+                           double angular_step, double* shifts, double* angles, double* scores,
+                           std::int32_t* best_ref, const double* prior_angles,
+                           const double* prior_shifts) {
+  const RotationalSearch search(refs, n_refs, ny, nx, p, angular_step);
+  search.run(images, n, p.threads, shifts, angles, scores, best_ref, prior_angles, prior_shifts);
 }
 
 void correlation_maps(const float* ref, const float* images, std::size_t n, std::size_t ny,

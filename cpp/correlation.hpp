@@ -12,6 +12,7 @@
 #include <complex>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "filters.hpp"
 #include "plans.hpp"
@@ -104,6 +105,28 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
                            double angular_step, double* shifts, double* angles, double* scores,
                            std::int32_t* best_ref, const double* prior_angles = nullptr,
                            const double* prior_shifts = nullptr);
+
+// The same search with its references prepared once for many calls (a
+// stack read chunk by chunk): the reference's rotations are made on first
+// use and kept, so each call pays only for its images. The references are
+// copied; run() may be called from several threads at once, and gives the
+// same results as register_rotate_stack for any thread count.
+class RotationalSearch {
+ public:
+  RotationalSearch(const float* refs, std::size_t n_refs, std::size_t ny, std::size_t nx,
+                   const RegisterParams& p, double angular_step);
+  ~RotationalSearch();
+  RotationalSearch(const RotationalSearch&) = delete;
+  RotationalSearch& operator=(const RotationalSearch&) = delete;
+  std::size_t ny() const noexcept;
+  std::size_t nx() const noexcept;
+  void run(const float* images, std::size_t n, int threads, double* shifts, double* angles, double* scores,
+           std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Normalised correlation maps at integer shifts: out[i, y, x] is the Pearson
 // correlation at shift (signed(y), signed(x)) (circular, unshifted layout,

@@ -23,6 +23,6 @@ def test_stub_names_match_the_compiled_module():
     import cryocore._core as core
 
     stub = ast.parse((ROOT / "python" / "cryocore" / "_core.pyi").read_text())
-    names = {n.name for n in stub.body if isinstance(n, ast.FunctionDef)}
+    names = {n.name for n in stub.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     compiled = {k for k in dir(core) if not k.startswith("_") and callable(getattr(core, k))}
     assert names == compiled

@@ -38,6 +38,29 @@ def register_rotate(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """Rotational + translational registration against references (k, ny, nx). Returns (shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search from that pose."""
 
+class RotationalSearch:
+    """register_rotate with its references prepared once, for many stacks (chunks): the reference's rotations are made on first use and kept."""
+
+    def __init__(
+        self,
+        references: npt.ArrayLike,
+        angular_step: float = 1.0,
+        upsample: int = 20,
+        max_shift: Optional[float] = None,
+        lowpass: Optional[float] = None,
+        highpass: Optional[float] = None,
+        edge: float = 0.02,
+        coarse: bool = True,
+    ) -> None: ...
+    def register(
+        self,
+        images: npt.ArrayLike,
+        threads: int = 1,
+        prior_angles: Optional[npt.ArrayLike] = None,
+        prior_shifts: Optional[npt.ArrayLike] = None,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+        """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments."""
+
 def register_spectra(
     references: npt.ArrayLike,
     spectra: npt.ArrayLike,

@@ -384,13 +384,14 @@ class _Halves:
             return s, np.zeros(len(c)), c
         shifts, angles, scores = [], [], []
         pos = 0
+        # One rotational search for all chunks: the reference's rotations are made once.
+        search = _core.RotationalSearch(refs, **kw) if rotate else None
         for chunk in self._chunks(h):
             k = len(chunk)
-            if rotate:
+            if search is not None:
                 pa = None if prior is None else prior[0][pos : pos + k]
                 ps = None if prior is None else prior[1][pos : pos + k]
-                s, a, c, _ = _core.register_rotate(refs, chunk, threads=self.threads, prior_angles=pa,
-                                                   prior_shifts=ps, **kw)
+                s, a, c, _ = search.register(chunk, threads=self.threads, prior_angles=pa, prior_shifts=ps)
             else:
                 s, c, _ = _core.register_stack(refs, chunk, threads=self.threads, **kw)
                 a = np.zeros(len(c))
