@@ -125,6 +125,25 @@ def test_concurrent_calls_on_the_same_shape(rng):
             assert np.array_equal(shifts, expected[idx])
 
 
+def test_one_rotational_search_shared_by_python_threads(rng):
+    """A prepared RotationalSearch used from 8 Python threads at once (its rotations made lazily,
+    under call_once, by whichever thread needs one first) gives the sequential results."""
+    sim = cryocore.simulate(48, 48, snr=0.5, max_shift=3, rotate=True, seed=int(rng.integers(1 << 30)))
+    ref = np.ascontiguousarray(sim.template, np.float32)[None]
+    imgs = np.ascontiguousarray(sim.images, np.float32)
+    want = cryocore._core.register_rotate(ref, imgs, threads=1)
+    search = cryocore._core.RotationalSearch(ref)
+
+    def job(k):
+        a = (k * 5) % 48
+        return a, search.register(imgs[a : a + 6], threads=1 + k % 2)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for a, got in pool.map(job, range(32)):
+            for x, y in zip(got, want):
+                assert np.array_equal(x, y[a : a + 6])
+
+
 def test_sixteen_python_threads_register_and_align_like_sequential_calls():
     """16 threads calling register and align concurrently on different data (and shapes, so
     plans are created under contention) give bit-identical results to sequential calls."""
