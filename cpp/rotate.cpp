@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,8 @@
 
 namespace cryocore {
 namespace {
+
+typedef float v4f __attribute__((vector_size(16)));  // GCC/Clang vector extension (SSE on x86-64)
 
 // Keys cubic convolution weights (a = -0.5) for the 4 taps at offsets -1, 0, 1, 2 of a sample
 // at fractional position t in [0, 1).
@@ -117,8 +120,9 @@ CRYOCORE_HOT void transform_image(const float* in, std::size_t ny, std::size_t n
     const long lo = std::min(std::max(xlo, ylo), inx), hi = std::max(lo, std::min(xhi, yhi));
     for (long xi = 0; xi < lo; ++xi)
       o[xi] = sample_clipped(in, iny, inx, sx0 + dsx * static_cast<double>(xi), sy0 + dsy * static_cast<double>(xi));
-    // Interior, in two vectorisable passes: tap positions and weights, then
-    // the 4x4 taps (gathers).
+    // Interior, in two passes: tap positions and weights (vectorised), then
+    // the 4x4 taps: four 4-wide row loads weighted along y, then the x weights
+    // (gathers of single taps were slower: 86 -> 71 us per 128^2 image).
     // (int loop counters: AVX2 converts 32-bit, not 64-bit, integers to double)
     const int m = static_cast<int>(hi - lo);
     const double ax = sx0 + dsx * static_cast<double>(lo), ay = sy0 + dsy * static_cast<double>(lo);
@@ -139,16 +143,17 @@ CRYOCORE_HOT void transform_image(const float* in, std::size_t ny, std::size_t n
       wy2[k] = -1.5f * ty3 + 2.0f * ty2 + 0.5f * ty;
       wy3[k] = 0.5f * ty3 - 0.5f * ty2;
     }
-    const auto row = static_cast<std::int32_t>(inx);
+    const auto row = static_cast<std::size_t>(inx);
     float* oi = o + lo;
-#pragma omp simd
     for (int k = 0; k < m; ++k) {
-      const std::int32_t b0 = base[k], b1 = b0 + row, b2 = b1 + row, b3 = b2 + row;
-      const float r0 = wx0[k] * in[b0] + wx1[k] * in[b0 + 1] + wx2[k] * in[b0 + 2] + wx3[k] * in[b0 + 3];
-      const float r1 = wx0[k] * in[b1] + wx1[k] * in[b1 + 1] + wx2[k] * in[b1 + 2] + wx3[k] * in[b1 + 3];
-      const float r2 = wx0[k] * in[b2] + wx1[k] * in[b2 + 1] + wx2[k] * in[b2 + 2] + wx3[k] * in[b2 + 3];
-      const float r3 = wx0[k] * in[b3] + wx1[k] * in[b3 + 1] + wx2[k] * in[b3 + 2] + wx3[k] * in[b3 + 3];
-      oi[k] = wy0[k] * r0 + wy1[k] * r1 + wy2[k] * r2 + wy3[k] * r3;
+      const float* p0 = in + base[k];
+      v4f t0, t1, t2, t3;
+      std::memcpy(&t0, p0, sizeof t0);
+      std::memcpy(&t1, p0 + row, sizeof t1);
+      std::memcpy(&t2, p0 + 2 * row, sizeof t2);
+      std::memcpy(&t3, p0 + 3 * row, sizeof t3);
+      const v4f r = wy0[k] * t0 + wy1[k] * t1 + wy2[k] * t2 + wy3[k] * t3;
+      oi[k] = wx0[k] * r[0] + wx1[k] * r[1] + wx2[k] * r[2] + wx3[k] * r[3];
     }
     for (long xi = hi; xi < inx; ++xi)
       o[xi] = sample_clipped(in, iny, inx, sx0 + dsx * static_cast<double>(xi), sy0 + dsy * static_cast<double>(xi));
