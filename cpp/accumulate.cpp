@@ -140,34 +140,50 @@ void SpectrumBand::unpack_add(const std::complex<double>* packed, std::complex<d
     for (std::size_t j = 0; j < cols; ++j) sum[rows[k] * nxh + j] += packed[k * cols + j];
 }
 
+namespace {
+// The frame of the Fourier-space sums: for each image i with weight
+// w_i != 0, add(i, w_i, worker, phases, ps) adds its band moved back into
+// the packed partial sum ps (skip(i) for w_i = 0), in fixed chunks reduced
+// in order; then sum += the packed total.
+template <class Add, class Skip>
+void sum_bands(const SpectrumBand& B, std::size_t n, const double* weights, int threads,
+               std::complex<double>* sum, Add&& add, Skip&& skip) {
+  if (n == 0) return;
+  std::vector<BandPhases> phases(static_cast<std::size_t>(threads));
+  std::vector<std::complex<double>> total(B.width(), 0.0);  // the band only, packed
+  chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
+                      [&](std::size_t i, std::size_t worker, cfloat* ps) {
+                        const double w = weights ? weights[i] : 1.0;
+                        if (w == 0.0)
+                          skip(i);
+                        else
+                          add(i, static_cast<float>(w), worker, phases[worker], ps);
+                      });
+  B.unpack_add(total.data(), sum);
+}
+}  // namespace
+
 void accumulate_spectra(const cfloat* spectra, const SpectrumLayout& layout, std::size_t n,
                         const double* shifts, const double* weights, int threads,
                         std::complex<double>* sum, double band) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
   const SpectrumBand B(layout, band);
-  if (n == 0) return;
   const std::size_t nsp = layout.per_image();
-  std::vector<BandPhases> phases(static_cast<std::size_t>(threads));
-  // Partial sums hold only the band, packed.
-  std::vector<std::complex<double>> total(B.width(), 0.0);
-  chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
-                      [&](std::size_t i, std::size_t worker, cfloat* ps) {
-                        const double w = weights ? weights[i] : 1.0;
-                        if (w == 0.0) return;
-                        // The stack of spectra is far larger than the CPU's
-                        // caches and each row is a short run: ask for the
-                        // next image's band now.
-                        for (std::size_t k = i + 1; k < n && k < i + 3; ++k)
-                          if (!weights || weights[k] != 0.0) {
-                            B.prefetch(spectra + k * nsp);
-                            break;
-                          }
-                        B.add_moved_back(spectra + i * nsp, shifts ? shifts[2 * i] : 0.0,
-                                         shifts ? shifts[2 * i + 1] : 0.0, static_cast<float>(w),
-                                         phases[worker], ps);
-                      });
-  B.unpack_add(total.data(), sum);
+  sum_bands(
+      B, n, weights, threads, sum,
+      [&](std::size_t i, float w, std::size_t, BandPhases& ph, cfloat* ps) {
+        // The stack of spectra is far larger than the CPU's caches and each
+        // row is a short run: ask for the next image's band now.
+        for (std::size_t k = i + 1; k < n && k < i + 3; ++k)
+          if (!weights || weights[k] != 0.0) {
+            B.prefetch(spectra + k * nsp);
+            break;
+          }
+        B.add_moved_back(spectra + i * nsp, shifts ? shifts[2 * i] : 0.0, shifts ? shifts[2 * i + 1] : 0.0, w,
+                         ph, ps);
+      },
+      [](std::size_t) {});
 }
 
 void accumulate_images_spectra(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
@@ -176,30 +192,23 @@ void accumulate_images_spectra(const float* images, std::size_t n, std::size_t n
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
   const SpectrumBand B(ny, nx, band);
-  if (n == 0) return;
   const auto plan = get_fft2d(ny, nx);
   const std::size_t npx = ny * nx;
   std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
-  std::vector<BandPhases> phases(static_cast<std::size_t>(threads));
-  std::vector<std::complex<double>> total(B.width(), 0.0);
-  chunked_sum<cfloat>(n, kSpectraChunk, threads, total.size(), total.data(),
-                      [&](std::size_t i, std::size_t worker, cfloat* ps) {
-                        const double w = weights ? weights[i] : 1.0;
-                        const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
-                        const float* img = images + src * npx;
-                        if (w == 0.0) {  // not added, but bad pixels are still reported
-                          if (!all_finite(img, npx)) throw_non_finite_image(src);
-                          return;
-                        }
-                        auto& s = pool[worker];
-                        if (!s) s = std::make_unique<Scratch>(ny, nx);
-                        plan->forward(fft_readable(img, npx, s->img.data()), s->F.data());
-                        if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
-                        B.add_moved_back(s->F.data(), shifts ? shifts[2 * i] : 0.0,
-                                         shifts ? shifts[2 * i + 1] : 0.0, static_cast<float>(w),
-                                         phases[worker], ps);
-                      });
-  B.unpack_add(total.data(), sum);
+  sum_bands(
+      B, n, weights, threads, sum,
+      [&](std::size_t i, float w, std::size_t worker, BandPhases& ph, cfloat* ps) {
+        const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
+        auto& s = pool[worker];
+        if (!s) s = std::make_unique<Scratch>(ny, nx);
+        plan->forward(fft_readable(images + src * npx, npx, s->img.data()), s->F.data());
+        if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
+        B.add_moved_back(s->F.data(), shifts ? shifts[2 * i] : 0.0, shifts ? shifts[2 * i + 1] : 0.0, w, ph, ps);
+      },
+      [&](std::size_t i) {  // not added, but bad pixels are still reported
+        const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
+        if (!all_finite(images + src * npx, npx)) throw_non_finite_image(src);
+      });
 }
 
 }  // namespace cryocore

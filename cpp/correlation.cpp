@@ -38,6 +38,40 @@ inline std::size_t full_row(std::size_t r, std::size_t my, std::size_t ny) {
   return (my == ny || 2 * r < my) ? r : ny - (my - r);
 }
 
+// sum over the full spectrum of w(k) |F(k)|^2 (weights h2 optional), DC
+// excluded, from the qy x qx/2+1 block of low frequencies of a half
+// spectrum of an (ny, nx) image (the whole of it when qy = ny, qx = nx).
+// Per-column sums over the rows (no horizontal reduction per row, which
+// costs more than the row itself) in `cols` (scratch), then one sum over the
+// columns.
+CRYOCORE_HOT double block_energy(const cfloat* F, std::size_t ny, std::size_t nx, std::size_t qy, std::size_t qx,
+                    const std::vector<float>& h2, std::vector<float>& cols) {
+  const std::size_t nxh = nx / 2 + 1, qxh = qx / 2 + 1;
+  cols.assign(qxh, 0.0f);
+  float* col = cols.data();
+  for (std::size_t row = 0; row < qy; ++row) {
+    const std::size_t fr = full_row(row, qy, ny);
+    const float* f = reinterpret_cast<const float*>(F + fr * nxh);
+    const std::size_t j0 = fr == 0 ? 1 : 0;  // DC excluded
+    if (h2.empty()) {
+#pragma omp simd
+      for (std::size_t j = j0; j < qxh; ++j) col[j] += f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1];
+    } else {
+      const float* w = h2.data() + fr * nxh;
+#pragma omp simd
+      for (std::size_t j = j0; j < qxh; ++j) col[j] += (f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1]) * w[j];
+    }
+  }
+  // Columns 1.. stand for two Fourier pixels (k and -k), except the Nyquist
+  // column of an even nx (only the whole spectrum reaches it).
+  const bool nyquist = qx == nx && nx % 2 == 0;
+  const std::size_t doubled_end = nyquist ? qxh - 1 : qxh;
+  double e = static_cast<double>(col[0]);
+  for (std::size_t j = 1; j < doubled_end; ++j) e += 2.0 * static_cast<double>(col[j]);
+  if (nyquist) e += static_cast<double>(col[qxh - 1]);
+  return e;
+}
+
 void copy_checked(const float* src, std::size_t n_px, float* dst, std::size_t index,
                   const char* what) {
   std::memcpy(dst, src, n_px * sizeof(float));
@@ -63,12 +97,13 @@ PreparedRefs prepare_refs(const float* refs, std::size_t n_refs, std::size_t ny,
   out.mxh = mx / 2 + 1;
   RealArray img(ny * nx);
   ComplexArray F(plan->complex_size());
+  std::vector<float> scratch;
   const std::size_t nxh = nx / 2 + 1;
   for (std::size_t r = 0; r < n_refs; ++r) {
     copy_checked(refs + r * ny * nx, ny * nx, img.data(), r, "reference");
     plan->forward(img.data(), F.data());
     F[0] = cfloat(0.0f, 0.0f);
-    const double e = spectral_energy(F.data(), h2.empty() ? nullptr : h2.data(), ny, nx);
+    const double e = block_energy(F.data(), ny, nx, ny, nx, h2, scratch);
     ComplexArray G(out.my * out.mxh);
     const bool flat = !(e > 1e-30);
     const float inv = flat ? 0.0f : static_cast<float>(1.0 / std::sqrt(e));
@@ -112,21 +147,19 @@ struct Workspace {
   std::vector<float> pre, pim;  // Pearson product spectrum on the q block, split planes
   std::vector<float> wre, wim;  // whitened product (phase correlation)
   std::vector<float> lre, lim;  // the product on the coarse map's block (sub-pixel search)
-  std::vector<float> cols;      // per-column partial sums (inverse_norm)
+  std::vector<float> cols;      // per-column partial sums (block_energy, score_at)
   LocalDft dft;
-  bool F_cleared = false;  // F zeroed once before cropped spectra are expanded into it
-  // n zeroed column accumulators.
-  float* norm_cols(std::size_t n) {
-    cols.assign(n, 0.0f);
-    return cols.data();
-  }
   explicit Workspace(const Geometry& g)
       : img(g.ny * g.nx),
         map(g.my * g.mx),
         F(g.ny * (g.nx / 2 + 1)),
         P(g.my * g.mxh),
         pre(g.qy * g.qxh),
-        pim(g.qy * g.qxh) {}
+        pim(g.qy * g.qxh) {
+    // Zero once: a cropped cached spectrum is expanded into F's held rows
+    // and columns only (cached_spectrum), the rest must read as zero.
+    std::fill(F.data(), F.data() + F.size(), cfloat(0.0f, 0.0f));
+  }
 };
 
 // Per-worker scratch, made on first use by the worker that owns the slot.
@@ -147,32 +180,8 @@ class Workspaces {
 
 // 1/|H F| (DC excluded), or 0 for a flat image. H is zero outside the q
 // block, so only that block is summed (all of it without a low-pass).
-CRYOCORE_HOT float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2,
-                                Workspace& ws) {
-  const std::size_t nxh = geo.nx / 2 + 1, qxh = geo.qxh;
-  // Per-column sums over the rows (no horizontal reduction per row, which
-  // costs more than the row itself), then one sum over the columns.
-  float* col = ws.norm_cols(qxh);
-  for (std::size_t row = 0; row < geo.qy; ++row) {
-    const std::size_t fr = full_row(row, geo.qy, geo.ny);
-    const float* f = reinterpret_cast<const float*>(F + fr * nxh);
-    const std::size_t j0 = fr == 0 ? 1 : 0;  // DC excluded
-    if (h2.empty()) {
-#pragma omp simd
-      for (std::size_t j = j0; j < qxh; ++j) col[j] += f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1];
-    } else {
-      const float* w = h2.data() + fr * nxh;
-#pragma omp simd
-      for (std::size_t j = j0; j < qxh; ++j) col[j] += (f[2 * j] * f[2 * j] + f[2 * j + 1] * f[2 * j + 1]) * w[j];
-    }
-  }
-  // Columns 1.. stand for two Fourier pixels (k and -k), except the Nyquist
-  // column of an even nx (only the whole spectrum reaches it).
-  const bool nyquist = geo.qx == geo.nx && geo.nx % 2 == 0;
-  const std::size_t doubled_end = nyquist ? qxh - 1 : qxh;
-  double e = static_cast<double>(col[0]);
-  for (std::size_t j = 1; j < doubled_end; ++j) e += 2.0 * static_cast<double>(col[j]);
-  if (nyquist) e += static_cast<double>(col[qxh - 1]);
+float inverse_norm(const cfloat* F, const Geometry& geo, const std::vector<float>& h2, Workspace& ws) {
+  const double e = block_energy(F, geo.ny, geo.nx, geo.qy, geo.qx, h2, ws.cols);
   return e > 1e-30 ? static_cast<float>(1.0 / std::sqrt(e)) : 0.0f;
 }
 
@@ -423,7 +432,8 @@ struct TranslationSearch {
     // v = Re sum_j ex_j U_j with U_j = sum_rows ey_row P_row,j (P = F G): the
     // column sums U accumulate row after row (no horizontal reduction per
     // row), one dot product with ex at the end.
-    float* ur = ws.norm_cols(2 * qxh);
+    ws.cols.assign(2 * qxh, 0.0f);
+    float* ur = ws.cols.data();
     float* ui = ur + qxh;
     for (std::size_t row = 0; row < geo.qy; ++row) {
       const float* f = reinterpret_cast<const float*>(F + full_row(row, geo.qy, geo.ny) * nxh);
@@ -529,10 +539,6 @@ const cfloat* cached_spectrum(const cfloat* spectra, const SpectrumLayout& layou
                               Workspace& ws) {
   const cfloat* stored = spectra + i * layout.per_image();
   if (layout.is_whole()) return stored;
-  if (!ws.F_cleared) {
-    std::fill(ws.F.data(), ws.F.data() + ws.F.size(), cfloat(0.0f, 0.0f));
-    ws.F_cleared = true;
-  }
   layout.expand(stored, ws.F.data());
   return ws.F.data();
 }
@@ -804,7 +810,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
         // score, and of its strongest rival far from it if that one scores
         // nearly as well (twins 180 degrees apart can look alike at the
         // coarse resolution).
-        std::size_t order[2 * kAngleCandidates];
+        std::size_t order[2 * kAngleCandidates] = {};
         for (std::size_t k = 0; k < n_cand; ++k) order[k] = k;
         std::sort(order, order + n_cand, [&](std::size_t a, std::size_t b) {
           return cand_score[a] > cand_score[b] || (cand_score[a] == cand_score[b] && a < b);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 
 #include "filters.hpp"
 #include "simd.hpp"
@@ -87,6 +88,13 @@ void quadratic_peak(const float v[9], double& oy, double& ox) {
 }
 
 namespace {
+// Index of the Nyquist entry of an even n among an axis's m entries (only
+// the whole axis reaches it), or m for none.
+std::size_t nyquist_entry(std::size_t m, std::size_t n, bool half) {
+  if (m != n || n % 2 != 0) return m;
+  return half ? m / 2 : n / 2;
+}
+
 // Twiddles e(k) = exp(2 pi i f(k) s / n) for the m entries of one axis of an
 // n-point spectrum (f(k) = k on the half axis, signed frequency of an m-point
 // axis otherwise), with the column weights of the half axis folded in and the
@@ -108,10 +116,9 @@ void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re,
       im[m - f] = static_cast<float>(-zi);
     }
   });
-  if (m == n && n % 2 == 0) {  // the Nyquist term: cos(pi s)
-    const std::size_t q = half ? m / 2 : n / 2;
-    const double w = half && weighted ? static_cast<double>(column_weight(q, n)) : 1.0;
-    re[q] = static_cast<float>(w * std::cos(M_PI * s));
+  const std::size_t q = nyquist_entry(m, n, half);
+  if (q < count) {  // the Nyquist term: cos(pi s) (its column weight is 1)
+    re[q] = static_cast<float>(std::cos(M_PI * s));
     im[q] = 0.0f;
   }
 }
@@ -121,8 +128,7 @@ void axis_twiddles(std::size_t m, std::size_t n, bool half, double s, float* re,
 // time, their W accumulators held in vector registers over all the rows
 // (the C row is loaded once for all W; nothing is stored until the block is
 // done). Each U entry is the sum over ky in row order.
-#if defined(__GNUC__) || defined(__clang__)
-#define CRYOCORE_HAVE_COLUMN_SUMS 1
+// (GCC/Clang vector extensions, like rotate.cpp: SSE pairs in the baseline clone.)
 typedef float v8f __attribute__((vector_size(32)));
 typedef std::int32_t v8i __attribute__((vector_size(32)));
 
@@ -173,34 +179,6 @@ CRYOCORE_HOT void column_sums(const float* cre, const float* cim, std::size_t my
     }
   }
 }
-#endif
-
-// The same for any number of grid rows (row by row).
-void column_sums_any(std::size_t w, const float* cre, const float* cim, std::size_t my, std::size_t mxh,
-                     const float* eyr, const float* eyi, float* ur, float* ui) {
-  std::fill(ur, ur + w * mxh, 0.0f);
-  std::fill(ui, ui + w * mxh, 0.0f);
-  for (std::size_t ky = 0; ky < my; ++ky) {
-    const float* ar = cre + ky * mxh;
-    const float* ai = cim + ky * mxh;
-    for (std::size_t i = 0; i < w; ++i) {
-      const float er = eyr[i * my + ky], ei = eyi[i * my + ky];
-      float* pr = ur + i * mxh;
-      float* pi = ui + i * mxh;
-#pragma omp simd
-      for (std::size_t kx = 0; kx < mxh; ++kx) {
-        pr[kx] += er * ar[kx] - ei * ai[kx];
-        pi[kx] += er * ai[kx] + ei * ar[kx];
-      }
-    }
-  }
-}
-// Index of the Nyquist entry of an even n among an axis's m entries (only
-// the whole axis reaches it), or m for none.
-std::size_t nyquist_entry(std::size_t m, std::size_t n, bool half) {
-  if (m != n || n % 2 != 0) return m;
-  return half ? m / 2 : n / 2;
-}
 
 // Twiddles of a 3-point grid (s - h, s, s + h) of one axis, rows of `count`
 // entries: the centre by axis_twiddles, the neighbours as the centre times
@@ -243,6 +221,7 @@ const LocalDft::StepPhases& LocalDft::step_phases(std::size_t m, std::size_t n, 
 CRYOCORE_HOT void LocalDft::evaluate(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                         std::size_t ny, std::size_t nx, double y0, double x0, double step, int W,
                         float* out) {
+  if (W != 1 && W != 3) throw std::invalid_argument("LocalDft::evaluate: grids of 1 or 3 points only");
   const std::size_t mxh = mx / 2 + 1;
   const std::size_t w = static_cast<std::size_t>(W);
   exr_.resize(w * mxh);
@@ -255,24 +234,16 @@ CRYOCORE_HOT void LocalDft::evaluate(const float* cre, const float* cim, std::si
     const StepPhases& sy = step_phases(my, ny, false, step);
     grid3_twiddles(my, ny, false, y0, step, sy.re.data(), sy.im.data(), eyr_.data(), eyi_.data());
   } else {
-    const double c0 = 0.5 * static_cast<double>(W - 1);
-    for (std::size_t j = 0; j < w; ++j) {
-      const double off = (static_cast<double>(j) - c0) * step;
-      axis_twiddles(mx, nx, true, x0 + off, &exr_[j * mxh], &exi_[j * mxh]);
-      axis_twiddles(my, ny, false, y0 + off, &eyr_[j * my], &eyi_[j * my]);
-    }
+    axis_twiddles(mx, nx, true, x0, exr_.data(), exi_.data());
+    axis_twiddles(my, ny, false, y0, eyr_.data(), eyi_.data());
   }
   // U[i][kx] = sum_ky Ey[i][ky] C[ky][kx]: the costly stage, one pass over C.
   tr_.resize(w * mxh);
   ti_.resize(w * mxh);
-#ifdef CRYOCORE_HAVE_COLUMN_SUMS
   if (W == 1)
     column_sums<1>(cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
-  else if (W == 3)
-    column_sums<3>(cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
   else
-#endif
-    column_sums_any(w, cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
+    column_sums<3>(cre, cim, my, mxh, eyr_.data(), eyi_.data(), tr_.data(), ti_.data());
   // out[i][j] = Re sum_kx U[i][kx] Ex[j][kx]
   for (std::size_t i = 0; i < w; ++i) {
     const float* ur = &tr_[i * mxh];

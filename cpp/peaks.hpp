@@ -46,7 +46,8 @@ struct Refined {
 // Holds scratch space: one per worker, not thread-safe.
 class LocalDft {
  public:
-  // out[i*W + j] = c(y0 + (i - (W-1)/2) step, x0 + (j - (W-1)/2) step).
+  // out[i*W + j] = c(y0 + (i - (W-1)/2) step, x0 + (j - (W-1)/2) step), for
+  // W = 1 (one value) or 3 (a 3x3 grid); std::invalid_argument otherwise.
   void evaluate(const float* cre, const float* cim, std::size_t my, std::size_t mx,
                 std::size_t ny, std::size_t nx, double y0, double x0, double step, int W,
                 float* out);

@@ -25,36 +25,6 @@ inline bool all_finite(const float* p, std::size_t n) {
   return bad == 0;
 }
 
-// sum over the full spectrum of w(k) |F(k)|^2 (weights optional), DC excluded,
-// from the half spectrum (columns other than 0 and Nyquist count twice).
-inline double spectral_energy(const cfloat* F, const float* w, std::size_t ny, std::size_t nx) {
-  const std::size_t nxh = nx / 2 + 1;
-  const std::size_t last_mid = (nx % 2 == 0) ? nxh - 2 : nxh - 1;  // last column counted twice
-  double total = 0.0;
-  for (std::size_t i = 0; i < ny; ++i) {
-    const float* row = reinterpret_cast<const float*>(F + i * nxh);
-    const float* wr = w ? w + i * nxh : nullptr;
-    auto e = [&](std::size_t j) {
-      const float v = row[2 * j] * row[2 * j] + row[2 * j + 1] * row[2 * j + 1];
-      return wr ? v * wr[j] : v;
-    };
-    float mid = 0.0f;
-    if (wr) {
-#pragma omp simd reduction(+ : mid)
-      for (std::size_t j = 1; j <= last_mid; ++j)
-        mid += (row[2 * j] * row[2 * j] + row[2 * j + 1] * row[2 * j + 1]) * wr[j];
-    } else {
-#pragma omp simd reduction(+ : mid)
-      for (std::size_t j = 1; j <= last_mid; ++j)
-        mid += row[2 * j] * row[2 * j] + row[2 * j + 1] * row[2 * j + 1];
-    }
-    double edge = (i == 0) ? 0.0 : static_cast<double>(e(0));  // DC excluded
-    if (nx % 2 == 0) edge += static_cast<double>(e(nxh - 1));
-    total += edge + 2.0 * static_cast<double>(mid);
-  }
-  return total;
-}
-
 // Powers z^f = exp(i theta f), f = 0, 1, ..., count - 1, in double
 // precision, handed to put(f, re, im) in order: two interleaved recurrences
 // (even and odd f, each stepping by z^2), so that neither waits on the

@@ -358,12 +358,6 @@ class _Halves:
             return False
         return self.extent is None or (ky <= self.extent[0] and kx <= self.extent[1])
 
-    def band_extent(self, band: float) -> tuple[int, int]:
-        """Largest |ky| and kx of the band that the spectral sums keep."""
-        if band >= 0.5:
-            return self.ny // 2, self.nx // 2
-        return int(math.floor(band * self.ny)), min(self.nx // 2, int(math.floor(band * self.nx)))
-
     def ensure(self, ky: int, kx: int) -> None:
         """Make the cache (when there is one) hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
         if self.spectra is None or self.holds(ky, kx):
@@ -447,19 +441,15 @@ class _Halves:
             return np.zeros((self.ny, self.nx))
         if angles is None:
             acc = np.zeros((self.ny, self.nx // 2 + 1), np.complex128)
-            if self.holds(*self.band_extent(band)):
+            if self.holds(*_band_extent(self.ny, self.nx, band)):
                 _core.accumulate_spectra(self.spectra[h], self.nx, shifts, weights, acc,  # type: ignore[index]
                                          threads=self.threads, band=float(band))
             else:  # from the images: one forward FFT each, summed in Fourier space
                 pos = 0
-                for start in range(0, self.n, CHUNK):
-                    stop = min(self.n, start + CHUNK)
-                    sel = np.flatnonzero(self.half[start:stop] == h + 1)
+                for chunk, sel in self._read_chunks(h):  # the chunk as read: no copy of this half's images
                     k = len(sel)
-                    if k:  # the chunk as read (no copy of this half's images)
-                        _core.accumulate_images_spectra(self.src.read(start, stop), shifts[pos : pos + k],
-                                                        weights[pos : pos + k], acc, threads=self.threads,
-                                                        band=float(band), index=sel)
+                    _core.accumulate_images_spectra(chunk, shifts[pos : pos + k], weights[pos : pos + k], acc,
+                                                    threads=self.threads, band=float(band), index=sel)
                     pos += k
             return self.spectrum_to_mean(acc, total)
         acc_r = np.zeros((self.ny, self.nx))
@@ -477,13 +467,18 @@ class _Halves:
             acc_r = np.fft.irfft2(spec * keep, s=(self.ny, self.nx))
         return acc_r / total
 
-    def _chunks(self, h: int) -> Iterator[np.ndarray]:
-        """Half h's images, in input order, a chunk of the input at a time."""
+    def _read_chunks(self, h: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk of the input as read, indices of half h's images in it), in input order."""
         for start in range(0, self.n, CHUNK):
             stop = min(self.n, start + CHUNK)
-            sel = self.half[start:stop] == h + 1
-            if sel.any():
-                yield np.ascontiguousarray(self.src.read(start, stop)[sel])
+            sel = np.flatnonzero(self.half[start:stop] == h + 1)
+            if len(sel):
+                yield self.src.read(start, stop), sel
+
+    def _chunks(self, h: int) -> Iterator[np.ndarray]:
+        """Half h's images, in input order, a chunk of the input at a time."""
+        for chunk, sel in self._read_chunks(h):
+            yield np.ascontiguousarray(chunk[sel])
 
 
 def _noop_progress(it, desc):  # type: ignore[no-untyped-def]
@@ -501,6 +496,14 @@ def _search_band(ny: int, nx: int, lowpass: float) -> float:
     that a search low-passed at ``lowpass`` reads, with BAND_MARGIN above it."""
     ky, kx = _core.search_extent(ny, nx, lowpass=lowpass if lowpass < 0.5 else None)
     return float(min(0.5, max(lowpass + BAND_MARGIN, (ky + 0.5) / ny, (kx + 0.5) / nx)))
+
+
+def _band_extent(ny: int, nx: int, band: float) -> tuple[int, int]:
+    """Largest |ky| and kx of the band that the spectral sums keep (ny//2, nx//2: all);
+    for a _search_band, all that its search reads too."""
+    if band >= 0.5:
+        return ny // 2, nx // 2
+    return int(math.floor(band * ny)), min(nx // 2, int(math.floor(band * nx)))
 
 
 def _initial_references(src: Any, halves: _Halves, reference: Any, lowpass: float) -> list[np.ndarray]:
@@ -713,7 +716,7 @@ def align(
         _import_checkpoint_wisdom(checkpoint)
     t0 = time.perf_counter()
     # The spectra cache serves translations only (a rotation needs the images).
-    first_need = _core.search_extent(ny, nx, band=_search_band(ny, nx, first_lowpass), lowpass=first_lowpass)
+    first_need = _band_extent(ny, nx, _search_band(ny, nx, first_lowpass))
     halves = _Halves(src, half, nthreads, bool(cache_spectra) and not rotate, show, cache_limit, first_need)
     timings = {"fft_cache_s": time.perf_counter() - t0}
     refs = _initial_references(src, halves, reference, first_lowpass)
@@ -757,7 +760,7 @@ def align(
             # lets the quarter FRC see the resolution improve.
             band = _search_band(ny, nx, lp)
             # The spectra cache must hold what this search and band read.
-            halves.ensure(*_core.search_extent(ny, nx, band=band, lowpass=lp if lp < 0.5 else None))
+            halves.ensure(*_band_extent(ny, nx, band))
             # With cached spectra (translations), each quarter's band is summed
             # in the same pass as the registration, over all images; the
             # rejected ones are taken out afterwards. Worth it while few are
