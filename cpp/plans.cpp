@@ -145,16 +145,16 @@ Fft2d::Fft2d(std::size_t ny, std::size_t nx, PlanEffort effort) : ny_(ny), nx_(n
   check_plans(r2c_, c2r_);
 }
 
-Fft2d::~Fft2d() {
+R2cPlans::~R2cPlans() {
   destroy_plans(r2c_, c2r_);
 }
 
-void Fft2d::forward(const float* in, cfloat* out) const noexcept {
+void R2cPlans::forward(const float* in, cfloat* out) const noexcept {
   // r2c out-of-place plans preserve their input, so the cast is safe.
   fftwf_execute_dft_r2c(r2c_, const_cast<float*>(in), reinterpret_cast<fftwf_complex*>(out));
 }
 
-void Fft2d::inverse(cfloat* in, float* out) const noexcept {
+void R2cPlans::inverse(cfloat* in, float* out) const noexcept {
   fftwf_execute_dft_c2r(c2r_, reinterpret_cast<fftwf_complex*>(in), out);
 }
 
@@ -207,17 +207,6 @@ RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(row
   check_plans(r2c_, c2r_);
 }
 
-RingFft::~RingFft() {
-  destroy_plans(r2c_, c2r_);
-}
-
-void RingFft::forward(const float* in, cfloat* out) const noexcept {
-  fftwf_execute_dft_r2c(r2c_, const_cast<float*>(in), reinterpret_cast<fftwf_complex*>(out));
-}
-
-void RingFft::inverse(cfloat* in, float* out) const noexcept {
-  fftwf_execute_dft_c2r(c2r_, reinterpret_cast<fftwf_complex*>(in), out);
-}
 
 std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m) {
   return cached_plan(ring_cache(), rows, m);

@@ -75,16 +75,30 @@ inline const float* fft_readable(const float* image, std::size_t n, float* scrat
   return scratch;
 }
 
-// A pair of single-image 2D plans, real-to-complex and complex-to-real, for
-// one (ny, nx) shape. Out-of-place; the r2c plan preserves its input, the c2r
-// plan may overwrite its (complex) input. Non-copyable; destroyed under the
-// planner mutex.
-class Fft2d {
+// A real-to-complex plan and a complex-to-real plan, executed with FFTW's
+// new-array functions on the caller's buffers (aligned like fftwf_malloc).
+// Out-of-place; the r2c plan preserves its input, the c2r plan may
+// overwrite its (complex) input. Non-copyable; destroyed under the planner
+// mutex. The derived classes make the plans and say the sizes.
+class R2cPlans {
+ public:
+  R2cPlans(const R2cPlans&) = delete;
+  R2cPlans& operator=(const R2cPlans&) = delete;
+  void forward(const float* in, cfloat* out) const noexcept;
+  void inverse(cfloat* in, float* out) const noexcept;  // unnormalised
+
+ protected:
+  R2cPlans() = default;
+  ~R2cPlans();
+  fftwf_plan r2c_ = nullptr;
+  fftwf_plan c2r_ = nullptr;
+};
+
+// Single-image 2D plans for one (ny, nx) shape.
+// forward: in ny*nx floats, out ny*nxh complex; inverse: the other way.
+class Fft2d : public R2cPlans {
  public:
   Fft2d(std::size_t ny, std::size_t nx, PlanEffort effort);
-  ~Fft2d();
-  Fft2d(const Fft2d&) = delete;
-  Fft2d& operator=(const Fft2d&) = delete;
 
   std::size_t ny() const noexcept { return ny_; }
   std::size_t nx() const noexcept { return nx_; }
@@ -92,15 +106,8 @@ class Fft2d {
   std::size_t real_size() const noexcept { return ny_ * nx_; }
   std::size_t complex_size() const noexcept { return ny_ * nxh(); }
 
-  // in: ny*nx floats (aligned like fftwf_malloc), out: ny*nxh complex.
-  void forward(const float* in, cfloat* out) const noexcept;
-  // in: ny*nxh complex (overwritten), out: ny*nx floats. Unnormalised.
-  void inverse(cfloat* in, float* out) const noexcept;
-
  private:
   std::size_t ny_, nx_;
-  fftwf_plan r2c_ = nullptr;
-  fftwf_plan c2r_ = nullptr;
 };
 
 // Cached plans for a shape at the current planning effort. Thread-safe.
@@ -131,24 +138,17 @@ std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::siz
 
 // 1D transforms along the rows of a (rows, m) array: a batched r2c of every
 // row, and a single-row c2r of length m. For angular (ring) correlations.
-class RingFft {
+// forward: in rows*m floats, out rows*mh complex; inverse: in mh complex,
+// out m floats.
+class RingFft : public R2cPlans {
  public:
   RingFft(std::size_t rows, std::size_t m, PlanEffort effort);
-  ~RingFft();
-  RingFft(const RingFft&) = delete;
-  RingFft& operator=(const RingFft&) = delete;
   std::size_t rows() const noexcept { return rows_; }
   std::size_t m() const noexcept { return m_; }
   std::size_t mh() const noexcept { return m_ / 2 + 1; }
-  // in: rows*m floats, out: rows*mh complex (both aligned like fftwf_malloc).
-  void forward(const float* in, cfloat* out) const noexcept;
-  // in: mh complex (overwritten), out: m floats. Unnormalised.
-  void inverse(cfloat* in, float* out) const noexcept;
 
  private:
   std::size_t rows_, m_;
-  fftwf_plan r2c_ = nullptr;
-  fftwf_plan c2r_ = nullptr;
 };
 
 std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m);
