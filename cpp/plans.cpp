@@ -160,6 +160,16 @@ void R2cPlans::inverse(cfloat* in, float* out) const noexcept {
 
 std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx) { return cached_plan(cache(), ny, nx); }
 
+namespace {
+// One batched plan: the 1D r2c of each row of a (rows, m) array into the
+// rows of a (rows, m/2+1) one. Caller holds planner_mutex.
+fftwf_plan plan_rows_r2c(std::size_t rows, std::size_t m, float* r, cfloat* c, unsigned flags) {
+  int n[1] = {as_int(m)};
+  return fftwf_plan_many_dft_r2c(1, n, as_int(rows), r, nullptr, 1, as_int(m), reinterpret_cast<fftwf_complex*>(c),
+                                 nullptr, 1, as_int(m / 2 + 1), flags);
+}
+}  // namespace
+
 PrunedForward::PrunedForward(std::size_t ny, std::size_t nx, std::size_t cols, PlanEffort effort)
     : ny_(ny), nx_(nx), cols_(cols) {
   // Caller holds planner_mutex.
@@ -167,10 +177,7 @@ PrunedForward::PrunedForward(std::size_t ny, std::size_t nx, std::size_t cols, P
   RealArray r(ny * nx);
   ComplexArray c(ny * nxh);
   const unsigned flags = effort_flag(effort);
-  int n_row[1] = {as_int(nx)};
-  rows_ = fftwf_plan_many_dft_r2c(1, n_row, as_int(ny), r.data(), nullptr, 1, as_int(nx),
-                                  reinterpret_cast<fftwf_complex*>(c.data()), nullptr, 1,
-                                  as_int(nxh), flags);
+  rows_ = plan_rows_r2c(ny, nx, r.data(), c.data(), flags);
   int n_col[1] = {as_int(ny)};
   columns_ = fftwf_plan_many_dft(1, n_col, as_int(cols), reinterpret_cast<fftwf_complex*>(c.data()),
                                  nullptr, as_int(nxh), 1, reinterpret_cast<fftwf_complex*>(c.data()),
@@ -199,10 +206,7 @@ RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(row
   RealArray r(rows * m);
   ComplexArray c(rows * mh);
   const unsigned flags = effort_flag(effort);
-  int n[1] = {as_int(m)};
-  r2c_ = fftwf_plan_many_dft_r2c(1, n, as_int(rows), r.data(), nullptr, 1, as_int(m),
-                                 reinterpret_cast<fftwf_complex*>(c.data()), nullptr, 1, as_int(mh),
-                                 flags);
+  r2c_ = plan_rows_r2c(rows, m, r.data(), c.data(), flags);
   c2r_ = fftwf_plan_dft_c2r_1d(as_int(m), reinterpret_cast<fftwf_complex*>(c.data()), r.data(), flags);
   check_plans(r2c_, c2r_);
 }
