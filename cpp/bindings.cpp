@@ -249,7 +249,7 @@ py::tuple py_register_accumulate_spectra(
     const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
     const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& groups,
     py::array_t<std::complex<double>, py::array::c_style> sums, double band,
-    std::optional<DoubleArray> prior, int upsample,
+    std::optional<DoubleArray> prior, std::size_t class_stride, int upsample,
     std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
     double edge, bool phase, bool crop, bool coarse, int threads) {
   const SpectrumLayout layout = check_spectra(refs, spectra, nx);
@@ -271,7 +271,8 @@ py::tuple py_register_accumulate_spectra(
   std::complex<double>* op = sums.mutable_data();
   const std::size_t n_refs = dim(refs, 0), n_groups = dim(sums, 0);
   return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
-    register_accumulate_spectra(rp, n_refs, fp, layout, n, p, gp, n_groups, band, pp, sp, cp, bp, op);
+    register_accumulate_spectra(rp, n_refs, fp, layout, n, p, gp, n_groups, class_stride, band, pp, sp, cp, bp,
+                                op);
   });
 }
 
@@ -469,13 +470,14 @@ PYBIND11_MODULE(_core, m) {
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
   m.def("register_accumulate_spectra", &py_register_accumulate_spectra, py::arg("references"),
         py::arg("spectra"), py::arg("nx"), py::arg("groups"), py::arg("sums").noconvert(),
-        py::arg("band") = 0.5, py::arg("prior") = py::none(), py::arg("upsample") = 20,
-        py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
+        py::arg("band") = 0.5, py::arg("prior") = py::none(), py::arg("class_stride") = 0,
+        py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
         py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("phase") = false,
         py::arg("crop") = true, py::arg("coarse") = true, py::arg("threads") = 1,
         "register_spectra, and in the same pass each image's band (accumulate_spectra, moved back "
-        "by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none). "
-        "prior (n, 2): where finite, a local search from that shift instead of the full one.");
+        "by its new shift, weight 1) added to sums[groups[i] + best[i] * class_stride] in place "
+        "(groups[i] < 0: none). prior (n, 2): where finite, a local search from that shift instead "
+        "of the full one.");
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
         py::arg("index") = py::none(), py::arg("out") = py::none(), py::arg("crop") = py::none(),
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "

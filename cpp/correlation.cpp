@@ -938,13 +938,16 @@ void correlation_maps(const float* ref, const float* images, std::size_t n, std:
 void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
                                  const SpectrumLayout& layout, std::size_t n,
                                  const RegisterParams& p, const std::int32_t* group,
-                                 std::size_t n_groups, double band, const double* prior,
-                                 double* shifts, double* scores, std::int32_t* best_ref,
-                                 std::complex<double>* sums) {
+                                 std::size_t n_groups, std::size_t class_stride, double band,
+                                 const double* prior, double* shifts, double* scores,
+                                 std::int32_t* best_ref, std::complex<double>* sums) {
   if (n_refs == 0) throw std::invalid_argument("at least one reference is needed");
+  const std::size_t top = (n_refs - 1) * class_stride;  // added to a group by the last reference
   for (std::size_t i = 0; i < n; ++i)
-    if (group[i] >= static_cast<std::int32_t>(n_groups))
+    if (group[i] >= 0 && static_cast<std::size_t>(group[i]) + top >= n_groups)
       throw std::invalid_argument("group " + std::to_string(group[i]) + " of image " + std::to_string(i) +
+                                  (class_stride ? " (plus the class offset of " + std::to_string(n_refs) +
+                                                      " references)" : std::string()) +
                                   " is out of range for " + std::to_string(n_groups) + " groups");
   const std::size_t ny = layout.ny, nx = layout.nx;
   const TranslationSearch search(ny, nx, p);
@@ -972,9 +975,11 @@ void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cf
                         scores[i] = best.value;
                         if (best_ref) best_ref[i] = bref;
                         // The band is added while the spectrum is still in the cache.
-                        if (group[i] >= 0)
-                          B.add_moved_back(F, best.dy, best.dx, 1.0f, phases[worker],
-                                           ps + static_cast<std::size_t>(group[i]) * bw);
+                        if (group[i] >= 0) {
+                          const std::size_t g = static_cast<std::size_t>(group[i]) +
+                                                static_cast<std::size_t>(bref) * class_stride;
+                          B.add_moved_back(F, best.dy, best.dx, 1.0f, phases[worker], ps + g * bw);
+                        }
                       });
   for (std::size_t g = 0; g < n_groups; ++g) B.unpack_add(total.data() + g * bw, sums + g * per);
 }

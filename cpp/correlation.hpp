@@ -64,8 +64,10 @@ void search_extent(std::size_t ny, std::size_t nx, const RegisterParams& p, doub
 
 // register_spectra, and in the same pass over the cache each image's band
 // (accumulate_spectra, moved back by the shift just found, weight 1) added
-// to sums[group[i]] (n_groups x ny x nx/2+1, complex128, added to in place);
-// group[i] < 0 adds nothing. Deterministic for any thread count. For
+// to sums[group[i] + best_ref[i] * class_stride] (n_groups x ny x nx/2+1,
+// complex128, added to in place): with class_stride > 0 the sum an image goes
+// to depends on the reference it matched best (multi-reference alignment:
+// groups (class, quarter)); group[i] < 0 adds nothing. Deterministic for any thread count. For
 // iterative alignment: one read of the cached spectra per iteration; the
 // caller subtracts the images it rejects afterwards. prior (n x 2, may be
 // null): where finite, a local search from that shift instead of the full
@@ -74,9 +76,9 @@ void search_extent(std::size_t ny, std::size_t nx, const RegisterParams& p, doub
 void register_accumulate_spectra(const float* refs, std::size_t n_refs, const cfloat* spectra,
                                  const SpectrumLayout& layout, std::size_t n,
                                  const RegisterParams& p, const std::int32_t* group,
-                                 std::size_t n_groups, double band, const double* prior,
-                                 double* shifts, double* scores, std::int32_t* best_ref,
-                                 std::complex<double>* sums);
+                                 std::size_t n_groups, std::size_t class_stride, double band,
+                                 const double* prior, double* shifts, double* scores,
+                                 std::int32_t* best_ref, std::complex<double>* sums);
 
 // Rotational + translational registration in three stages.
 // 1. Candidates (polar.hpp): the rotational correlation of the image's and

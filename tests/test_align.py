@@ -123,27 +123,27 @@ def test_cropped_cache_grows_and_falls_back_with_the_same_results(monkeypatch):
     """The spectra cache holds only what the searches read; when the low-pass grows past it
     the cache is re-made wider, and when it would not fit, the images are read instead: the
     results are those of the uncached path either way."""
-    from cryocore import alignment
+    from cryocore.pipeline import chunks, driver
 
     sim = cryocore.simulate(60, 64, snr=1.0, max_shift=5, rotate=False, seed=16)
     kw = dict(rotate=False, progress=False, iterations=4, tolerance_px=0)
     ref = align(sim.images, cache_spectra=False, **kw)
     assert max(r["lowpass"] for r in ref.history) > 0.25  # the searches reach past a 0.2 crop
     fills = []
-    orig = alignment._Halves._fill
+    orig = driver._Stack.fill_cache
 
-    def counting_fill(self, want):
-        orig(self, want)
-        fills.append(None if self.spectra is None else self.spectra[0].shape)
+    def counting_fill(self, ky, kx):
+        orig(self, ky, kx)
+        fills.append(None if self.cache is None else self.cache.spectra[0][0].shape)
 
-    monkeypatch.setattr(alignment._Halves, "_fill", counting_fill)
-    monkeypatch.setattr(alignment, "CACHE_BAND", 0.15)
+    monkeypatch.setattr(driver._Stack, "fill_cache", counting_fill)
+    monkeypatch.setattr(driver, "CACHE_BAND", 0.15)
     grown = align(sim.images, cache_spectra=True, **kw)
     # first cropped to what the first search reads (|k| <= 12 of 64), then wider
     assert len(fills) >= 2 and fills[0][1:] == (2 * 12 + 1, 12 + 1)
     assert fills[-1][1] > fills[0][1]
     fills.clear()
-    monkeypatch.setattr(alignment, "MAX_SPECTRA_CACHE", 1000)  # nothing fits: chunked reads
+    monkeypatch.setattr(driver, "crop_bytes", lambda *a: 1 << 50)  # nothing fits: chunked reads
     chunked = align(sim.images, **kw)
     assert fills == [None]
     for got in (grown, chunked):

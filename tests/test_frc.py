@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cryocore
-from cryocore.alignment import _centre_of_mass_of_spectrum, _shift_spectrum, centre_of_mass_offset
+from cryocore.pipeline.geometry import centre_of_mass_of_spectrum, centre_of_mass_offset, shift_spectrum
 from cryocore.frc import frc, frc_of_spectra, soft_circular_mask
 
 
@@ -74,7 +74,7 @@ def test_spectrum_helpers_match_their_image_versions(rng, shape):
     img = cryocore.shift(np.pad(rng.standard_normal((20, 20)), ((22, shape[0] - 42), (22, shape[1] - 42))),
                          (3.3, -5.2)).astype(np.float64)
     spec = np.fft.rfft2(img)
-    np.testing.assert_allclose(_centre_of_mass_of_spectrum(spec, shape), centre_of_mass_offset(img), atol=1e-9)
+    np.testing.assert_allclose(centre_of_mass_of_spectrum(spec, shape), centre_of_mass_offset(img), atol=1e-9)
     d = np.array([2.7, -1.4])
-    moved = np.fft.irfft2(_shift_spectrum(spec, d, shape), s=shape)
+    moved = np.fft.irfft2(shift_spectrum(spec, d, shape), s=shape)
     np.testing.assert_allclose(moved, cryocore.shift(img, d), atol=2e-5 * np.abs(img).max())

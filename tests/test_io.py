@@ -510,7 +510,7 @@ def test_star_errors(rng, tmp_path):
 
 
 def test_star_many_stacks_beyond_handle_cache(rng, tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "MAX_OPEN_STACKS", 2)
+    monkeypatch.setattr(io.star, "MAX_OPEN_STACKS", 2)
     stacks = [random_stack(rng, n=2, ny=16, nx=16) for _ in range(5)]
     names = []
     for k, a in enumerate(stacks):
@@ -725,7 +725,7 @@ def test_csv_round_trip(rng, tmp_path):
     path = tmp_path / "poses.csv"
     io.write_particles_csv(path, **p)
     lines = path.read_text().splitlines()
-    assert lines[0] == "image_name,dy_px,dx_px,psi_deg,score,accepted,half"
+    assert lines[0] == "image_name,dy_px,dx_px,psi_deg,score,accepted,half,class"
     assert len(lines) == 13
     back = io.read_particles_csv(path)
     assert back["image_names"] == p["image_names"]

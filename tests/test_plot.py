@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -255,22 +254,6 @@ def test_failure_leaves_existing_gif_untouched(run, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="no space left"):
         plot.write_gif(p, run["frames"])
     assert p.read_bytes() == b"previous gif"
-    no_partials(tmp_path)
-
-
-def test_atomic_path_helper(tmp_path):
-    p = tmp_path / "f.txt"
-    with plot._atomic_path(p) as tmp:
-        assert os.path.basename(tmp) == ".f.txt.partial"
-        assert os.path.dirname(tmp) == str(tmp_path)
-        Path(tmp).write_text("new")
-        assert not p.exists()
-    assert p.read_text() == "new"
-    with pytest.raises(KeyError):
-        with plot._atomic_path(p) as tmp:
-            Path(tmp).write_text("broken")
-            raise KeyError("x")
-    assert p.read_text() == "new"
     no_partials(tmp_path)
 
 

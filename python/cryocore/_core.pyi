@@ -85,6 +85,7 @@ def register_accumulate_spectra(
     sums: npt.NDArray[np.complex128],
     band: float = 0.5,
     prior: Optional[npt.ArrayLike] = None,
+    class_stride: int = 0,
     upsample: int = 20,
     max_shift: Optional[float] = None,
     lowpass: Optional[float] = None,
@@ -95,7 +96,7 @@ def register_accumulate_spectra(
     coarse: bool = True,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
-    """register_spectra, and in the same pass each image's band (accumulate_spectra, moved back by its new shift, weight 1) added to sums[groups[i]] in place (groups[i] < 0: none). prior (n, 2): where finite, a local search from that shift instead of the full one."""
+    """register_spectra, and in the same pass each image's band (accumulate_spectra, moved back by its new shift, weight 1) added to sums[groups[i] + best[i] * class_stride] in place (groups[i] < 0: none): with class_stride > 0 the sum depends on the best reference (multi-reference alignment). prior (n, 2): where finite, a local search from that shift instead of the full one."""
 
 def forward_stack(
     images: npt.ArrayLike,

@@ -86,9 +86,16 @@ def _print_summary(result: Any, paths: dict, elapsed: float) -> None:
     for h in (1, 2):
         m = result.half == h
         kept = int(result.accepted[m].sum())
-        print(f"half {h:<3}{int(m.sum()):>8}{kept:>8}{int(m.sum()) - kept:>10}{result.thresholds[h - 1]:>11.3f}")
+        thr = " ".join(f"{t:.3f}" for t in result.thresholds[h - 1])
+        print(f"half {h:<3}{int(m.sum()):>8}{kept:>8}{int(m.sum()) - kept:>10}{thr:>11}")
     total_kept = int(result.accepted.sum())
     print(f"{'total':<8}{len(result.scores):>8}{total_kept:>8}{len(result.scores) - total_kept:>10}")
+    if result.n_classes > 1:
+        counts = result.class_counts()
+        for k in range(result.n_classes):
+            f = result.class_frcs[k]
+            print(f"class {k + 1:<3}{int(counts[k]):>8} kept, FRC 0.143: {f.resolution_0143:.3f} 1/px"
+                  + (f" ({f.resolution_A(0.143):.1f} Å)" if result.pixel_size_A else ""))
     res = f"FRC 0.143: {result.frc.resolution_0143:.3f} 1/px, 0.5: {result.frc.resolution_05:.3f} 1/px"
     if result.resolution_A is not None:
         res += f"  ({result.frc.resolution_A(0.143):.1f} Å / {result.frc.resolution_A(0.5):.1f} Å)"

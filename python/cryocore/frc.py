@@ -152,15 +152,21 @@ def frc_of_spectra(
 ) -> FRC:
     """:func:`frc` from the images' half spectra (``numpy.fft.rfft2`` layout,
     ``(ny, nx//2+1)``) and their real-space ``shape``, without masking. The
-    FRC does not depend on the spectra's scales, so unnormalised sums will do."""
+    FRC does not depend on the spectra's scales, so unnormalised sums will do.
+    Stacks ``(..., ny, nx//2+1)`` give one FRC pooled over the stack: each
+    ring's cross and power terms summed over all pairs (e.g. over classes)."""
     ny, nx = (int(v) for v in shape)
-    if fa.shape != (ny, nx // 2 + 1) or fb.shape != fa.shape:
+    if fa.shape[-2:] != (ny, nx // 2 + 1) or fb.shape != fa.shape:
         raise ValueError(f"spectra must have shape {(ny, nx // 2 + 1)} for images of shape {(ny, nx)}, "
                          f"got {fa.shape} and {fb.shape}")
     n = min(ny, nx)
     n_rings = n // 2 + 1
     keep, r, ww, counts = _rings(ny, nx)
-    fa, fb = fa[keep], fb[keep]
+    fa, fb = fa[..., keep], fb[..., keep]
+    if fa.ndim > 1:  # pooled: ring numbers and weights repeat for every image of the stack
+        k = fa.size // keep.sum()
+        fa, fb = fa.reshape(-1), fb.reshape(-1)
+        r, ww = np.tile(r, k), np.tile(ww, k)
     cross = np.bincount(r, weights=ww * (fa * np.conj(fb)).real, minlength=n_rings)
     pa = np.bincount(r, weights=ww * (fa.real**2 + fa.imag**2), minlength=n_rings)
     pb = np.bincount(r, weights=ww * (fb.real**2 + fb.imag**2), minlength=n_rings)

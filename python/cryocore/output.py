@@ -1,4 +1,4 @@
-"""Writing an :class:`~cryocore.alignment.AlignResult` to a directory."""
+"""Writing an :class:`~cryocore.pipeline.result.AlignResult` to a directory."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .alignment import AlignResult
+    from .pipeline.result import AlignResult
 
 __all__ = ["write_result", "prepare_outdir"]
 
 OUTPUT_FILES = (
-    "average.mrc", "half1.mrc", "half2.mrc", "average.png", "particles.star", "particles.csv",
+    "average.mrc", "half1.mrc", "half2.mrc", "classes.mrcs", "average.png", "particles.star", "particles.csv",
     "convergence.png", "frc.png", "scores.png", "progress.gif", "report.json",
 )
 
@@ -78,18 +78,22 @@ def write_result(result: "AlignResult", outdir: str, *, overwrite: bool = False,
     io.write_mrc(paths["average.mrc"], result.average, pixel_size_A=apix, overwrite=True)
     io.write_mrc(paths["half1.mrc"], result.half_averages[0], pixel_size_A=apix, overwrite=True)
     io.write_mrc(paths["half2.mrc"], result.half_averages[1], pixel_size_A=apix, overwrite=True)
+    io.write_mrc(paths["classes.mrcs"], result.class_averages, pixel_size_A=apix, overwrite=True)
     names = result.image_names or [f"{i + 1:06d}@particles.mrcs" for i in range(n)]
-    table: dict[str, Any] = dict(image_names=names, shifts=result.shifts, angles=result.angles,
-                                 scores=result.scores, accepted=result.accepted, half=result.half)
-    io.write_particles_star(paths["particles.star"], pixel_size_A=apix, image_size=nx, overwrite=True, **table)
-    io.write_particles_csv(paths["particles.csv"], overwrite=True, **table)
+    columns: dict[str, Any] = dict(image_names=names, shifts=result.shifts, angles=result.angles,
+                                   scores=result.scores, accepted=result.accepted, half=result.half,
+                                   classes=result.classes)
+    table = result.table if result.table is not None and len(result.table) == n else None
+    io.write_particles_star(paths["particles.star"], pixel_size_A=apix, image_size=nx, table=table, overwrite=True,
+                            **columns)
+    io.write_particles_csv(paths["particles.csv"], overwrite=True, **columns)
 
     plot.save_image_png(paths["average.png"], result.average, title=f"Average of {int(result.accepted.sum())} images",
                         pixel_size_A=apix)
     plot.plot_convergence(paths["convergence.png"], result.history)
     plot.plot_frc(paths["frc.png"], result.frc.frequencies, result.frc.values, pixel_size_A=apix,
                   resolution_0143=result.frc.resolution_0143, resolution_05=result.frc.resolution_05)
-    thr = float(np.mean(result.thresholds))
+    thr = float(np.mean(result.thresholds[np.isfinite(result.thresholds)]))
     plot.plot_scores(paths["scores.png"], result.scores, accepted=result.accepted, threshold=thr, half=result.half)
     if len(result.frames):
         online = result.parameters.get("mode") == "online"
@@ -114,7 +118,12 @@ def write_result(result: "AlignResult", outdir: str, *, overwrite: bool = False,
         rejected=int((~result.accepted).sum()),
         per_half=[dict(half=h, images=int((result.half == h).sum()),
                        accepted=int(result.accepted[result.half == h].sum()),
-                       threshold=float(result.thresholds[h - 1])) for h in (1, 2)],
+                       threshold=float(result.thresholds[h - 1, 0]) if result.n_classes == 1
+                       else result.thresholds[h - 1].tolist()) for h in (1, 2)],
+        classes=[dict(class_number=k + 1, particles=int(np.sum(result.classes == k + 1)),
+                      accepted=int(result.class_counts()[k]),
+                      frc_0143_per_px=result.class_frcs[k].resolution_0143,
+                      frc_0143_A=result.class_frcs[k].resolution_A(0.143)) for k in range(result.n_classes)],
         resolution=dict(frc_0143_per_px=result.frc.resolution_0143, frc_05_per_px=result.frc.resolution_05,
                         frc_0143_A=result.frc.resolution_A(0.143), frc_05_A=result.frc.resolution_A(0.5)),
         frc=dict(frequencies_per_px=result.frc.frequencies, values=result.frc.values, ssnr=result.frc.ssnr),

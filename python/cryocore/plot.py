@@ -3,10 +3,9 @@
 Every function here draws on its own :class:`matplotlib.figure.Figure` with an
 Agg canvas (no pyplot, no global figure registry, no display needed), so the
 functions are safe to call from several threads at once and leak nothing.
-Every file is written atomically: the data go to ``.<name>.partial`` in the
-same directory, which replaces ``<name>`` only once it is complete, so a
-failure part-way leaves an existing file as it was and no partial file
-behind.
+Every file is written through :func:`cryocore.io.atomic_write`: it appears
+complete or not at all, so a failure part-way leaves an existing file as it
+was and no partial file behind.
 
 Functions
 ---------
@@ -19,10 +18,8 @@ write_gif         animated GIF of averages (T, ny, nx), one frame per average
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib import patheffects
@@ -31,9 +28,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["plot_convergence", "plot_frc", "plot_scores", "save_image_png", "write_gif"]
+from .io.atomic import PathLike, atomic_write
 
-PathLike = Union[str, "os.PathLike[str]"]
+__all__ = ["plot_convergence", "plot_frc", "plot_scores", "save_image_png", "write_gif"]
 
 # Colours: one per half-set and one per accepted / rejected (colour-blind safe pair).
 _HALF_COLOURS = {1: "tab:blue", 2: "tab:orange"}
@@ -51,36 +48,11 @@ _POSE_FLOOR_PX = 1e-3
 # --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _atomic_path(path: PathLike) -> Iterator[str]:
-    """Yield a temporary path ``.<name>.partial`` beside ``path``; on success move it onto ``path``.
-
-    If the body raises, the temporary file is removed and ``path`` is left
-    untouched. ``os.replace`` is atomic on POSIX and Windows within one
-    directory, so readers see either the old file or the complete new one.
-    """
-    final = os.path.abspath(os.fspath(path))
-    directory, name = os.path.split(final)
-    if not name:
-        raise ValueError(f"path must name a file, got {os.fspath(path)!r}")
-    tmp = os.path.join(directory, f".{name}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _save_figure(fig: Figure, path: PathLike) -> None:
     """Render ``fig`` as PNG to ``path`` atomically."""
     FigureCanvasAgg(fig)
-    with _atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format="png", dpi=_DPI)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=_DPI)
 
 
 def _real_array(x: object, name: str) -> np.ndarray:
@@ -659,9 +631,5 @@ def write_gif(
             draw.text((pad * 2, pad * 2), labels[i], fill=255, font=font)
         images.append(im)
     duration = max(10, int(round(1000.0 / rate)))
-    with _atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                           duration=duration, loop=0)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_write(path, "wb") as f:
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)

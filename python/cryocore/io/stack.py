@@ -1,0 +1,249 @@
+"""The stack interface the pipeline reads: ParticleStack (files), the array adapter, shared checks."""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+from typing import Any, Callable, Iterator, Optional, Protocol, runtime_checkable
+
+import numpy as np
+
+from .._validate import MIN_SIZE
+
+LUMINANCE = np.array([0.299, 0.587, 0.114])
+
+# --------------------------------------------------------------------------
+# Shared checks
+# --------------------------------------------------------------------------
+
+
+def _check_dtype(dtype: np.dtype, what: str) -> None:
+    """Refuse data that are not real numbers (complex, bool, object, structured, strings)."""
+    if dtype.kind in "iuf" and dtype.fields is None:
+        return
+    if dtype.kind == "c":
+        raise ValueError(
+            f"{what} holds complex data (dtype {dtype}); particle images must be real numbers"
+        )
+    raise ValueError(
+        f"{what} holds non-numeric data (dtype {dtype}); particle images must be"
+        " real numbers (integer or float)"
+    )
+
+
+def _check_geometry(n: int, ny: int, nx: int, what: str) -> None:
+    if n == 0:
+        raise ValueError(f"{what} is an empty stack (0 images of {ny} x {nx}); at least one image is needed")
+    if ny < MIN_SIZE or nx < MIN_SIZE:
+        raise ValueError(
+            f"{what} has images of {ny} x {nx} pixels; at least {MIN_SIZE} x {MIN_SIZE} are needed"
+        )
+
+
+def _to_gray(a: np.ndarray, what: str) -> np.ndarray:
+    """(..., ny, nx) or (..., ny, nx, 3|4) RGB(A) -> (..., ny, nx) float (luminance for RGB)."""
+    if a.ndim >= 3 and a.shape[-1] in (3, 4):
+        return a[..., :3].astype(np.float64) @ LUMINANCE
+    if a.ndim >= 3 and a.shape[-1] == 2:  # gray + alpha
+        return a[..., 0]
+    return a
+
+
+def _index_name_width(n: int) -> int:
+    return max(6, len(str(n)))
+
+
+def _check_range(start: int, stop: int, n: int) -> tuple[int, int]:
+    try:
+        start_i, stop_i = operator.index(start), operator.index(stop)
+    except TypeError:
+        raise TypeError(f"start and stop must be integers, got {start!r} and {stop!r}") from None
+    if not 0 <= start_i <= stop_i <= n:
+        raise ValueError(f"read({start_i}, {stop_i}) is out of range: need 0 <= start <= stop <= {n}")
+    return start_i, stop_i
+
+
+# --------------------------------------------------------------------------
+# ParticleStack
+# --------------------------------------------------------------------------
+
+
+class ParticleStack:
+    """A lazily read stack of N 2D particle images. Create with :func:`open_stack`.
+
+    Attributes
+    ----------
+    path : str
+        The path as given to :func:`open_stack`.
+    shape : (N, ny, nx)
+        Number of images and image box in pixels.
+    pixel_size_A : float or None
+        Pixel size in Å, when the file says.
+    image_names : list of N str
+        RELION ``index@stack`` references (1-based index) to each image in its
+        original file, using the path as given; for a STAR input, the file's
+        own ``rlnImageName`` entries verbatim.
+    dtype : numpy.dtype
+        Data type stored in the file (images are always returned as float32).
+    table : ParticleTable
+        The particles' table: for a STAR input every column of the file (optics
+        groups kept), else just ``rlnImageName``.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        shape: tuple[int, int, int],
+        pixel_size_A: Optional[float],
+        image_names: list[str],
+        dtype: np.dtype,
+        reader: Callable[[int, int], np.ndarray],
+        closer: Callable[[], None],
+        table: Any = None,
+    ) -> None:
+        self.path = path
+        self.shape = tuple(int(v) for v in shape)
+        self.pixel_size_A = None if pixel_size_A is None else float(pixel_size_A)
+        self.image_names = image_names
+        self.dtype = np.dtype(dtype)
+        self._reader = reader
+        self._closer = closer
+        self._closed = False
+        self._table = table
+
+    @property
+    def table(self) -> Any:
+        """The :class:`~cryocore.io.ParticleTable` of the stack's particles."""
+        if self._table is None:
+            from .tables import ParticleTable
+
+            self._table = ParticleTable.from_names(self.image_names)
+        return self._table
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        apix = "unknown" if self.pixel_size_A is None else f"{self.pixel_size_A:g} A"
+        state = ", closed" if self._closed else ""
+        return f"<ParticleStack {self.path!r}: {self.shape[0]} x {self.shape[1]} x {self.shape[2]}, pixel {apix}{state}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Images ``start`` to ``stop - 1`` (0-based), reading only those from disk.
+
+        Returns
+        -------
+        ndarray, float32, C-contiguous, shape (stop - start, ny, nx); a fresh
+        array that stays valid after :meth:`close`.
+        """
+        if self._closed:
+            raise ValueError(f"stack {self.path!r} is closed")
+        start, stop = _check_range(start, stop, self.shape[0])
+        if start == stop:
+            return np.empty((0,) + self.shape[1:], np.float32)
+        out = np.ascontiguousarray(self._reader(start, stop), dtype=np.float32)
+        if out.shape != (stop - start,) + self.shape[1:]:  # pragma: no cover - internal invariant
+            raise RuntimeError(f"internal error reading {self.path!r}: got shape {out.shape}")
+        return out
+
+    def read_all(self) -> np.ndarray:
+        """All images: float32 ndarray, shape (N, ny, nx)."""
+        return self.read(0, self.shape[0])
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, images)`` for consecutive chunks of at most ``chunk_size`` images."""
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        for start in range(0, self.shape[0], int(chunk_size)):
+            yield start, self.read(start, min(start + int(chunk_size), self.shape[0]))
+
+    def close(self) -> None:
+        """Release the file handles (memory maps). Safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            self._closer()
+
+    def __enter__(self) -> "ParticleStack":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _array_stack(
+    path: str,
+    arr: np.ndarray,
+    pixel_size_A: Optional[float],
+    closer: Callable[[], None],
+) -> ParticleStack:
+    """A ParticleStack over an array-like (memory map) of shape (N, ny, nx)."""
+    n, ny, nx = arr.shape
+    _check_geometry(n, ny, nx, repr(path))
+    width = _index_name_width(n)
+    names = [f"{i:0{width}d}@{path}" for i in range(1, n + 1)]
+    held = [arr]  # dropped on close, so the memory map can be released
+
+    def reader(start: int, stop: int) -> np.ndarray:
+        return np.array(held[0][start:stop], dtype=np.float32)
+
+    def close() -> None:
+        held.clear()
+        closer()
+
+    return ParticleStack(
+        path=path, shape=(n, ny, nx), pixel_size_A=pixel_size_A, image_names=names,
+        dtype=arr.dtype, reader=reader, closer=close,
+    )
+
+
+
+
+@runtime_checkable
+class StackSource(Protocol):
+    """What the pipeline reads: ``shape`` (N, ny, nx), ``pixel_size_A`` (Å or None),
+    ``read(start, stop)`` -> float32 (stop - start, ny, nx) and ``table`` (the
+    :class:`~cryocore.io.ParticleTable` of the N particles, or None)."""
+
+    shape: tuple[int, ...]
+    pixel_size_A: Optional[float]
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+
+
+class ArraySource:
+    """An in-memory (or memory-mapped) array (N, ny, nx) with the stack interface."""
+
+    def __init__(self, a: np.ndarray, pixel_size_A: Optional[float] = None) -> None:
+        self._a = a
+        self.shape = tuple(int(v) for v in a.shape)
+        self.pixel_size_A = pixel_size_A
+        self.table = None
+        self.image_names: Optional[list[str]] = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return np.ascontiguousarray(self._a[start:stop], dtype=np.float32)
+
+
+def as_source(images: object) -> StackSource:
+    """``images`` as a stack source: a ParticleStack (or anything with ``read`` and
+    ``shape``) as it is, an array (N, ny, nx) of real numbers through :class:`ArraySource`."""
+    if hasattr(images, "read") and hasattr(images, "shape"):
+        return images  # type: ignore[return-value]
+    a = np.asarray(images)
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"images must be a real numeric array (integer or float), got dtype {a.dtype}")
+    if a.ndim != 3:
+        raise ValueError(f"images must be a stack (n, ny, nx), got shape {a.shape}")
+    return ArraySource(a)

@@ -1,0 +1,184 @@
+"""RELION particle STAR files as stacks: tables, optics groups, pixel sizes, image names."""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from typing import Any, Optional
+
+import numpy as np
+
+from .mrc import _mrc_images, _open_mrc
+from .stack import ParticleStack, _check_geometry
+from .tables import ParticleTable, _common_pixel_size, _read_star_blocks, _star_pixel_sizes, _star_tables
+
+# Most stacks a STAR-file stack keeps memory-mapped at once (each holds a file descriptor).
+MAX_OPEN_STACKS = 64
+
+# --------------------------------------------------------------------------
+# RELION STAR files
+# --------------------------------------------------------------------------
+
+
+def _parse_image_name(entry: str, star_path: str, row: int) -> tuple[int, str]:
+    """``'000012@Extract/x.mrcs'`` -> (12, 'Extract/x.mrcs'); a name without '@' is image 1 of its file."""
+    entry = str(entry).strip()
+    if "@" in entry:
+        idx_s, stack = entry.split("@", 1)
+        try:
+            idx = int(idx_s)
+        except ValueError:
+            raise ValueError(
+                f"STAR file {star_path!r}, particle {row + 1}: rlnImageName {entry!r} is not of the form index@stack"
+            ) from None
+    else:
+        idx, stack = 0, entry  # 0: the whole file, which must hold a single image
+    if not stack:
+        raise ValueError(f"STAR file {star_path!r}, particle {row + 1}: rlnImageName {entry!r} names no stack")
+    if "@" in entry and idx < 1:
+        raise ValueError(
+            f"STAR file {star_path!r}, particle {row + 1}: rlnImageName {entry!r} has index {idx};"
+            " indices are 1-based"
+        )
+    return idx, stack
+
+
+def _resolve_stack(stack: str, star_dir: str) -> Optional[str]:
+    if os.path.isabs(stack):
+        return stack if os.path.isfile(stack) else None
+    candidate = os.path.join(star_dir, stack)
+    if os.path.isfile(candidate):
+        return candidate
+    # RELION itself resolves paths from its project directory (the working directory).
+    if os.path.isfile(stack):
+        return stack
+    return None
+
+
+class _MrcCache:
+    """Memory-mapped MRC stacks, opened on demand, at most MAX_OPEN_STACKS at once."""
+
+    def __init__(self, where: str) -> None:
+        self._open: "collections.OrderedDict[str, tuple[Any, np.ndarray]]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._where = where
+
+    def get(self, path: str) -> np.ndarray:
+        with self._lock:
+            hit = self._open.get(path)
+            if hit is not None:
+                self._open.move_to_end(path)
+                return hit[1]
+            mrc = _open_mrc(path, where=self._where)
+            try:
+                data = _mrc_images(mrc, path, allow_volume=True, where=self._where)
+            except BaseException:
+                mrc.close()
+                raise
+            self._open[path] = (mrc, data)
+            while len(self._open) > MAX_OPEN_STACKS:
+                _, (old, _) = self._open.popitem(last=False)
+                old.close()
+            return data
+
+    def close(self) -> None:
+        with self._lock:
+            while self._open:
+                _, (mrc, _) = self._open.popitem()
+                mrc.close()
+
+
+def _open_star(path: str) -> ParticleStack:
+    particles, optics = _star_tables(path, _read_star_blocks(path))
+    n = len(particles)
+    if n == 0:
+        raise ValueError(f"STAR file {path!r} lists no particles (an empty stack)")
+    names = [str(v) for v in particles["rlnImageName"].tolist()]
+    apix = _common_pixel_size(path, _star_pixel_sizes(path, particles, optics))
+    star_dir = os.path.dirname(path)
+    where = f" (referenced by STAR file {path!r})"
+
+    # Resolve every stack up front so that a missing file fails now, not mid-run.
+    resolved: dict[str, str] = {}
+    stack_of = np.empty(n, dtype=np.int64)
+    index_of = np.empty(n, dtype=np.int64)
+    stack_list: list[str] = []
+    stack_ids: dict[str, int] = {}
+    for row, entry in enumerate(names):
+        idx, stack = _parse_image_name(entry, path, row)
+        if stack not in resolved:
+            found = _resolve_stack(stack, star_dir)
+            if found is None:
+                tried = stack if os.path.isabs(stack) else os.path.join(star_dir, stack)
+                raise FileNotFoundError(
+                    f"stack {stack!r} (rlnImageName {entry!r}, particle {row + 1} of STAR file {path!r})"
+                    f" does not exist: looked for {tried!r}"
+                    + ("" if os.path.isabs(stack) else " and relative to the working directory")
+                )
+            resolved[stack] = found
+        real = resolved[stack]
+        if real not in stack_ids:
+            stack_ids[real] = len(stack_list)
+            stack_list.append(real)
+        stack_of[row] = stack_ids[real]
+        index_of[row] = idx - 1  # -1: a whole single-image file
+
+    cache = _MrcCache(where)
+    try:
+        box: Optional[tuple[int, int]] = None
+        dtype = np.dtype(np.float32)
+        for k, real in enumerate(stack_list):
+            data = cache.get(real)
+            sn, sy, sx = data.shape
+            if box is None:
+                box, dtype = (sy, sx), data.dtype
+            elif (sy, sx) != box:
+                raise ValueError(
+                    f"stack {real!r}{where} holds {sy} x {sx} images but other stacks hold"
+                    f" {box[0]} x {box[1]}; all particles must have the same box"
+                )
+            rows = np.nonzero(stack_of == k)[0]
+            in_stack = np.asarray(index_of[rows])
+            whole: np.ndarray = np.asarray(in_stack < 0)
+            if whole.any():
+                if sn != 1:
+                    r = int(rows[np.argmax(whole)])
+                    raise ValueError(
+                        f"STAR file {path!r}, particle {r + 1}: rlnImageName {names[r]!r} has no index@"
+                        f" but {real!r} holds {sn} images"
+                    )
+                index_of[rows[whole]] = 0
+            bad = index_of[rows] >= sn
+            if bad.any():
+                r = int(rows[np.argmax(bad)])
+                raise ValueError(
+                    f"STAR file {path!r}, particle {r + 1}: rlnImageName {names[r]!r} asks for image"
+                    f" {index_of[r] + 1} but stack {real!r} holds only {sn} images"
+                )
+        assert box is not None
+        _check_geometry(n, box[0], box[1], f"STAR file {path!r}")
+    except BaseException:
+        cache.close()
+        raise
+
+    def reader(start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, box[0], box[1]), np.float32)
+        sid = stack_of[start:stop]
+        idx = index_of[start:stop]
+        for k in np.unique(sid):
+            sel = np.nonzero(sid == k)[0]
+            data = cache.get(stack_list[int(k)])
+            wanted = idx[sel]
+            if wanted.size > 1 and np.all(np.diff(wanted) == 1):
+                out[sel] = data[wanted[0]: wanted[-1] + 1]  # contiguous run: one slice
+            else:
+                out[sel] = data[wanted]
+        return out
+
+    return ParticleStack(
+        path=path, shape=(n, box[0], box[1]), pixel_size_A=apix, image_names=names,
+        dtype=dtype, reader=reader, closer=cache.close, table=ParticleTable(particles, optics),
+    )
+
+

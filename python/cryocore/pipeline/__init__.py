@@ -1,0 +1,20 @@
+"""The alignment pipeline, one way from input to result:
+
+stack source (:mod:`cryocore.io`) -> per-chunk kernel (:mod:`.kernel`) ->
+mergeable spectral sums (:mod:`.sums`) -> iteration driver (:mod:`.driver`,
+:mod:`.online`) -> result (:mod:`.result`) -> outputs (:mod:`cryocore.output`).
+
+Modules
+-------
+config     AlignConfig, SearchOptions: one definition of every option
+chunks     chunks of the stack, the memory plan, the spectra cache
+kernel     search_chunk, sum_chunk: the only calls into the C++ core
+sums       SpectralSums: per (half, class, quarter) spectrum and weight sums
+executor   Executor protocol, LocalExecutor
+state      AlignState and its checkpoint
+driver     the iterations, the final averages, the result
+online     the single online pass
+selection  half-set split, score threshold
+geometry   centre of mass, phase ramps, pose composition, half-to-half alignment
+result     AlignResult
+"""

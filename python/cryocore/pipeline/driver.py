@@ -1,0 +1,341 @@
+"""The iteration loop of :func:`cryocore.align`: passes over the chunks, thresholds,
+new references, convergence, and the final half-set averages.
+
+One iteration reads each chunk once (:func:`kernel.search_chunk`: search and
+sums in the same read) and reads again only the chunks that hold images the
+threshold rejects (:func:`kernel.sum_chunk` with weight -1). The partial sums
+are added in chunk order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..frc import frc
+from ..transforms import shift
+from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, SpectraCache, band_extent, crop_bytes, crop_for, make_chunks,
+                     plan_memory, search_band)
+from .config import AlignConfig
+from .executor import Executor, LocalExecutor
+from .geometry import (align_pair, centre_of_mass_of_spectrum, centre_of_mass_offset, combine, half_resolution,
+                       lowpass_image, rotate_vectors, shift_spectrum)
+from .kernel import ChunkData, Pass, search_chunk, sum_chunk
+from .result import AlignResult
+from .selection import auto_threshold
+from .state import AlignState, fingerprint, import_wisdom
+from .sums import SpectralSums
+
+__all__ = ["run_iterative", "finish"]
+
+LOCAL_SHIFT_PX = 0.5  # local search for poses that moved less than this between two iterations
+LOCAL_ANGLE_DEG = 1.0  # ... and turned less than this
+ANGLE_TOLERANCE_DEG = 0.05  # RMS angle change below which rotations count as converged
+
+Progress = Callable[[Any, str], Any]
+_PASS_IDS = itertools.count()  # each search pass's own key for the prepared rotational searches
+
+
+class _Stack:
+    """The run's view of its input: chunks, the spectra cache, the executor, the passes."""
+
+    def __init__(self, source: Any, half: np.ndarray, config: AlignConfig, executor: Executor,
+                 progress: Progress) -> None:
+        self.source = source
+        self.n, self.ny, self.nx = (int(v) for v in source.shape)
+        self.config = config
+        self.threads = config.threads
+        self.rotate = config.search.rotate
+        self.K = config.n_classes
+        self.memory = plan_memory(config.max_memory, self.n, self.ny, self.nx, self.K, self.rotate,
+                                  config.search.angular_step)
+        self.chunks = make_chunks(half, self.memory.chunk_size)
+        self.executor = executor
+        self.progress = progress
+        self.cache: Optional[SpectraCache] = None
+
+    # -- data
+    def read(self, chunk: Chunk) -> np.ndarray:
+        return self.source.read(chunk.start, chunk.stop)
+
+    def data(self, chunk: Chunk, images: bool = False) -> ChunkData:
+        """The chunk's cached spectra (translations), else its images read now."""
+        if self.cache is not None and not images:
+            return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
+        return ChunkData(images=self.read(chunk))
+
+    def fill_cache(self, ky: int, kx: int) -> None:
+        """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""
+        self.cache = None  # free the old cache first
+        crop = crop_for(self.ny, self.nx, ky, kx)
+        if crop_bytes(self.n, self.ny, self.nx, crop) > self.memory.cache_budget:
+            return  # too large: chunked reads from now on
+        self.cache = SpectraCache.fill(self.read, self.chunks, self.ny, self.nx, crop, self.threads, self.progress)
+
+    def ensure_cache(self, ky: int, kx: int) -> None:
+        """Make the cache (when there is one) hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
+        if self.cache is None or self.cache.holds(ky, kx):
+            return
+        self.fill_cache(ky + math.ceil(CACHE_BAND_STEP * self.ny), kx + math.ceil(CACHE_BAND_STEP * self.nx))
+
+    # -- passes
+    def search(self, p: Pass, prior_shifts: Optional[np.ndarray],
+               prior_angles: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, SpectralSums]:
+        """One search pass: poses, scores, classes (0-based) of every image and the sums (weight 1 each)."""
+        n = self.n
+        shifts, angles, scores, classes = np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
+        total = SpectralSums.zeros(self.K, (self.ny, self.nx))
+
+        def task(chunk: Chunk) -> Any:
+            sl = slice(chunk.start, chunk.stop)
+            return search_chunk(chunk, self.data(chunk, images=self.rotate), p,
+                                None if prior_shifts is None else prior_shifts[sl],
+                                None if prior_angles is None else prior_angles[sl], self.threads)
+
+        for r in self.executor.map(task, self.chunks):
+            c = self.chunks[r.index]
+            sl = slice(c.start, c.stop)
+            shifts[sl], angles[sl], scores[sl], classes[sl] = r.shifts, r.angles, r.scores, r.classes
+            total += r.sums
+        return shifts, angles, scores, classes, total
+
+    def sums(self, shifts: np.ndarray, angles: np.ndarray, classes: np.ndarray, weights: np.ndarray,
+             band: tuple[float, float], rotate: bool, quarters: bool = True) -> SpectralSums:
+        """Sums of the images with these poses and weights (only the chunks holding a non-zero weight
+        are read); ``quarters=False``: all of a half's images in its first quarter's group."""
+        total = SpectralSums.zeros(self.K, (self.ny, self.nx))
+        todo = [c if quarters else dataclasses.replace(c, quarter=np.zeros_like(c.quarter))
+                for c in self.chunks if np.any(weights[c.start : c.stop] != 0)]
+
+        def task(chunk: Chunk) -> SpectralSums:
+            sl = slice(chunk.start, chunk.stop)
+            cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
+            return sum_chunk(chunk, self.data(chunk, images=not cached), shifts[sl], angles[sl], classes[sl],
+                             weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads)
+
+        for s in self.executor.map(task, todo):
+            total += s
+        return total
+
+
+def _holds_band(cache: SpectraCache, ny: int, nx: int, band: float) -> bool:
+    return cache.holds(*band_extent(ny, nx, band))
+
+
+def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: bool = True) -> np.ndarray:
+    """(2, K, ny, nx) float64 starting references, each recentred on its centre of mass
+    (unless ``recentre`` is False).
+
+    None: per half, the sum of its own unaligned images (over the band the first
+    search reads); an int: that image of the stack, low-passed; an array (ny, nx) or
+    (K, ny, nx): as given, the same for both halves.
+    """
+    ny, nx = stack.ny, stack.nx
+    if reference is None:
+        n = stack.n
+        band = search_band(ny, nx, lowpass)
+        sums = stack.sums(np.zeros((n, 2)), np.zeros(n), np.zeros(n, np.int32), np.ones(n), (band, band), False,
+                          quarters=False)
+        refs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
+    elif isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
+        i = int(reference) % stack.n
+        img = stack.source.read(i, i + 1)[0].astype(np.float64)
+        if not np.isfinite(img).all():
+            raise ValueError(f"reference image {i} contains NaN or infinity")
+        refs = np.broadcast_to(lowpass_image(img, lowpass), (2, 1, ny, nx)).copy()
+    else:
+        ref = reference if reference.ndim == 3 else reference[None]
+        refs = np.broadcast_to(ref, (2,) + ref.shape).copy()
+    if not recentre:
+        return refs
+    for h in (0, 1):
+        for k in range(refs.shape[1]):
+            refs[h, k] = shift(refs[h, k], -centre_of_mass_offset(refs[h, k]), threads=1)
+    return refs
+
+
+def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference: Any, *, progress: Progress,
+                  callback: Optional[Callable[[dict], None]] = None, checkpoint: Optional[str] = None,
+                  resume: bool = False, executor: Optional[Executor] = None) -> AlignResult:
+    """Iterative reference-based (or reference-free) alignment of both halves; see :func:`cryocore.align`."""
+    t_start = time.perf_counter()
+    stack = _Stack(source, half, config, executor or LocalExecutor(), progress)
+    n, ny, nx = stack.n, stack.ny, stack.nx
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        import_wisdom(checkpoint)
+    t0 = time.perf_counter()
+    first = config.first_lowpass
+    if config.cache_spectra and not stack.rotate:  # the cache serves translations (a rotation needs the images)
+        ky, kx = band_extent(ny, nx, search_band(ny, nx, first))
+        stack.fill_cache(max(ky, int(CACHE_BAND * ny)), max(kx, int(CACHE_BAND * nx)))
+    timings: dict[str, Any] = {"fft_cache_s": time.perf_counter() - t0, "memory": stack.memory.describe(),
+                               "cache_bytes": 0 if stack.cache is None else stack.cache.nbytes}
+    refs = initial_references(stack, reference, first)
+    fp = fingerprint(source, half, config.fingerprint(), refs)
+    st = AlignState.start(refs, n, first)
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        st = AlignState.load(checkpoint, fp)
+    t_iter = time.perf_counter()
+    todo = [] if st.converged else range(st.iteration + 1, config.iterations + 1)
+    for it in (progress(todo, "iterations") if len(todo) else todo):
+        rows, class_halves = _iterate(stack, st, it)
+        if checkpoint is not None:
+            st.save(checkpoint, fp)
+        if callback is not None:
+            callback(dict(iteration=it, rows=rows, half_averages=class_halves[0], class_half_averages=class_halves))
+        if st.converged:
+            break
+    timings["iterations_s"] = time.perf_counter() - t_iter
+    # Final: whole-band half averages at the last poses.
+    t0 = time.perf_counter()
+    sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,
+                      quarters=False)
+    avgs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
+    empty = sums.counts().sum(axis=2) == 0
+    avgs[empty] = st.refs[empty]  # a class without images keeps its reference
+    timings["final_average_s"] = time.perf_counter() - t0
+    return finish(source, half, config, st, avgs, timings, t_start)
+
+
+def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.ndarray]:
+    """One iteration: search, threshold, new references; updates ``st`` in place."""
+    config, ny, nx, K = stack.config, stack.ny, stack.nx, stack.K
+    half = np.concatenate([c.half for c in stack.chunks])
+    band = tuple(search_band(ny, nx, float(lp)) for lp in st.lowpass)
+    need = [band_extent(ny, nx, b) for b in band]
+    ky, kx = max(e[0] for e in need), max(e[1] for e in need)
+    stack.ensure_cache(ky, kx)
+    # Local search: an image accepted last time whose pose has settled (moved less than
+    # LOCAL_SHIFT_PX and LOCAL_ANGLE_DEG between the last two iterations) is searched around
+    # its last pose; the others globally. (Early references are blurred, rotationally above
+    # all: poses found against them are not yet to be trusted.) Translations: with the cache.
+    prior_shifts = prior_angles = None
+    if (config.search.local_search and st.prev_shifts is not None and st.prev_angles is not None
+            and (stack.rotate or stack.cache is not None)):
+        dshift = np.hypot(*(st.shifts - st.prev_shifts).T)
+        dpsi = np.abs((st.angles - st.prev_angles + 180.0) % 360.0 - 180.0)
+        settled = st.accepted & (dshift < LOCAL_SHIFT_PX) & (dpsi < LOCAL_ANGLE_DEG)
+        prior_shifts = np.where(settled[:, None], st.shifts, np.nan)
+        prior_angles = np.where(settled, st.angles, np.nan)
+    p = Pass(refs=st.refs.astype(np.float32), lowpass=(float(st.lowpass[0]), float(st.lowpass[1])),
+             band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),))
+    s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles)
+
+    thresholds = np.full((2, K), -1.0)
+    acc = np.zeros(len(c), bool)
+    for h in (0, 1):
+        for k in range(K):
+            m = (half == h + 1) & (cls == k)
+            if m.any():
+                thresholds[h, k] = auto_threshold(c[m]) if config.threshold == "auto" else float(config.threshold)
+                acc[m] = c[m] >= thresholds[h, k]
+        if not acc[half == h + 1].any():
+            raise ValueError(
+                f"no image of half {h + 1} scored at or above the threshold {thresholds[h].min():.3f} in iteration "
+                f"{it} (best score {c[half == h + 1].max():.3f}); lower the threshold or use threshold='auto'")
+    if (~acc).any():  # the rejected images come out of the sums again
+        sums += stack.sums(s, a, cls, -(~acc).astype(np.float64), p.band, stack.rotate)
+
+    # New references: each class's mean, kept centred in the box (the poses re-expressed).
+    means = sums.mean_spectra()
+    counts = sums.counts()  # (2, K, 2)
+    new_refs = st.refs.copy()
+    com = np.zeros((2, K, 2))
+    for h in (0, 1):
+        for k in range(K):
+            if counts[h, k].sum() > 0:
+                com[h, k] = centre_of_mass_of_spectrum(means[h, k], (ny, nx))
+                new_refs[h, k] = np.fft.irfft2(shift_spectrum(means[h, k], -com[h, k], (ny, nx)), s=(ny, nx))
+    s = s + rotate_vectors(com[half - 1, cls], a)
+
+    rows = []
+    for h in (0, 1):
+        m = half == h + 1
+        change = float(np.sqrt(np.mean(np.sum((s[m] - st.shifts[m]) ** 2, axis=1)))) if it > 1 else float("nan")
+        dpsi = (a[m] - st.angles[m] + 180.0) % 360.0 - 180.0
+        angle_change = float(np.sqrt(np.mean(dpsi**2))) if it > 1 else float("nan")
+        qa, qb = sums.quarter_spectra(h)
+        own = half_resolution(qa[0] if K == 1 else qa, qb[0] if K == 1 else qb, (ny, nx), config.mask_radius)
+        row = dict(iteration=it, half=h + 1, mean_score=float(c[m].mean()), median_score=float(np.median(c[m])),
+                   accepted=int(acc[m].sum()), total=int(m.sum()), pose_change=change, angle_change=angle_change,
+                   accepted_changes=int((acc[m] != st.accepted[m]).sum()),
+                   threshold=float(thresholds[h, 0]) if K == 1 else float(np.mean(thresholds[h])),
+                   lowpass=float(st.lowpass[h]), half_resolution=own)
+        if K > 1:
+            row.update(class_changes=int((cls[m] != st.classes[m]).sum()) if it > 1 else int(m.sum()),
+                       class_counts=np.bincount(cls[m & acc], minlength=K).tolist())
+        rows.append(row)
+        st.lowpass[h] = min(config.cap, float(min(0.5, max(config.first_lowpass, own + 0.02))))
+    # Each class's half averages brought together: the resolution and the frame of this iteration.
+    class_halves = np.zeros((K, 2, ny, nx))
+    res = np.zeros(K)
+    frame = []
+    for k in range(K):
+        a1, a2, _, _ = align_pair(new_refs[0, k], new_refs[1, k], config.threads, stack.rotate)
+        class_halves[k] = a1, a2
+        res[k] = frc(a1, a2, mask_radius=config.mask_radius, pixel_size_A=config.pixel_size_A).resolution_0143
+        frame.append(combine(a1, a2, int(counts[0, k].sum()), int(counts[1, k].sum())))
+    for r in rows:
+        r["resolution"] = float(res[0] if K == 1 else np.median(res[counts.sum(axis=(0, 2)) > 0]))
+    st.history.extend(rows)
+    st.frames.append(tile(np.array(frame)).astype(np.float32))
+    st.prev_shifts, st.prev_angles = (st.shifts, st.angles) if it > 1 else (None, None)
+    st.converged = it > 1 and all(
+        r["pose_change"] < config.tolerance_px and r["accepted_changes"] == 0 and r.get("class_changes", 0) == 0
+        and (not stack.rotate or r["angle_change"] < ANGLE_TOLERANCE_DEG) for r in rows)
+    st.shifts, st.angles, st.scores, st.accepted, st.classes = s, a, c, acc, cls
+    st.thresholds, st.refs, st.iteration = thresholds, new_refs, it
+    return rows, class_halves
+
+
+def tile(images: np.ndarray) -> np.ndarray:
+    """(K, ny, nx) -> one image: the K images on a grid of ceil(sqrt(K)) columns (K = 1: the image)."""
+    K, ny, nx = images.shape
+    if K == 1:
+        return images[0]
+    cols = int(math.ceil(math.sqrt(K)))
+    rows = int(math.ceil(K / cols))
+    out = np.zeros((rows * ny, cols * nx), images.dtype)
+    for k in range(K):
+        r, c = divmod(k, cols)
+        out[r * ny : (r + 1) * ny, c * nx : (c + 1) * nx] = images[k]
+    return out
+
+
+def finish(source: Any, half: np.ndarray, config: AlignConfig, st: AlignState, avgs: np.ndarray,
+           timings: dict, t_start: float) -> AlignResult:
+    """The result: per class, half 2's average aligned onto half 1's and half 2's poses composed
+    with that move; FRC and count-weighted combination of the two halves."""
+    n = len(half)
+    K, ny, nx = avgs.shape[1], avgs.shape[2], avgs.shape[3]
+    shifts, angles = st.shifts.copy(), st.angles.copy()
+    class_halves = np.zeros((K, 2, ny, nx))
+    class_avgs = np.zeros((K, ny, nx))
+    frcs = []
+    for k in range(K):
+        in1 = (half == 1) & (st.classes == k) & st.accepted
+        in2 = (half == 2) & (st.classes == k) & st.accepted
+        a1, a2, psi21, t21 = align_pair(avgs[0, k], avgs[1, k], config.threads, config.search.rotate)
+        # half 2 = (half 1 rotated by psi21, shifted by t21): compose the poses of half 2's images of class k
+        m = (half == 2) & (st.classes == k)
+        shifts[m] = shifts[m] + rotate_vectors(np.broadcast_to(t21, shifts[m].shape), angles[m])
+        angles[m] = (angles[m] + psi21) % 360.0
+        class_halves[k] = a1, a2
+        class_avgs[k] = combine(a1, a2, int(in1.sum()), int(in2.sum()))
+        frcs.append(frc(a1, a2, mask_radius=config.mask_radius, pixel_size_A=config.pixel_size_A))
+    timings["total_s"] = time.perf_counter() - t_start
+    table = getattr(source, "table", None)
+    return AlignResult(
+        shifts=shifts, angles=angles, scores=st.scores.copy(), accepted=st.accepted.copy(), half=half.copy(),
+        classes=(st.classes + 1).astype(np.int32), class_averages=class_avgs.astype(np.float32),
+        class_half_averages=class_halves.astype(np.float32), class_frcs=frcs, thresholds=st.thresholds.copy(),
+        history=st.history,
+        frames=np.stack(st.frames).astype(np.float32) if st.frames else np.zeros((0, ny, nx), np.float32),
+        pixel_size_A=config.pixel_size_A, image_names=getattr(source, "image_names", None), table=table,
+        parameters=dict(config.parameters(), n_images=n, box=[ny, nx]), timings=timings)
