@@ -9,6 +9,7 @@ something that does not share its code.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -199,3 +200,16 @@ def restore_planning():
     before = cryocore.get_planning()
     yield
     cryocore.set_planning(before)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def ribosome_views(n_views: int, size: int, seed: int = 0) -> np.ndarray:
+    """``n_views`` distinct projections (n_views, size, size) of the 70S ribosome map
+    (tests/data/volumes), each scaled to unit standard deviation."""
+    from cryocore.simulation import project, view_rotations
+
+    vol = np.load(DATA / "volumes" / "ribosome70S_65.npy")
+    views = np.stack([project(vol, r, size) for r in view_rotations(n_views, seed=seed)])
+    return views / views.std(axis=(1, 2), keepdims=True)

@@ -166,6 +166,8 @@ def align(
     if mode == "online" and rotate:
         raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
     refs, described = _check_reference(reference, n, (ny, nx))
+    if mode == "online" and refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
+        raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
     config = AlignConfig(
         search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
                              max_shift=None if max_shift is None else float(max_shift), local_search=bool(local_search)),

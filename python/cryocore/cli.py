@@ -50,6 +50,15 @@ def _nonnegative_float(text: str) -> float:
     return _finite_number(text, zero_ok=True)
 
 
+def _memory(text: str) -> int:
+    from .pipeline.config import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _threshold(text: str) -> Any:
     if text == "auto":
         return "auto"
@@ -75,9 +84,11 @@ def _reference(text: str, n_images: int) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"reference file {text} does not exist (give 'auto', an image index or an image file)")
     with open_stack(str(path)) as ref:
-        if len(ref) != 1:
-            raise UserError(f"reference file {text} holds {len(ref)} images; give a single image")
-        return ref.read(0, 1)[0]
+        if len(ref) > 1000:
+            raise UserError(f"reference file {text} holds {len(ref)} images; give one image, or a stack of "
+                            "K references (one per class, at most 1000)")
+        refs = ref.read(0, len(ref))
+        return refs[0] if len(refs) == 1 else refs
 
 
 def _print_summary(result: Any, paths: dict, elapsed: float) -> None:
@@ -110,7 +121,8 @@ def _print_summary(result: Any, paths: dict, elapsed: float) -> None:
 RUN_FILE = ".cryocore-run.json"
 CHECKPOINT_FILE = ".cryocore-checkpoint.npz"
 RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_split", "mode", "rotate",
-             "lowpass_A", "pixel_size_A", "max_shift", "threads", "seed", "quiet", "tolerance_px", "local_search")
+             "lowpass_A", "pixel_size_A", "max_shift", "threads", "seed", "quiet", "tolerance_px", "local_search",
+             "max_memory")
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -180,6 +192,7 @@ def _run_align(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             tolerance_px=args.tolerance_px,
             local_search=args.local_search,
+            max_memory=args.max_memory,
             checkpoint=checkpoint if args.mode == "iterative" else None,
             resume=args.resume is not None,
         )
@@ -277,7 +290,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", help="output directory")
     a.add_argument("--resume", metavar="OUTDIR", default=None,
                    help="continue an interrupted run from its last completed iteration (same result)")
-    a.add_argument("--reference", default="auto", help="'auto' (reference-free), an image index, or an image file")
+    a.add_argument("--reference", default="auto",
+                   help="'auto' (reference-free), an image index, an image file, or a stack of K images: "
+                        "multi-reference alignment, each image assigned to its best reference (class)")
     a.add_argument("--threshold", type=_threshold, default="auto", help="'auto' or a Pearson score (default auto)")
     a.add_argument("--iterations", type=_positive_int, default=10)
     a.add_argument("--tolerance-px", type=_nonnegative_float, default=0.01,
@@ -294,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--pixel-size-A", type=_positive_float, default=None, help="Å per pixel (default: from the input)")
     a.add_argument("--max-shift", type=_positive_float, default=None, help="search radius in pixels")
     a.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
+    a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
+                   help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
+                        "machine's memory; a memory-mapped input does not count)")
     a.add_argument("--seed", type=int, default=0, help="seed of the random half split")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an existing output directory")
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")

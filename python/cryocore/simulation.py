@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["Simulation", "simulate", "make_template"]
+__all__ = ["Simulation", "simulate", "make_template", "project", "view_rotations"]
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,18 @@ class Simulation:
     angles : ndarray (N,) float64
         True in-plane angle ``psi`` in degrees, in [0, 360) (all 0 without rotation).
     template : ndarray (n, n) float32
-        The noise-free, unblurred particle at the zero pose.
+        The noise-free, unblurred particle at the zero pose (with ``templates``:
+        the first of them).
     psf_sigmas : ndarray (N,) float64
         Standard deviation of each image's Gaussian PSF, in pixels.
     noise_sigma : ndarray (N,) float64
         Standard deviation of each image's noise (0 when ``snr`` is infinite).
     snr : float
         Signal variance over noise variance of each image.
+    classes : ndarray (N,) int, optional
+        With ``templates``: which template (1..K) each image shows.
+    templates : ndarray (K, n, n) float32, optional
+        The templates given to :func:`simulate`.
     """
 
     images: np.ndarray
@@ -41,6 +46,8 @@ class Simulation:
     psf_sigmas: np.ndarray
     noise_sigma: np.ndarray
     snr: float
+    classes: Optional[np.ndarray] = None
+    templates: Optional[np.ndarray] = None
 
 
 # The particle, in units of the box size, drawn so that it has no rotational
@@ -101,6 +108,86 @@ def render(size: int, angles: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return _particle(c * X + s * Y, -s * X + c * Y, size)
 
 
+def pose_images(template: np.ndarray, angles: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """A sampled template posed by bilinear interpolation: (N, ny, nx) float64 (zero outside).
+
+    ``image(y', x') = T(Rot(-psi) (x' - dx, y' - dy))``: rotate by psi, then shift,
+    about the centre (ny // 2, nx // 2). Written with numpy alone, so that the
+    simulated poses do not rely on cryocore's own transforms.
+    """
+    t = np.asarray(template, np.float64)
+    ny, nx = t.shape
+    y, x = _grid(ny, nx)
+    a = np.radians(np.asarray(angles, np.float64))[:, None, None]
+    X = x[None] - np.asarray(shifts)[:, 1, None, None]
+    Y = y[None] - np.asarray(shifts)[:, 0, None, None]
+    c, s = np.cos(a), np.sin(a)
+    u = c * X + s * Y + nx // 2  # source column
+    v = -s * X + c * Y + ny // 2  # source row
+    u0, v0 = np.floor(u).astype(np.intp), np.floor(v).astype(np.intp)
+    fu, fv = u - u0, v - v0
+    padded = np.zeros((ny + 2, nx + 2))
+    padded[1:-1, 1:-1] = t
+
+    def at(r: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return padded[np.clip(r + 1, 0, ny + 1), np.clip(q + 1, 0, nx + 1)]
+
+    return ((1 - fv) * ((1 - fu) * at(v0, u0) + fu * at(v0, u0 + 1))
+            + fv * ((1 - fu) * at(v0 + 1, u0) + fu * at(v0 + 1, u0 + 1)))
+
+
+def view_rotations(n: int, seed: Optional[int] = 0) -> np.ndarray:
+    """``n`` rotation matrices (n, 3, 3) whose viewing directions (third rows) spread
+    evenly over a hemisphere (a Fibonacci lattice), each with a seeded random spin:
+    distinct views of a molecule for :func:`project`."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(n) + 0.5
+    z = 1.0 - k / n  # a hemisphere: a view and its opposite are mirror images
+    phi = k * math.pi * (3.0 - math.sqrt(5.0))
+    d = np.stack([np.sqrt(1 - z * z) * np.cos(phi), np.sqrt(1 - z * z) * np.sin(phi), z], axis=1)
+    out = np.empty((n, 3, 3))
+    for i in range(n):
+        a = np.cross(d[i], [0.0, 0.0, 1.0] if abs(d[i, 2]) < 0.9 else [1.0, 0.0, 0.0])
+        a /= np.linalg.norm(a)
+        b = np.cross(d[i], a)
+        spin = rng.uniform(0, 2 * math.pi)
+        a, b = math.cos(spin) * a + math.sin(spin) * b, -math.sin(spin) * a + math.cos(spin) * b
+        out[i] = np.stack([a, b, d[i]])
+    return out
+
+
+def project(volume: np.ndarray, rotation: np.ndarray, size: Optional[int] = None) -> np.ndarray:
+    """Projection (size, size) float64 of a cubic ``volume`` (z, y, x) along the third row of
+    ``rotation`` (3, 3): the line integral over ``w`` of ``V(u a + v b + w d)`` about the
+    volume's centre, by trilinear interpolation; ``size`` defaults to the volume's."""
+    vol = np.asarray(volume, np.float64)
+    n = vol.shape[0]
+    if vol.shape != (n, n, n):
+        raise ValueError(f"volume must be a cube (n, n, n), got {vol.shape}")
+    size = n if size is None else int(size)
+    c = n // 2
+    u = np.arange(size) - size // 2
+    w = np.arange(n) - c
+    a, b, d = np.asarray(rotation, np.float64)
+    # points (v, u, w) -> xyz = u a + v b + w d, then volume index (z, y, x)
+    pts = (u[None, :, None, None] * a + u[:, None, None, None] * b + w[None, None, :, None] * d) + c
+    x, y, z = pts[..., 0], pts[..., 1], pts[..., 2]
+    x0, y0, z0 = np.floor(x).astype(np.intp), np.floor(y).astype(np.intp), np.floor(z).astype(np.intp)
+    fx, fy, fz = x - x0, y - y0, z - z0
+    padded = np.zeros((n + 2, n + 2, n + 2))
+    padded[1:-1, 1:-1, 1:-1] = vol
+    out = np.zeros(x.shape)
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                wgt = (fz if dz else 1 - fz) * (fy if dy else 1 - fy) * (fx if dx else 1 - fx)
+                zz = np.clip(z0 + dz + 1, 0, n + 1)
+                yy = np.clip(y0 + dy + 1, 0, n + 1)
+                xx = np.clip(x0 + dx + 1, 0, n + 1)
+                out += wgt * padded[zz, yy, xx]
+    return out.sum(axis=2)
+
+
 def _blur(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     ny, nx = images.shape[1:]
     fy = np.fft.fftfreq(ny)[:, None]
@@ -118,6 +205,7 @@ def simulate(
     rotate: bool = True,
     psf_sigma: tuple[float, float] = (0.5, 1.5),
     seed: Optional[int] = 0,
+    templates: Optional[np.ndarray] = None,
 ) -> Simulation:
     """Simulate noisy projections of a ring-shaped particle with known poses.
 
@@ -128,6 +216,10 @@ def simulate(
     and given white Gaussian noise whose variance is the image's signal
     variance divided by ``snr`` (``snr=inf``: no noise). The particle is
     evaluated analytically at each pose, so the ground truth is exact.
+
+    ``templates`` (K, size, size): images of K particles instead, each image
+    showing a template drawn at random (``Simulation.classes``, 1..K), posed
+    by bilinear interpolation (:func:`pose_images`).
 
     Returns a :class:`Simulation`; the same ``seed`` gives the same stack.
     """
@@ -145,8 +237,13 @@ def simulate(
     if not 0 <= lo <= hi:
         raise ValueError(f"psf_sigma must be (low, high) with 0 <= low <= high pixels, got {psf_sigma!r}")
 
+    if templates is not None:
+        templates = np.asarray(templates, np.float64)
+        if templates.ndim != 3 or templates.shape[1:] != (size, size) or not np.isfinite(templates).all():
+            raise ValueError(f"templates must be finite images (K, {size}, {size}), got shape {templates.shape}")
     rng = np.random.default_rng(seed)
     n = int(n_images)
+    classes = None if templates is None else rng.integers(1, len(templates) + 1, size=n)
     shifts = rng.uniform(-max_shift, max_shift, size=(n, 2))
     angles = rng.uniform(0.0, 360.0, size=n) if rotate else np.zeros(n)
     sigmas = rng.uniform(lo, hi, size=n)
@@ -155,7 +252,14 @@ def simulate(
     chunk = max(1, (1 << 22) // (size * size))
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        clean = _blur(render(size, angles[sl], shifts[sl]), sigmas[sl])
+        if templates is None:
+            posed = render(size, angles[sl], shifts[sl])
+        else:
+            posed = np.empty((sl.stop - sl.start, size, size))
+            for k in np.unique(classes[sl]):
+                m = classes[sl] == k
+                posed[m] = pose_images(templates[k - 1], angles[sl][m], shifts[sl][m])
+        clean = _blur(posed, sigmas[sl])
         if math.isfinite(snr):
             noise_sigma[sl] = np.sqrt(clean.var(axis=(1, 2)) / snr)
             clean += rng.standard_normal(clean.shape) * noise_sigma[sl, None, None]
@@ -164,8 +268,10 @@ def simulate(
         images=images,
         shifts=shifts,
         angles=angles,
-        template=make_template(size),
+        template=make_template(size) if templates is None else templates[0].astype(np.float32),
         psf_sigmas=sigmas,
         noise_sigma=noise_sigma,
         snr=snr,
+        classes=classes,
+        templates=None if templates is None else templates.astype(np.float32),
     )
