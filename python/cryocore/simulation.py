@@ -252,7 +252,7 @@ def simulate(
     chunk = max(1, (1 << 22) // (size * size))
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        if templates is None:
+        if templates is None or classes is None:
             posed = render(size, angles[sl], shifts[sl])
         else:
             posed = np.empty((sl.stop - sl.start, size, size))
