@@ -110,8 +110,16 @@ class Fft2d : public R2cPlans {
   std::size_t ny_, nx_;
 };
 
+// Seconds FFTW may spend measuring one plan whose shape follows the search's
+// low-pass (cropped maps, pruned columns, polar rings): such shapes change
+// from iteration to iteration, and a full FFTW_MEASURE of each new one cost
+// about a quarter of an alignment of 2 000 images. The image-sized plans used
+// for every image are measured in full.
+constexpr double kBandPlanSeconds = 0.005;
+
 // Cached plans for a shape at the current planning effort. Thread-safe.
-std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx);
+// band_dependent: planned within kBandPlanSeconds (see above).
+std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx, bool band_dependent = false);
 
 // A forward r2c of an (ny, nx) image that computes only the first `cols`
 // columns (kx < cols) of the half spectrum: 1D r2c transforms of all rows,

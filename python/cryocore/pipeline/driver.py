@@ -59,6 +59,13 @@ class _Stack:
         self.executor = executor
         self.progress = progress
         self.cache: Optional[SpectraCache] = None
+        self.phase_s: dict[str, float] = {}  # seconds spent per phase of the iterations
+
+    def clock(self, phase: str, t0: float) -> float:
+        """Add the time since t0 to ``phase``; returns now."""
+        now = time.perf_counter()
+        self.phase_s[phase] = self.phase_s.get(phase, 0.0) + now - t0
+        return now
 
     # -- data
     def read(self, chunk: Chunk) -> np.ndarray:
@@ -68,7 +75,7 @@ class _Stack:
         """The chunk's cached spectra (translations), else its images read now."""
         if self.cache is not None and not images:
             return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
-        return ChunkData(images=self.read(chunk))
+        return ChunkData.of_images(chunk, self.read(chunk))
 
     def fill_cache(self, ky: int, kx: int) -> None:
         """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""
@@ -186,12 +193,15 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
     for it in (progress(todo, "iterations") if len(todo) else todo):
         rows, class_halves = _iterate(stack, st, it)
         if checkpoint is not None:
+            t0 = time.perf_counter()
             st.save(checkpoint, fp)
+            stack.clock("checkpoint_s", t0)
         if callback is not None:
             callback(dict(iteration=it, rows=rows, half_averages=class_halves[0], class_half_averages=class_halves))
         if st.converged:
             break
     timings["iterations_s"] = time.perf_counter() - t_iter
+    timings["iteration_phases_s"] = dict(stack.phase_s)
     # Final: whole-band half averages at the last poses.
     t0 = time.perf_counter()
     sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,
@@ -225,7 +235,9 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
         prior_angles = np.where(settled, st.angles, np.nan)
     p = Pass(refs=st.refs.astype(np.float32), lowpass=(float(st.lowpass[0]), float(st.lowpass[1])),
              band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),))
+    t0 = time.perf_counter()
     s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles)
+    t0 = stack.clock("search_s", t0)
 
     thresholds = np.full((2, K), -1.0)
     acc = np.zeros(len(c), bool)
@@ -241,6 +253,7 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
                 f"{it} (best score {c[half == h + 1].max():.3f}); lower the threshold or use threshold='auto'")
     if (~acc).any():  # the rejected images come out of the sums again
         sums += stack.sums(s, a, cls, -(~acc).astype(np.float64), p.band, stack.rotate)
+    t0 = stack.clock("subtract_s", t0)
 
     # New references: each class's mean, kept centred in the box (the poses re-expressed).
     means = sums.mean_spectra()
@@ -272,17 +285,20 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
                        class_counts=np.bincount(cls[m & acc], minlength=K).tolist())
         rows.append(row)
         st.lowpass[h] = min(config.cap, float(min(0.5, max(config.first_lowpass, own + 0.02))))
+    t0 = stack.clock("references_s", t0)
     # Each class's half averages brought together: the resolution and the frame of this iteration.
     class_halves = np.zeros((K, 2, ny, nx))
     res = np.zeros(K)
     frame = []
     for k in range(K):
-        a1, a2, _, _ = align_pair(new_refs[0, k], new_refs[1, k], config.threads, stack.rotate)
+        # (for the history and the frames only: a coarser angular step than the final one)
+        a1, a2, _, _ = align_pair(new_refs[0, k], new_refs[1, k], config.threads, stack.rotate, angular_step=1.0)
         class_halves[k] = a1, a2
         res[k] = frc(a1, a2, mask_radius=config.mask_radius, pixel_size_A=config.pixel_size_A).resolution_0143
         frame.append(combine(a1, a2, int(counts[0, k].sum()), int(counts[1, k].sum())))
     for r in rows:
         r["resolution"] = float(res[0] if K == 1 else np.median(res[counts.sum(axis=(0, 2)) > 0]))
+    stack.clock("half_to_half_s", t0)
     st.history.extend(rows)
     st.frames.append(tile(np.array(frame)).astype(np.float32))
     st.prev_shifts, st.prev_angles = (st.shifts, st.angles) if it > 1 else (None, None)

@@ -97,13 +97,13 @@ def rotate_vectors(v: np.ndarray, angles: np.ndarray) -> np.ndarray:
     return np.stack([s * dx + c * dy, c * dx - s * dy], axis=1)
 
 
-def align_pair(a1: np.ndarray, a2: np.ndarray, threads: int,
-                rotate: bool = False) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+def align_pair(a1: np.ndarray, a2: np.ndarray, threads: int, rotate: bool = False,
+               angular_step: float = 0.5) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Bring ``a2`` onto ``a1``: returns (a1, a2 moved, psi, t) with ``a2 = a1 rotated by psi, moved by t``."""
     r1 = np.ascontiguousarray(a1, np.float32)[None]
     r2 = np.ascontiguousarray(a2, np.float32)[None]
     if rotate:
-        s, a, _, _ = _core.register_rotate(r1, r2, angular_step=0.5, upsample=50, threads=threads)
+        s, a, _, _ = _core.register_rotate(r1, r2, angular_step=angular_step, upsample=50, threads=threads)
         psi, t = float(a[0]), s[0]
         moved = _core.transform_stack(r2, np.array([psi]), np.array([t]), inverse=True, threads=1)[0]
         return np.asarray(a1, np.float64), moved.astype(np.float64), psi, t

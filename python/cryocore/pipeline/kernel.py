@@ -60,11 +60,17 @@ class Pass:
 
 @dataclass(frozen=True)
 class ChunkData:
-    """A chunk's images (n, ny, nx) float32, or its cached spectra per half (crop: their crop)."""
+    """A chunk's images per half (each (n_h, ny, nx) float32 C-contiguous, input order), or
+    its cached spectra per half (crop: their crop)."""
 
-    images: Optional[np.ndarray] = None
+    images: Optional[list[np.ndarray]] = None
     spectra: Optional[list[np.ndarray]] = None
     crop: Optional[tuple[int, int]] = None
+
+    @classmethod
+    def of_images(cls, chunk: Chunk, images: np.ndarray) -> "ChunkData":
+        """The chunk's images (n, ny, nx) sorted by half (one copy)."""
+        return cls(images=[np.ascontiguousarray(images[chunk.of_half(h)], np.float32) for h in (0, 1)])
 
 
 @dataclass
@@ -119,8 +125,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             assert data.images is not None
             pa = None if prior_angles is None or K > 1 else np.ascontiguousarray(prior_angles[sel])
             s, a, c, best = _rotational_search(p, h).register(
-                np.ascontiguousarray(data.images[sel]), threads=threads, prior_angles=pa,
-                prior_shifts=None if pa is None else ps)
+                data.images[h], threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
             sums += sum_chunk(chunk, data, shifts, angles, classes, (chunk.half == h + 1).astype(np.float64),
                               p.band, K, (ny, nx), True, threads)
@@ -149,7 +154,7 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
         if not w_half.any():
             continue
         s_half = np.ascontiguousarray(shifts[sel])
-        images = None if data.images is None else np.ascontiguousarray(data.images[sel]) if rotate else data.images
+        images = None if data.images is None else data.images[h]
         for k in np.unique(classes[sel][w_half != 0]):
             for q in (0, 1):
                 # the group's weights over all the half's images (the others 0: skipped by the core)
@@ -170,8 +175,7 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
                                                  band=float(band[h]))
                 else:
                     assert images is not None
-                    _core.accumulate_images_spectra(images, s_half, w, out, threads=threads, band=float(band[h]),
-                                                    index=sel)
+                    _core.accumulate_images_spectra(images, s_half, w, out, threads=threads, band=float(band[h]))
                 sums.weights[h, k, q] += w.sum()
     return sums
 
@@ -181,7 +185,7 @@ def _spectra(data: ChunkData, h: int, sel: np.ndarray, crop: Optional[tuple[int,
     if data.spectra is not None:
         return data.spectra[h]
     assert data.images is not None
-    return _core.forward_stack(data.images, threads=threads, index=sel, crop=crop)
+    return _core.forward_stack(data.images[h], threads=threads, crop=crop)
 
 
 def _holds(crop: Optional[tuple[int, int]], ny: int, nx: int, band: float) -> bool:
