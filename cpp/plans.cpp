@@ -220,7 +220,7 @@ RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(row
 }
 
 std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m) {
-  return cached_plan(ring_cache(), true, rows, m);  // rows: the rings of the band
+  return cached_plan(ring_cache(), false, rows, m);  // measured in full: used for every image
 }
 
 }  // namespace cryocore

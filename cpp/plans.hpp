@@ -111,10 +111,11 @@ class Fft2d : public R2cPlans {
 };
 
 // Seconds FFTW may spend measuring one plan whose shape follows the search's
-// low-pass (cropped maps, pruned columns, polar rings): such shapes change
-// from iteration to iteration, and a full FFTW_MEASURE of each new one cost
-// about a quarter of an alignment of 2 000 images. The image-sized plans used
-// for every image are measured in full.
+// low-pass (cropped inverse maps, pruned forward columns): such shapes change
+// from iteration to iteration, and a full FFTW_MEASURE of each new one cost up
+// to a quarter of an alignment of 2 000 images. The image-sized plans and the
+// polar rings' (used for every image of a rotational search; measured in full,
+// a time limit there cost ~9% of its throughput) are not limited.
 constexpr double kBandPlanSeconds = 0.005;
 
 // Cached plans for a shape at the current planning effort. Thread-safe.

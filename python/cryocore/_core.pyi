@@ -1,4 +1,4 @@
-# Type stubs for the compiled core (cpp/bindings.cpp). Private: use the cryocore package.
+# Type stubs for the compiled core (cpp/bindings/). Private: use the cryocore package.
 from typing import Optional
 
 import numpy as np

@@ -1,0 +1,222 @@
+// Bindings of the searches: register_stack, register_rotate and RotationalSearch,
+// register_spectra, register_accumulate_spectra, search_extent, correlation_maps.
+#include "common.hpp"
+
+#include "accumulate.hpp"
+#include "correlation.hpp"
+
+namespace cryocore {
+namespace bindings {
+namespace {
+
+py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsample,
+                      std::optional<double> max_shift, std::optional<double> lowpass,
+                      std::optional<double> highpass, double edge, bool phase, bool crop,
+                      bool coarse, int threads) {
+  require_stack(refs, "references");
+  require_stack(images, "images");
+  require_same_box(refs, images);
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
+  check_register_params(p, ny, nx);
+  const float* rp = refs.data();
+  const float* ip = images.data();
+  const std::size_t n_refs = dim(refs, 0);
+  return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
+    register_stack(rp, n_refs, ip, n, ny, nx, p, sp, cp, bp);
+  });
+}
+
+// Runs a prepared rotational search on a stack of images of its box.
+py::tuple run_rotational(const RotationalSearch& search, const FloatArray& images, int threads,
+                         const std::optional<DoubleArray>& prior_angles,
+                         const std::optional<DoubleArray>& prior_shifts) {
+  require_stack(images, "images");
+  if (dim(images, 1) != search.ny() || dim(images, 2) != search.nx())
+    throw std::invalid_argument("images must have the references' box (" + std::to_string(search.ny()) + ", " +
+                                std::to_string(search.nx()) + "), got (" + std::to_string(dim(images, 1)) +
+                                ", " + std::to_string(dim(images, 2)) + ")");
+  const std::size_t n = dim(images, 0);
+  if (prior_angles.has_value() != prior_shifts.has_value())
+    throw std::invalid_argument("prior_angles and prior_shifts go together");
+  if (prior_angles && (prior_angles->ndim() != 1 || dim(*prior_angles, 0) != n))
+    throw std::invalid_argument("prior_angles must have shape (" + std::to_string(n) + ",)");
+  if (prior_shifts) require_pairs(*prior_shifts, n, "prior_shifts");
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const double* pa = prior_angles ? prior_angles->data() : nullptr;
+  const double* ps = prior_shifts ? prior_shifts->data() : nullptr;
+  py::array_t<double> shifts({static_cast<py::ssize_t>(n), py::ssize_t{2}});
+  py::array_t<double> angles(static_cast<py::ssize_t>(n));
+  py::array_t<double> scores(static_cast<py::ssize_t>(n));
+  py::array_t<std::int32_t> best(static_cast<py::ssize_t>(n));
+  const float* ip = images.data();
+  double* sp = shifts.mutable_data();
+  double* ap = angles.mutable_data();
+  double* cp = scores.mutable_data();
+  std::int32_t* bp = best.mutable_data();
+  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps); });
+  return py::make_tuple(shifts, angles, scores, best);
+}
+
+std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, double angular_step, int upsample,
+                                                  std::optional<double> max_shift, std::optional<double> lowpass,
+                                                  std::optional<double> highpass, double edge, bool coarse) {
+  require_stack(refs, "references");
+  const std::size_t ny = dim(refs, 1), nx = dim(refs, 2);
+  const RegisterParams p = make_params(upsample, max_shift, lowpass, highpass, edge, false, true, coarse, 1);
+  check_register_params(p, ny, nx);
+  const float* rp = refs.data();
+  const std::size_t n_refs = dim(refs, 0);
+  std::unique_ptr<RotationalSearch> search;
+  run_without_gil([&] { search.reset(new RotationalSearch(rp, n_refs, ny, nx, p, angular_step)); });
+  return search;
+}
+
+py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, double angular_step,
+                             int upsample, std::optional<double> max_shift,
+                             std::optional<double> lowpass, std::optional<double> highpass,
+                             double edge, bool coarse, int threads,
+                             std::optional<DoubleArray> prior_angles,
+                             std::optional<DoubleArray> prior_shifts) {
+  require_stack(refs, "references");
+  require_stack(images, "images");
+  require_same_box(refs, images);
+  const auto search = make_rotational(refs, angular_step, upsample, max_shift, lowpass, highpass, edge, coarse);
+  return run_rotational(*search, images, threads, prior_angles, prior_shifts);
+}
+
+py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
+                              std::size_t nx, int upsample, std::optional<double> max_shift,
+                              std::optional<double> lowpass, std::optional<double> highpass,
+                              double edge, bool phase, bool crop, bool coarse, int threads) {
+  const SpectrumLayout layout = check_spectra(refs, spectra, nx);
+  const std::size_t n = dim(spectra, 0);
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
+  check_register_params(p, layout.ny, nx);
+  const float* rp = refs.data();
+  const cfloat* fp = spectra.data();
+  const std::size_t n_refs = dim(refs, 0);
+  return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
+    register_spectra(rp, n_refs, fp, layout, n, p, sp, cp, bp);
+  });
+}
+
+py::tuple py_register_accumulate_spectra(
+    const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
+    const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& groups,
+    py::array_t<std::complex<double>, py::array::c_style> sums, double band,
+    std::optional<DoubleArray> prior, std::size_t class_stride, int upsample,
+    std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
+    double edge, bool phase, bool crop, bool coarse, int threads) {
+  const SpectrumLayout layout = check_spectra(refs, spectra, nx);
+  const std::size_t ny = layout.ny, n = dim(spectra, 0);
+  if (groups.ndim() != 1 || dim(groups, 0) != n)
+    throw std::invalid_argument("groups must have shape (" + std::to_string(n) + ",)");
+  if (sums.ndim() != 3 || dim(sums, 1) != ny || dim(sums, 2) != nx / 2 + 1 || !sums.writeable())
+    throw std::invalid_argument("sums must be a writeable complex128 array of shape (groups, " +
+                                std::to_string(ny) + ", " + std::to_string(nx / 2 + 1) + ")");
+  if (!(band > 0.0)) throw std::invalid_argument("band must be > 0 cycles/px");
+  if (prior) require_pairs(*prior, n, "prior");
+  const double* pp = prior ? prior->data() : nullptr;
+  const RegisterParams p =
+      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
+  check_register_params(p, ny, nx);
+  const float* rp = refs.data();
+  const cfloat* fp = spectra.data();
+  const std::int32_t* gp = groups.data();
+  std::complex<double>* op = sums.mutable_data();
+  const std::size_t n_refs = dim(refs, 0), n_groups = dim(sums, 0);
+  return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
+    register_accumulate_spectra(rp, n_refs, fp, layout, n, p, gp, n_groups, class_stride, band, pp, sp, cp, bp,
+                                op);
+  });
+}
+
+py::tuple py_search_extent(std::size_t ny, std::size_t nx, double band, int upsample,
+                           std::optional<double> lowpass, std::optional<double> highpass, double edge,
+                           bool crop, bool coarse) {
+  const RegisterParams p =
+      make_params(upsample, std::nullopt, lowpass, highpass, edge, false, crop, coarse, 1);
+  std::size_t ky = 0, kx = 0;
+  search_extent(ny, nx, p, band, ky, kx);
+  return py::make_tuple(ky, kx);
+}
+
+py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& images,
+                                       std::optional<double> lowpass,
+                                       std::optional<double> highpass, double edge, bool phase,
+                                       int threads) {
+  require_stack(images, "images");
+  if (ref.ndim() != 2 || ref.shape(0) != images.shape(1) || ref.shape(1) != images.shape(2))
+    throw std::invalid_argument("reference must be a 2D array with the images' (ny, nx) box");
+  const BandPass bp = make_bandpass(lowpass, highpass, edge);
+  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  py::array_t<float> out({images.shape(0), images.shape(1), images.shape(2)});
+  const float* rp = ref.data();
+  const float* ip = images.data();
+  float* op = out.mutable_data();
+  run_without_gil([&] { correlation_maps(rp, ip, n, ny, nx, bp, phase, threads, op); });
+  return out;
+}
+
+}  // namespace
+
+void bind_search(py::module_& m) {
+  m.def("register_stack", &py_register, py::arg("references"), py::arg("images"),
+        py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
+        py::arg("coarse") = true, py::arg("threads") = 1,
+        "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
+        "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
+  py::class_<RotationalSearch>(m, "RotationalSearch",
+                               "register_rotate with its references prepared once, for many stacks "
+                               "(chunks): the reference's rotations are made on first use and kept.")
+      .def(py::init(&make_rotational), py::arg("references"), py::arg("angular_step") = 1.0,
+           py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
+           py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("coarse") = true)
+      .def("register", &run_rotational, py::arg("images"), py::arg("threads") = 1,
+           py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
+           "(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the "
+           "prepared references: the same as register_rotate with the same arguments.");
+  m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
+        py::arg("angular_step") = 1.0, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(), py::arg("edge") = 0.02,
+        py::arg("coarse") = true, py::arg("threads") = 1, py::arg("prior_angles") = py::none(),
+        py::arg("prior_shifts") = py::none(),
+        "Rotational + translational registration against references (k, ny, nx). Returns "
+        "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). "
+        "prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search "
+        "from that pose.");
+  m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
+        py::arg("nx"), py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
+        py::arg("coarse") = true, py::arg("threads") = 1,
+        "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
+  m.def("register_accumulate_spectra", &py_register_accumulate_spectra, py::arg("references"),
+        py::arg("spectra"), py::arg("nx"), py::arg("groups"), py::arg("sums").noconvert(),
+        py::arg("band") = 0.5, py::arg("prior") = py::none(), py::arg("class_stride") = 0,
+        py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
+        py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("phase") = false,
+        py::arg("crop") = true, py::arg("coarse") = true, py::arg("threads") = 1,
+        "register_spectra, and in the same pass each image's band (accumulate_spectra, moved back "
+        "by its new shift, weight 1) added to sums[groups[i] + best[i] * class_stride] in place "
+        "(groups[i] < 0: none). prior (n, 2): where finite, a local search from that shift instead "
+        "of the full one.");
+  m.def("search_extent", &py_search_extent, py::arg("ny"), py::arg("nx"), py::arg("band") = 0.0,
+        py::arg("upsample") = 20, py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("crop") = true, py::arg("coarse") = true,
+        "(ky, kx): the largest |ky| and kx of an image spectrum that register_spectra reads with "
+        "these parameters (ny//2, nx//2: all), and with band > 0 register_accumulate_spectra too: "
+        "what a cropped spectra cache must hold.");
+  m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
+        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
+        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("threads") = 1,
+        "Normalised circular cross-correlation maps (n, ny, nx), unshifted layout.");
+}
+
+}  // namespace bindings
+}  // namespace cryocore
