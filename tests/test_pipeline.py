@@ -1,0 +1,130 @@
+"""The pipeline's engine pieces: spectral sums, memory plan, options, executors, particle table."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cryocore
+from cryocore.io import ParticleTable
+from cryocore.pipeline.chunks import make_chunks, plan_memory
+from cryocore.pipeline.config import AlignConfig, parse_memory
+from cryocore.pipeline.sums import SpectralSums
+
+
+def test_spectral_sums_merge_in_any_grouping(rng):
+    parts = []
+    for _ in range(4):
+        s = SpectralSums.zeros(3, (16, 16))
+        s.spectra[...] = rng.standard_normal(s.spectra.shape) + 1j * rng.standard_normal(s.spectra.shape)
+        s.weights[...] = rng.integers(0, 5, s.weights.shape)
+        parts.append(s)
+    a = parts[0] + parts[1] + parts[2] + parts[3]
+    b = (parts[0] + parts[1]) + (parts[2] + parts[3])
+    np.testing.assert_allclose(a.spectra, b.spectra, rtol=1e-12)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert a.counts().shape == (2, 3, 2)
+    # the mean is the sum over quarters over the total weight, zero for an empty class
+    a.weights[1, 2] = 0
+    m = a.mean_spectra()
+    np.testing.assert_allclose(m[0, 1], a.spectra[0, 1].sum(axis=0) / a.weights[0, 1].sum())
+    assert not m[1, 2].any()
+    with pytest.raises(ValueError, match="shape"):
+        a += SpectralSums.zeros(2, (16, 16))
+
+
+def test_chunks_split_quarters_within_each_half():
+    half = np.array([1, 2, 2, 1, 1, 2, 1, 2, 2, 1])
+    chunks = make_chunks(half, 4)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 4), (4, 8), (8, 10)]
+    quarter = np.concatenate([c.quarter for c in chunks])
+    for h in (1, 2):
+        np.testing.assert_array_equal(quarter[half == h], np.arange((half == h).sum()) % 2)
+
+
+@pytest.mark.parametrize("text, expected", [("4G", 4 << 30), ("512M", 512 << 20), ("1.5G", 3 << 29),
+                                            ("2GiB", 2 << 30), (str(100 << 20), 100 << 20), (1 << 30, 1 << 30)])
+def test_parse_memory(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "-4G", "1M", "nanG", "4X"])
+def test_parse_memory_refuses(bad):
+    with pytest.raises(ValueError, match="max_memory"):
+        parse_memory(bad)
+
+
+def test_memory_plan_bounds_chunks_and_cache():
+    big = plan_memory(8 << 30, 100_000, 128, 128, 1, rotate=False)
+    assert big.chunk_size == 1024 and big.working_bytes + big.cache_budget == 8 << 30
+    small = plan_memory(96 << 20, 100_000, 128, 128, 1, rotate=False)
+    assert 64 <= small.chunk_size < 1024 and small.working_bytes <= 96 << 20
+    many = plan_memory(8 << 30, 100_000, 128, 128, 50, rotate=True)
+    assert many.working_bytes > big.working_bytes  # 50 references' rotations and sums
+    with pytest.raises(ValueError, match="max_memory"):
+        plan_memory(64 << 20, 1000, 128, 128, 50, rotate=True)
+
+
+def test_align_within_a_small_memory_budget_gives_the_uncached_result():
+    """1000 images of 64 px: their cropped spectra (~6 MB) do not fit what 70 MB leave for the
+    cache, so the run reads the chunks (of fewer images) every iteration, with the same result."""
+    sim = cryocore.simulate(1000, 64, snr=0.5, max_shift=4, rotate=False, seed=3)
+    kw = dict(rotate=False, progress=False, iterations=3, tolerance_px=0)
+    free = cryocore.align(sim.images, cache_spectra=False, **kw)
+    cached = cryocore.align(sim.images, **kw)
+    tight = cryocore.align(sim.images, max_memory="70M", **kw)
+    assert cached.timings["cache_bytes"] > 0 and tight.timings["cache_bytes"] == 0
+    memory = tight.timings["memory"]
+    assert memory["max_memory"] == 70 << 20 and memory["chunk_size"] < 1024
+    assert memory["working_bytes"] + memory["cache_budget"] == 70 << 20
+    assert np.array_equal(tight.accepted, free.accepted)
+    # smaller chunks sum in another order: rounding-level differences only
+    d = np.abs(tight.shifts - free.shifts)
+    assert np.median(d) < 1e-4 and d.max() < 0.01
+    with pytest.raises(ValueError, match="max_memory"):
+        cryocore.align(sim.images, max_memory="1M", **kw)
+
+
+def test_config_is_one_definition_of_the_options():
+    cfg = AlignConfig()
+    params = cfg.parameters()
+    assert {"rotate", "upsample", "threshold", "iterations", "max_memory", "n_classes"} <= set(params)
+    assert "threads" not in cfg.fingerprint() and "iterations" not in cfg.fingerprint()
+    with pytest.raises(Exception):
+        cfg.iterations = 3  # frozen
+
+
+class OrderedThreadExecutor:
+    """Runs the chunk tasks on a thread pool; yields the results in task order."""
+
+    def map(self, fn, tasks):
+        with ThreadPoolExecutor(2) as pool:
+            yield from pool.map(fn, list(tasks))
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_another_executor_gives_the_same_result(rotate):
+    sim = cryocore.simulate(240, 64, snr=0.3, max_shift=4, rotate=rotate, seed=4)
+    kw = dict(rotate=rotate, progress=False, iterations=3, tolerance_px=0, threads=1)
+    a = cryocore.align(sim.images, **kw)
+    b = cryocore.align(sim.images, executor=OrderedThreadExecutor(), **kw)
+    assert np.array_equal(a.shifts, b.shifts) and np.array_equal(a.angles, b.angles)
+    assert np.array_equal(a.average, b.average)
+
+
+def test_particle_table_merges_optics_per_particle():
+    particles = pd.DataFrame({"rlnImageName": ["1@a.mrcs", "2@a.mrcs", "3@a.mrcs"],
+                              "rlnOpticsGroup": [1, 2, 1], "rlnDefocusU": [10000.0, 12000.0, 14000.0],
+                              "rlnVoltage": [np.nan, 200.0, np.nan]})
+    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnVoltage": [300.0, 300.0],
+                           "rlnSphericalAberration": [2.7, 0.01]})
+    t = ParticleTable(particles, optics)
+    np.testing.assert_array_equal(t.column("rlnVoltage"), [300.0, 200.0, 300.0])  # own value wins
+    np.testing.assert_array_equal(t.column("rlnSphericalAberration"), [2.7, 0.01, 2.7])
+    np.testing.assert_array_equal(t.column("rlnAmplitudeContrast"), [0.0, 0.0, 0.0])  # RELION's default
+    assert t.has("rlnSphericalAberration") and not t.has("rlnDefocusV")
+    assert t.subset([2, 0]).image_names == ["3@a.mrcs", "1@a.mrcs"]
+    bad = ParticleTable(particles.assign(rlnOpticsGroup=[1, 3, 1]), optics)
+    with pytest.raises(ValueError, match="optics groups"):
+        bad.column("rlnSphericalAberration")
