@@ -43,7 +43,7 @@ struct Scratch {
 
 void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                 const double* shifts, const double* weights, int threads, double* sum,
-                double* sumsq, const double* angles) {
+                double* sumsq, const double* angles, const std::int64_t* index) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   check_poses(n, shifts, weights);
   for (std::size_t i = 0; angles && i < n; ++i)
@@ -60,13 +60,14 @@ void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t 
               [&](std::size_t i, std::size_t worker, double* ps) {
                 auto& s = pool[worker];
                 if (!s) s = std::make_unique<Scratch>(ny, nx);
-                const float* img = images + i * npx;
-                if (!all_finite(img, npx))
-                  throw std::invalid_argument(
-                      "image " + std::to_string(i) +
-                      " contains NaN or infinity; all pixel values must be finite");
                 const double w = weights ? weights[i] : 1.0;
                 if (w == 0.0) return;
+                const std::size_t at = index ? static_cast<std::size_t>(index[i]) : i;
+                const float* img = images + at * npx;
+                if (!all_finite(img, npx))
+                  throw std::invalid_argument(
+                      "image " + std::to_string(at) +
+                      " contains NaN or infinity; all pixel values must be finite");
                 float* a = s->img.data();
                 float f = 1.0f;
                 if (angles) {  // read straight from the input (no alignment needed)

@@ -25,9 +25,11 @@ namespace cryocore {
 // With angles (degrees, may be null) the images are brought back by their
 // full pose instead, a_i(x') = image_i(Rot(psi_i) x' + d_i), in one bicubic
 // interpolation (rotate.hpp).
+// index (may be null): the i-th of the n entries is images[index[i]] (no
+// copy of a subset); a zero weight skips its image unread.
 void accumulate(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                 const double* shifts, const double* weights, int threads, double* sum,
-                double* sumsq, const double* angles = nullptr);
+                double* sumsq, const double* angles = nullptr, const std::int64_t* index = nullptr);
 
 // Fourier-space version on cached half spectra (n images stored in
 // `layout`, as forward_stack makes them): sum[k] += w_i F_i(k)

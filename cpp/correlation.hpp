@@ -122,8 +122,10 @@ class RotationalSearch {
   RotationalSearch& operator=(const RotationalSearch&) = delete;
   std::size_t ny() const noexcept;
   std::size_t nx() const noexcept;
+  // index (may be null): the i-th of the n images is images[index[i]] (no copy of a subset).
   void run(const float* images, std::size_t n, int threads, double* shifts, double* angles, double* scores,
-           std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts) const;
+           std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts,
+           const std::int64_t* index = nullptr) const;
 
  private:
   struct Impl;

@@ -175,7 +175,7 @@ std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
 
 void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
                            double* scores, std::int32_t* best_ref, const double* prior_angles,
-                           const double* prior_shifts) const {
+                           const double* prior_shifts, const std::int64_t* index) const {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   const Impl& m = *impl_;
   const std::size_t ny = m.ny, nx = m.nx, npx = ny * nx, n_refs = m.n_refs, K = m.K, KC = m.KC;
@@ -199,7 +199,8 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
     fine.prepare_workspace(ws);
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
-      const cfloat* F = image_spectrum(*plan, images + i * npx, i, ws);
+      const std::size_t at = index ? static_cast<std::size_t>(index[i]) : i;
+      const cfloat* F = image_spectrum(*plan, images + at * npx, at, ws);
       const float inv = inverse_norm(F, fine.geo, fine.h2, ws);
       const float cinv = inverse_norm(F, coarse.geo, coarse.h2, ws);
       Refined best{0.0, 0.0, -2.0};

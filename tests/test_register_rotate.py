@@ -172,3 +172,31 @@ def test_prepared_rotational_search_equals_register_rotate_across_chunks(rng):
     bad[0, 3, 3] = np.inf
     with pytest.raises(ValueError, match="reference 0"):
         _core.RotationalSearch(bad)
+
+
+def test_an_index_reads_a_subset_without_copying_it(rng):
+    """RotationalSearch.register and accumulate with index= give the results of the copied subset."""
+    from cryocore import _core
+
+    sim = cryocore.simulate(40, 64, snr=1.0, max_shift=3, rotate=True, seed=8)
+    idx = np.array([5, 0, 31, 7, 7, 12], np.int64)
+    search = _core.RotationalSearch(sim.template[None], lowpass=0.3)
+    want = search.register(np.ascontiguousarray(sim.images[idx]), threads=2)
+    got = search.register(sim.images, threads=2, index=idx)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(w, g)
+    shifts, angles, weights = rng.normal(0, 2, (6, 2)), rng.uniform(0, 360, 6), rng.uniform(0.5, 2, 6)
+    a, b = np.zeros((64, 64)), np.zeros((64, 64))
+    _core.accumulate(np.ascontiguousarray(sim.images[idx]), shifts, weights, a, None, threads=2, angles=angles)
+    _core.accumulate(sim.images, shifts, weights, b, None, threads=2, angles=angles, index=idx)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="out of range"):
+        search.register(sim.images, index=np.array([40]))
+    # a NaN image is refused where it counts, and left unread where its weight is 0
+    bad = sim.images.copy()
+    bad[31, 3, 3] = np.nan
+    with pytest.raises(ValueError, match="image 31"):
+        _core.accumulate(bad, shifts, weights, np.zeros((64, 64)), None, angles=angles, index=idx)
+    w0 = weights.copy()
+    w0[2] = 0.0
+    _core.accumulate(bad, shifts, w0, np.zeros((64, 64)), None, angles=angles, index=idx)

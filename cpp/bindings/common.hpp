@@ -105,9 +105,10 @@ inline py::tuple registration_outputs(std::size_t n, Fn&& fn) {
   return py::make_tuple(shifts, scores, best);
 }
 
+using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
 // A 1D index into a stack of n images, every entry checked.
-inline const std::int64_t* checked_index(const py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>& index,
-                                  std::size_t n) {
+inline const std::int64_t* checked_index(const IndexArray& index, std::size_t n) {
   if (index.ndim() != 1) throw std::invalid_argument("index must be 1D");
   const std::int64_t* xp = index.data();
   for (py::ssize_t k = 0; k < index.shape(0); ++k)

@@ -31,13 +31,15 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsa
 // Runs a prepared rotational search on a stack of images of its box.
 py::tuple run_rotational(const RotationalSearch& search, const FloatArray& images, int threads,
                          const std::optional<DoubleArray>& prior_angles,
-                         const std::optional<DoubleArray>& prior_shifts) {
+                         const std::optional<DoubleArray>& prior_shifts,
+                         const std::optional<IndexArray>& index) {
   require_stack(images, "images");
   if (dim(images, 1) != search.ny() || dim(images, 2) != search.nx())
     throw std::invalid_argument("images must have the references' box (" + std::to_string(search.ny()) + ", " +
                                 std::to_string(search.nx()) + "), got (" + std::to_string(dim(images, 1)) +
                                 ", " + std::to_string(dim(images, 2)) + ")");
-  const std::size_t n = dim(images, 0);
+  const std::int64_t* xp = index ? checked_index(*index, dim(images, 0)) : nullptr;
+  const std::size_t n = index ? dim(*index, 0) : dim(images, 0);
   if (prior_angles.has_value() != prior_shifts.has_value())
     throw std::invalid_argument("prior_angles and prior_shifts go together");
   if (prior_angles && (prior_angles->ndim() != 1 || dim(*prior_angles, 0) != n))
@@ -55,7 +57,7 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
   double* ap = angles.mutable_data();
   double* cp = scores.mutable_data();
   std::int32_t* bp = best.mutable_data();
-  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps); });
+  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps, xp); });
   return py::make_tuple(shifts, angles, scores, best);
 }
 
@@ -83,7 +85,7 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, d
   require_stack(images, "images");
   require_same_box(refs, images);
   const auto search = make_rotational(refs, angular_step, upsample, max_shift, lowpass, highpass, edge, coarse);
-  return run_rotational(*search, images, threads, prior_angles, prior_shifts);
+  return run_rotational(*search, images, threads, prior_angles, prior_shifts, std::nullopt);
 }
 
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
@@ -179,8 +181,10 @@ void bind_search(py::module_& m) {
            py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("coarse") = true)
       .def("register", &run_rotational, py::arg("images"), py::arg("threads") = 1,
            py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
+           py::arg("index") = py::none(),
            "(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the "
-           "prepared references: the same as register_rotate with the same arguments.");
+           "prepared references: the same as register_rotate with the same arguments; with index, "
+           "of images[index] only (no copy), the priors and results per index entry.");
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
         py::arg("angular_step") = 1.0, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(), py::arg("edge") = 0.02,

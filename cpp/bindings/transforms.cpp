@@ -25,9 +25,10 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
                    std::optional<DoubleArray> weights,
                    py::array_t<double, py::array::c_style> sum,
                    std::optional<py::array_t<double, py::array::c_style>> sumsq, int threads,
-                   std::optional<DoubleArray> angles) {
+                   std::optional<DoubleArray> angles, std::optional<IndexArray> index) {
   require_stack(images, "images");
-  const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  const std::int64_t* xp = index ? checked_index(*index, dim(images, 0)) : nullptr;
+  const std::size_t n = index ? dim(*index, 0) : dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
   if (shifts) require_pairs(*shifts, n, "shifts");
   if (weights && (weights->ndim() != 1 || dim(*weights, 0) != n))
     throw std::invalid_argument("weights must have shape (" + std::to_string(n) + ",)");
@@ -46,7 +47,7 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
   const double* wp = weights ? weights->data() : nullptr;
   double* sump = sum.mutable_data();
   double* sqp = sumsq ? sumsq->mutable_data() : nullptr;
-  run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp, ap); });
+  run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp, ap, xp); });
 }
 
 py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& angles,
@@ -76,8 +77,10 @@ void bind_transforms(py::module_& m) {
         "inverse=True brings images back onto their reference.");
   m.def("accumulate", &py_accumulate, py::arg("images"), py::arg("shifts"), py::arg("weights"),
         py::arg("sum").noconvert(), py::arg("sumsq").noconvert(), py::arg("threads") = 1,
-        py::arg("angles") = py::none(),
-        "Adds images moved back by their shifts, weighted, into sum (and sumsq) in place.");
+        py::arg("angles") = py::none(), py::arg("index") = py::none(),
+        "Adds images moved back by their shifts, weighted, into sum (and sumsq) in place; with index, "
+        "images[index] only (no copy; shifts, weights and angles per index entry). A zero weight "
+        "skips its image unread.");
 }
 
 }  // namespace bindings

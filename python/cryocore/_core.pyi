@@ -58,8 +58,9 @@ class RotationalSearch:
         threads: int = 1,
         prior_angles: Optional[npt.ArrayLike] = None,
         prior_shifts: Optional[npt.ArrayLike] = None,
+        index: Optional[npt.ArrayLike] = None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
-        """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments."""
+        """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments; with index, of images[index] only (no copy)."""
 
 def register_spectra(
     references: npt.ArrayLike,
@@ -173,8 +174,9 @@ def accumulate(
     sumsq: Optional[npt.NDArray[np.float64]],
     threads: int = 1,
     angles: Optional[npt.ArrayLike] = None,
+    index: Optional[npt.ArrayLike] = None,
 ) -> None:
-    """Adds images moved back by their shifts, weighted, into sum (and sumsq) in place."""
+    """Adds images moved back by their shifts, weighted, into sum (and sumsq) in place; with index, images[index] only (no copy). A zero weight skips its image unread."""
 
 def set_planning_effort(effort: int) -> None:
     """Sets FFTW's planning effort: 0 estimate, 1 measure, 2 patient, 3 exhaustive."""

@@ -75,7 +75,7 @@ class _Stack:
         """The chunk's cached spectra (translations), else its images read now."""
         if self.cache is not None and not images:
             return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
-        return ChunkData.of_images(chunk, self.read(chunk))
+        return ChunkData(images=self.read(chunk))
 
     def fill_cache(self, ky: int, kx: int) -> None:
         """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""

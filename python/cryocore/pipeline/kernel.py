@@ -60,17 +60,12 @@ class Pass:
 
 @dataclass(frozen=True)
 class ChunkData:
-    """A chunk's images per half (each (n_h, ny, nx) float32 C-contiguous, input order), or
-    its cached spectra per half (crop: their crop)."""
+    """A chunk's images (n, ny, nx) float32 C-contiguous, as read (the core reads each half's
+    through an index, without copying them), or its cached spectra per half (crop: their crop)."""
 
-    images: Optional[list[np.ndarray]] = None
+    images: Optional[np.ndarray] = None
     spectra: Optional[list[np.ndarray]] = None
     crop: Optional[tuple[int, int]] = None
-
-    @classmethod
-    def of_images(cls, chunk: Chunk, images: np.ndarray) -> "ChunkData":
-        """The chunk's images (n, ny, nx) sorted by half (one copy)."""
-        return cls(images=[np.ascontiguousarray(images[chunk.of_half(h)], np.float32) for h in (0, 1)])
 
 
 @dataclass
@@ -125,7 +120,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             assert data.images is not None
             pa = None if prior_angles is None or K > 1 else np.ascontiguousarray(prior_angles[sel])
             s, a, c, best = _rotational_search(p, h).register(
-                data.images[h], threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps)
+                data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
             sums += sum_chunk(chunk, data, shifts, angles, classes, (chunk.half == h + 1).astype(np.float64),
                               p.band, K, (ny, nx), True, threads)
@@ -154,7 +149,6 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
         if not w_half.any():
             continue
         s_half = np.ascontiguousarray(shifts[sel])
-        images = None if data.images is None else data.images[h]
         for k in np.unique(classes[sel][w_half != 0]):
             for q in (0, 1):
                 # the group's weights over all the half's images (the others 0: skipped by the core)
@@ -163,8 +157,8 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
                     continue
                 out = sums.spectra[h, k, q]
                 if rotate:
-                    assert images is not None
-                    _add_real_space(out, images, s_half, angles[sel], w, band[h], threads)
+                    assert data.images is not None
+                    _add_real_space(out, data.images, sel, s_half, angles[sel], w, band[h], threads)
                 elif data.spectra is not None and _holds(data.crop, ny, nx, band[h]):
                     idx = np.flatnonzero(w)
                     if 4 * len(idx) <= len(w):  # few: pass just those (a small copy) rather than skip the rest
@@ -174,8 +168,9 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
                         _core.accumulate_spectra(data.spectra[h], nx, s_half, w, out, threads=threads,
                                                  band=float(band[h]))
                 else:
-                    assert images is not None
-                    _core.accumulate_images_spectra(images, s_half, w, out, threads=threads, band=float(band[h]))
+                    assert data.images is not None
+                    _core.accumulate_images_spectra(data.images, s_half, w, out, threads=threads, band=float(band[h]),
+                                                    index=sel)
                 sums.weights[h, k, q] += w.sum()
     return sums
 
@@ -185,7 +180,7 @@ def _spectra(data: ChunkData, h: int, sel: np.ndarray, crop: Optional[tuple[int,
     if data.spectra is not None:
         return data.spectra[h]
     assert data.images is not None
-    return _core.forward_stack(data.images[h], threads=threads, crop=crop)
+    return _core.forward_stack(data.images, threads=threads, index=sel, crop=crop)
 
 
 def _holds(crop: Optional[tuple[int, int]], ny: int, nx: int, band: float) -> bool:
@@ -195,13 +190,14 @@ def _holds(crop: Optional[tuple[int, int]], ny: int, nx: int, band: float) -> bo
     return ky <= crop[0] and kx <= crop[1]
 
 
-def _add_real_space(out: np.ndarray, images: np.ndarray, shifts: np.ndarray, angles: np.ndarray,
+def _add_real_space(out: np.ndarray, images: np.ndarray, index: np.ndarray, shifts: np.ndarray, angles: np.ndarray,
                     weights: np.ndarray, band: float, threads: int) -> None:
-    """Rotations: the images moved back by their whole pose (bicubic) and summed in real
+    """Rotations: images[index] moved back by their whole pose (bicubic) and summed in real
     space, then transformed once and added to ``out`` within the band."""
     ny, nx = images.shape[1:]
     acc = np.zeros((ny, nx))
-    _core.accumulate(images, shifts, weights, acc, None, threads=threads, angles=np.ascontiguousarray(angles))
+    _core.accumulate(images, shifts, weights, acc, None, threads=threads, angles=np.ascontiguousarray(angles),
+                     index=index)
     spec = np.fft.rfft2(acc)
     keep = _band_mask(ny, nx, band)
     out += spec if keep is None else spec * keep
