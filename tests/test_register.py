@@ -230,3 +230,27 @@ def test_register_never_writes_its_inputs(kw, offset):
     before, ref_before = imgs.copy(), ref.copy()
     cryocore.register(ref, imgs, **kw)
     assert np.array_equal(imgs, before) and np.array_equal(ref, ref_before)
+
+
+def test_search_settings_are_one_type_taken_by_every_search():
+    from cryocore import _core
+
+    s = _core.SearchSettings(upsample=5, max_shift=3.0, lowpass=0.2)
+    assert (s.upsample, s.max_shift, s.lowpass, s.highpass, s.phase, s.crop, s.coarse) == (5, 3.0, 0.2, None, False,
+                                                                                          True, True)
+    assert "upsample=5" in repr(s) and "lowpass=0.2" in repr(s)
+    d = _core.SearchSettings()
+    assert d.upsample == 20 and d.max_shift is None and d.lowpass is None and d.edge == 0.02
+    for bad in (dict(upsample=0), dict(max_shift=-1.0), dict(lowpass=0.7), dict(edge=-0.1)):
+        with pytest.raises(ValueError):
+            _core.SearchSettings(**bad)
+    sim = cryocore.simulate(20, 64, snr=2.0, max_shift=5, rotate=False, seed=2)
+    ref = sim.template[None]
+    a = _core.register_stack(ref, sim.images, s, threads=2)
+    assert np.all(np.hypot(*a[0].T) <= 3.0 + 1e-9)  # max_shift taken from the settings
+    b = cryocore.register(sim.template, sim.images, upsample=5, max_shift=3.0, lowpass=0.2)
+    np.testing.assert_array_equal(a[0], b.shifts)
+    with pytest.raises(ValueError, match="phase"):
+        _core.RotationalSearch(ref, _core.SearchSettings(phase=True))
+    with pytest.raises(ValueError, match="max_shift"):
+        _core.register_stack(ref, sim.images, _core.SearchSettings(max_shift=40.0))  # beyond half the box

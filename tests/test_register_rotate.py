@@ -149,14 +149,14 @@ def test_prepared_rotational_search_equals_register_rotate_across_chunks(rng):
     sim = cryocore.simulate(40, 64, snr=0.5, max_shift=4, rotate=True, seed=int(rng.integers(1 << 30)))
     ref = np.ascontiguousarray(sim.template, np.float32)[None]
     imgs = np.ascontiguousarray(sim.images, np.float32)
-    want = _core.register_rotate(ref, imgs, lowpass=0.3, threads=2)
-    search = _core.RotationalSearch(ref, lowpass=0.3)
+    want = _core.register_rotate(ref, imgs, threads=2, settings=_core.SearchSettings(lowpass=0.3))
+    search = _core.RotationalSearch(ref, settings=_core.SearchSettings(lowpass=0.3))
     parts = [search.register(imgs[a:b], threads=t) for a, b, t in ((0, 13, 1), (13, 40, 3))]
     for k in range(4):
         assert np.array_equal(np.concatenate([p[k] for p in parts]), want[k])
     prior_a = np.where(rng.random(40) < 0.5, want[1], np.nan)
     prior_s = want[0].copy()
-    a = _core.register_rotate(ref, imgs, lowpass=0.3, prior_angles=prior_a, prior_shifts=prior_s)
+    a = _core.register_rotate(ref, imgs, prior_angles=prior_a, prior_shifts=prior_s, settings=_core.SearchSettings(lowpass=0.3))
     b = search.register(imgs, threads=2, prior_angles=prior_a, prior_shifts=prior_s)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     # the poses are the simulated ones
@@ -180,7 +180,7 @@ def test_an_index_reads_a_subset_without_copying_it(rng):
 
     sim = cryocore.simulate(40, 64, snr=1.0, max_shift=3, rotate=True, seed=8)
     idx = np.array([5, 0, 31, 7, 7, 12], np.int64)
-    search = _core.RotationalSearch(sim.template[None], lowpass=0.3)
+    search = _core.RotationalSearch(sim.template[None], settings=_core.SearchSettings(lowpass=0.3))
     want = search.register(np.ascontiguousarray(sim.images[idx]), threads=2)
     got = search.register(sim.images, threads=2, index=idx)
     for w, g in zip(want, got):

@@ -53,8 +53,8 @@ def test_forward_stack_is_numpy_rfft2(rng, shape):
 def test_register_spectra_equals_register_stack(rng, shape, lowpass):
     ref, imgs, _ = _stack(rng, 40, shape)
     sp = _core.forward_stack(imgs, threads=2)
-    a = _core.register_stack(ref[None], imgs, lowpass=lowpass, threads=2)
-    b = _core.register_spectra(ref[None], sp, shape[1], lowpass=lowpass, threads=2)
+    a = _core.register_stack(ref[None], imgs, threads=2, settings=_core.SearchSettings(lowpass=lowpass))
+    b = _core.register_spectra(ref[None], sp, shape[1], threads=2, settings=_core.SearchSettings(lowpass=lowpass))
     # (register_stack may use a pruned forward FFT: float rounding differs)
     np.testing.assert_allclose(b[0], a[0], atol=1e-4)
     np.testing.assert_allclose(b[1], a[1], atol=1e-5)
@@ -80,9 +80,9 @@ def test_register_accumulate_equals_register_then_accumulate(rng, shape):
     sp = _core.forward_stack(imgs, threads=2)
     groups = rng.integers(-1, 3, 90).astype(np.int32)  # -1: not added
     sums = np.zeros((3, shape[0], nx // 2 + 1), np.complex128)
-    s, c, b = _core.register_accumulate_spectra(ref[None], sp, nx, groups, sums, band=0.3, lowpass=0.25,
-                                                threads=2)
-    s0, c0, b0 = _core.register_spectra(ref[None], sp, nx, lowpass=0.25, threads=2)
+    s, c, b = _core.register_accumulate_spectra(ref[None], sp, nx, groups, sums, band=0.3,
+                                                threads=2, settings=_core.SearchSettings(lowpass=0.25))
+    s0, c0, b0 = _core.register_spectra(ref[None], sp, nx, threads=2, settings=_core.SearchSettings(lowpass=0.25))
     assert np.array_equal(s, s0) and np.array_equal(c, c0) and np.array_equal(b, b0)
     assert np.median(np.hypot(*(s - true).T)) < 0.5  # the shifts are the right ones
     for g in range(3):
@@ -91,7 +91,7 @@ def test_register_accumulate_equals_register_then_accumulate(rng, shape):
     # full band: the real-space mean of a group is the mean of its images moved back by their
     # shifts (numpy Fourier shift of each image)
     full = np.zeros((3, shape[0], nx // 2 + 1), np.complex128)
-    _core.register_accumulate_spectra(ref[None], sp, nx, groups, full, band=0.5, lowpass=0.25)
+    _core.register_accumulate_spectra(ref[None], sp, nx, groups, full, band=0.5, settings=_core.SearchSettings(lowpass=0.25))
     g0 = groups == 0
     fy = np.fft.fftfreq(shape[0])[:, None]
     fx = np.fft.fftfreq(nx)[None, :]
@@ -110,8 +110,8 @@ def test_register_accumulate_adds_in_place_and_does_not_depend_on_threads(rng):
     outs = []
     for threads in (1, 2, 3, 7):
         sums = np.ones((2, 64, 33), np.complex128)
-        r = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums, band=0.25, lowpass=0.2,
-                                              threads=threads)
+        r = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums, band=0.25,
+                                              threads=threads, settings=_core.SearchSettings(lowpass=0.2))
         outs.append((r[0], r[1], sums))
     for o in outs[1:]:
         assert np.array_equal(o[0], outs[0][0]) and np.array_equal(o[1], outs[0][1])
@@ -162,20 +162,20 @@ def test_local_search_from_a_prior_finds_the_same_peak(rng):
     sp = _core.forward_stack(imgs)
     groups = np.zeros(80, np.int32)
     sums_g = np.zeros((1, 64, 33), np.complex128)
-    s_g, c_g, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums_g, band=0.3, lowpass=0.25)
+    s_g, c_g, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums_g, band=0.3, settings=_core.SearchSettings(lowpass=0.25))
     # a prior up to a pixel off: the local search climbs to the same peak
     prior = s_g + rng.uniform(-1.0, 1.0, s_g.shape)
     prior[::7] = np.nan  # no prior: full search
     sums_l = np.zeros_like(sums_g)
-    s_l, c_l, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums_l, band=0.3, lowpass=0.25,
-                                                    prior=prior)
+    s_l, c_l, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, sums_l, band=0.3,
+                                                    prior=prior, settings=_core.SearchSettings(lowpass=0.25))
     np.testing.assert_allclose(s_l, s_g, atol=0.02)
     np.testing.assert_allclose(c_l, c_g, atol=1e-4)
     assert np.abs(sums_l - sums_g).max() <= 1e-3 * np.abs(sums_g).max()
     # a prior far from the peak stays local: it does not jump to the global maximum
     far = s_g + 6.0
     s_f, c_f, _ = _core.register_accumulate_spectra(ref[None], sp, 64, groups, np.zeros_like(sums_g), band=0.3,
-                                                    lowpass=0.25, prior=far)
+                                                    prior=far, settings=_core.SearchSettings(lowpass=0.25))
     assert np.abs(s_f - far).max() <= 2.6  # 8 steps of 1/4 px, 8 of 1/20 px, rounding, per axis
     assert np.median(c_f) < np.median(c_g)
     with pytest.raises(ValueError, match="prior"):
@@ -223,22 +223,22 @@ def test_cropped_cache_gives_the_whole_caches_results(rng, shape):
     ref, imgs, _ = _stack(rng, 60, shape)
     ny, nx = shape
     lowpass, band = 0.2, 0.3
-    ky, kx = _core.search_extent(ny, nx, band=band, lowpass=lowpass)
+    ky, kx = _core.search_extent(ny, nx, band=band, settings=_core.SearchSettings(lowpass=lowpass))
     assert (ky, kx) == (max(ky, int(band * ny)), max(kx, int(band * nx)))
     assert _core.search_extent(ny, nx) == (ny // 2, nx // 2)  # no low-pass: everything
     whole = _core.forward_stack(imgs, threads=2)
     crop = _core.forward_stack(imgs, threads=2, crop=(ky, kx))
-    a = _core.register_spectra(ref[None], whole, nx, lowpass=lowpass, threads=2)
-    b = _core.register_spectra(ref[None], crop, nx, lowpass=lowpass, threads=3)
+    a = _core.register_spectra(ref[None], whole, nx, threads=2, settings=_core.SearchSettings(lowpass=lowpass))
+    b = _core.register_spectra(ref[None], crop, nx, threads=3, settings=_core.SearchSettings(lowpass=lowpass))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     groups = rng.integers(-1, 2, 60).astype(np.int32)
     prior = np.where(rng.random((60, 1)) < 0.5, a[0], np.nan)
     sw = np.zeros((2, ny, nx // 2 + 1), np.complex128)
     sc = sw.copy()
     a2 = _core.register_accumulate_spectra(ref[None], whole, nx, groups, sw, band=band, prior=prior,
-                                           lowpass=lowpass, threads=2)
+                                           threads=2, settings=_core.SearchSettings(lowpass=lowpass))
     b2 = _core.register_accumulate_spectra(ref[None], crop, nx, groups, sc, band=band, prior=prior,
-                                           lowpass=lowpass, threads=3)
+                                           threads=3, settings=_core.SearchSettings(lowpass=lowpass))
     assert all(np.array_equal(x, y) for x, y in zip(a2, b2)) and np.array_equal(sw, sc)
     w = rng.uniform(0, 2, 60)
     s1 = np.zeros((ny, nx // 2 + 1), np.complex128)
@@ -257,15 +257,15 @@ def test_cropped_cache_refuses_what_it_does_not_hold(rng):
     sums = np.zeros((1, 64, 33), np.complex128)
     g = np.zeros(5, np.int32)
     with pytest.raises(ValueError, match="hold only"):
-        _core.register_spectra(ref[None], crop, 64, lowpass=0.3)
+        _core.register_spectra(ref[None], crop, 64, settings=_core.SearchSettings(lowpass=0.3))
     with pytest.raises(ValueError, match="hold only"):
         _core.register_spectra(ref[None], crop, 64)  # no low-pass: the whole spectrum
     with pytest.raises(ValueError, match="the band .* hold only"):
-        _core.register_accumulate_spectra(ref[None], crop, 64, g, sums, band=0.4, lowpass=0.1)
+        _core.register_accumulate_spectra(ref[None], crop, 64, g, sums, band=0.4, settings=_core.SearchSettings(lowpass=0.1))
     with pytest.raises(ValueError, match="the band .* hold only"):
         _core.accumulate_spectra(crop, 64, None, None, s, band=0.5)
     with pytest.raises(ValueError, match=r"\(n, 2\*ky\+1, kx\+1\)"):
-        _core.register_spectra(ref[None], crop[:, :-1], 64, lowpass=0.1)  # even number of rows
+        _core.register_spectra(ref[None], crop[:, :-1], 64, settings=_core.SearchSettings(lowpass=0.1))  # even number of rows
     with pytest.raises(ValueError, match="fewer than all"):
         _core.forward_stack(imgs, crop=(32, 8))
     with pytest.raises(ValueError, match="out must"):

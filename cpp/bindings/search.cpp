@@ -2,6 +2,8 @@
 // register_spectra, register_accumulate_spectra, search_extent, correlation_maps.
 #include "common.hpp"
 
+#include <string>
+
 #include "accumulate.hpp"
 #include "correlation.hpp"
 
@@ -9,17 +11,20 @@ namespace cryocore {
 namespace bindings {
 namespace {
 
-py::tuple py_register(const FloatArray& refs, const FloatArray& images, int upsample,
-                      std::optional<double> max_shift, std::optional<double> lowpass,
-                      std::optional<double> highpass, double edge, bool phase, bool crop,
-                      bool coarse, int threads) {
+// The settings with the call's thread count, checked against the box.
+RegisterParams with_threads(RegisterParams p, int threads, std::size_t ny, std::size_t nx) {
+  p.threads = threads;
+  check_register_params(p, ny, nx);
+  return p;
+}
+
+py::tuple py_register(const FloatArray& refs, const FloatArray& images, const RegisterParams& settings,
+                      int threads) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
   const std::size_t n = dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
-  const RegisterParams p =
-      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
-  check_register_params(p, ny, nx);
+  const RegisterParams p = with_threads(settings, threads, ny, nx);
   const float* rp = refs.data();
   const float* ip = images.data();
   const std::size_t n_refs = dim(refs, 0);
@@ -61,13 +66,12 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
   return py::make_tuple(shifts, angles, scores, best);
 }
 
-std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, double angular_step, int upsample,
-                                                  std::optional<double> max_shift, std::optional<double> lowpass,
-                                                  std::optional<double> highpass, double edge, bool coarse) {
+std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, const RegisterParams& settings,
+                                                  double angular_step) {
   require_stack(refs, "references");
+  if (settings.phase) throw std::invalid_argument("the rotational search has no phase correlation (phase=False)");
   const std::size_t ny = dim(refs, 1), nx = dim(refs, 2);
-  const RegisterParams p = make_params(upsample, max_shift, lowpass, highpass, edge, false, true, coarse, 1);
-  check_register_params(p, ny, nx);
+  const RegisterParams p = with_threads(settings, 1, ny, nx);
   const float* rp = refs.data();
   const std::size_t n_refs = dim(refs, 0);
   std::unique_ptr<RotationalSearch> search;
@@ -75,28 +79,21 @@ std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, double
   return search;
 }
 
-py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, double angular_step,
-                             int upsample, std::optional<double> max_shift,
-                             std::optional<double> lowpass, std::optional<double> highpass,
-                             double edge, bool coarse, int threads,
-                             std::optional<DoubleArray> prior_angles,
+py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, const RegisterParams& settings,
+                             double angular_step, int threads, std::optional<DoubleArray> prior_angles,
                              std::optional<DoubleArray> prior_shifts) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
-  const auto search = make_rotational(refs, angular_step, upsample, max_shift, lowpass, highpass, edge, coarse);
+  const auto search = make_rotational(refs, settings, angular_step);
   return run_rotational(*search, images, threads, prior_angles, prior_shifts, std::nullopt);
 }
 
-py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra,
-                              std::size_t nx, int upsample, std::optional<double> max_shift,
-                              std::optional<double> lowpass, std::optional<double> highpass,
-                              double edge, bool phase, bool crop, bool coarse, int threads) {
+py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
+                              const RegisterParams& settings, int threads) {
   const SpectrumLayout layout = check_spectra(refs, spectra, nx);
   const std::size_t n = dim(spectra, 0);
-  const RegisterParams p =
-      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
-  check_register_params(p, layout.ny, nx);
+  const RegisterParams p = with_threads(settings, threads, layout.ny, nx);
   const float* rp = refs.data();
   const cfloat* fp = spectra.data();
   const std::size_t n_refs = dim(refs, 0);
@@ -109,9 +106,7 @@ py::tuple py_register_accumulate_spectra(
     const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
     const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& groups,
     py::array_t<std::complex<double>, py::array::c_style> sums, double band,
-    std::optional<DoubleArray> prior, std::size_t class_stride, int upsample,
-    std::optional<double> max_shift, std::optional<double> lowpass, std::optional<double> highpass,
-    double edge, bool phase, bool crop, bool coarse, int threads) {
+    std::optional<DoubleArray> prior, std::size_t class_stride, const RegisterParams& settings, int threads) {
   const SpectrumLayout layout = check_spectra(refs, spectra, nx);
   const std::size_t ny = layout.ny, n = dim(spectra, 0);
   if (groups.ndim() != 1 || dim(groups, 0) != n)
@@ -122,9 +117,7 @@ py::tuple py_register_accumulate_spectra(
   if (!(band > 0.0)) throw std::invalid_argument("band must be > 0 cycles/px");
   if (prior) require_pairs(*prior, n, "prior");
   const double* pp = prior ? prior->data() : nullptr;
-  const RegisterParams p =
-      make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, threads);
-  check_register_params(p, ny, nx);
+  const RegisterParams p = with_threads(settings, threads, ny, nx);
   const float* rp = refs.data();
   const cfloat* fp = spectra.data();
   const std::int32_t* gp = groups.data();
@@ -136,11 +129,8 @@ py::tuple py_register_accumulate_spectra(
   });
 }
 
-py::tuple py_search_extent(std::size_t ny, std::size_t nx, double band, int upsample,
-                           std::optional<double> lowpass, std::optional<double> highpass, double edge,
-                           bool crop, bool coarse) {
-  const RegisterParams p =
-      make_params(upsample, std::nullopt, lowpass, highpass, edge, false, crop, coarse, 1);
+py::tuple py_search_extent(std::size_t ny, std::size_t nx, const RegisterParams& settings, double band) {
+  const RegisterParams p = with_threads(settings, 1, ny, nx);
   std::size_t ky = 0, kx = 0;
   search_extent(ny, nx, p, band, ky, kx);
   return py::make_tuple(ky, kx);
@@ -165,20 +155,58 @@ py::array_t<float> py_correlation_maps(const FloatArray& ref, const FloatArray& 
 
 }  // namespace
 
+std::string settings_repr(const RegisterParams& p) {
+  auto opt = [](double v, bool on) { return on ? std::to_string(v) : std::string("None"); };
+  return "SearchSettings(upsample=" + std::to_string(p.upsample) + ", max_shift=" +
+         opt(p.max_shift, p.max_shift >= 0.0) + ", lowpass=" + opt(p.filter.lowpass, p.filter.lowpass > 0.0) +
+         ", highpass=" + opt(p.filter.highpass, p.filter.highpass > 0.0) + ", edge=" + std::to_string(p.filter.edge) +
+         ", phase=" + (p.phase ? "True" : "False") + ", crop=" + (p.crop ? "True" : "False") +
+         ", coarse=" + (p.coarse ? "True" : "False") + ")";
+}
+
 void bind_search(py::module_& m) {
+  // The translational search's settings, bound once and taken by every search.
+  py::class_<RegisterParams>(m, "SearchSettings",
+                             "How a translational search runs (also the rotational search's shift search): "
+                             "upsample (sub-pixel factor), max_shift (px), lowpass/highpass/edge (cycles/px, "
+                             "raised-cosine band-pass of both image and reference), phase (phase correlation for "
+                             "the peak), crop (inverse FFT on the low-passed block), coarse (integer peak on the "
+                             "correlation band-limited to 0.125 cycles/px).")
+      .def(py::init([](int upsample, std::optional<double> max_shift, std::optional<double> lowpass,
+                       std::optional<double> highpass, double edge, bool phase, bool crop, bool coarse) {
+             if (upsample < 1) throw std::invalid_argument("upsample must be >= 1");
+             if (max_shift && !(*max_shift >= 0.0)) throw std::invalid_argument("max_shift must be >= 0 px");
+             return make_params(upsample, max_shift, lowpass, highpass, edge, phase, crop, coarse, 1);
+           }),
+           py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
+           py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("phase") = false,
+           py::arg("crop") = true, py::arg("coarse") = true)
+      .def_property_readonly("upsample", [](const RegisterParams& p) { return p.upsample; })
+      .def_property_readonly("max_shift", [](const RegisterParams& p) -> std::optional<double> {
+        return p.max_shift >= 0.0 ? std::optional<double>(p.max_shift) : std::nullopt;
+      })
+      .def_property_readonly("lowpass", [](const RegisterParams& p) -> std::optional<double> {
+        return p.filter.lowpass > 0.0 ? std::optional<double>(p.filter.lowpass) : std::nullopt;
+      })
+      .def_property_readonly("highpass", [](const RegisterParams& p) -> std::optional<double> {
+        return p.filter.highpass > 0.0 ? std::optional<double>(p.filter.highpass) : std::nullopt;
+      })
+      .def_property_readonly("edge", [](const RegisterParams& p) { return p.filter.edge; })
+      .def_property_readonly("phase", [](const RegisterParams& p) { return p.phase; })
+      .def_property_readonly("crop", [](const RegisterParams& p) { return p.crop; })
+      .def_property_readonly("coarse", [](const RegisterParams& p) { return p.coarse; })
+      .def("__repr__", &settings_repr);
+  const RegisterParams defaults = make_params(20, std::nullopt, std::nullopt, std::nullopt, 0.02, false, true, true, 1);
+
   m.def("register_stack", &py_register, py::arg("references"), py::arg("images"),
-        py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
-        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
-        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
-        py::arg("coarse") = true, py::arg("threads") = 1,
+        py::arg("settings") = defaults, py::arg("threads") = 1,
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
         "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
   py::class_<RotationalSearch>(m, "RotationalSearch",
                                "register_rotate with its references prepared once, for many stacks "
                                "(chunks): the reference's rotations are made on first use and kept.")
-      .def(py::init(&make_rotational), py::arg("references"), py::arg("angular_step") = 1.0,
-           py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
-           py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("coarse") = true)
+      .def(py::init(&make_rotational), py::arg("references"), py::arg("settings") = defaults,
+           py::arg("angular_step") = 1.0)
       .def("register", &run_rotational, py::arg("images"), py::arg("threads") = 1,
            py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
            py::arg("index") = py::none(),
@@ -186,35 +214,27 @@ void bind_search(py::module_& m) {
            "prepared references: the same as register_rotate with the same arguments; with index, "
            "of images[index] only (no copy), the priors and results per index entry.");
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
-        py::arg("angular_step") = 1.0, py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
-        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(), py::arg("edge") = 0.02,
-        py::arg("coarse") = true, py::arg("threads") = 1, py::arg("prior_angles") = py::none(),
-        py::arg("prior_shifts") = py::none(),
+        py::arg("settings") = defaults, py::arg("angular_step") = 1.0, py::arg("threads") = 1,
+        py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
         "Rotational + translational registration against references (k, ny, nx). Returns "
         "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). "
         "prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search "
         "from that pose.");
   m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
-        py::arg("nx"), py::arg("upsample") = 20, py::arg("max_shift") = py::none(),
-        py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
-        py::arg("edge") = 0.02, py::arg("phase") = false, py::arg("crop") = true,
-        py::arg("coarse") = true, py::arg("threads") = 1,
+        py::arg("nx"), py::arg("settings") = defaults, py::arg("threads") = 1,
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");
   m.def("register_accumulate_spectra", &py_register_accumulate_spectra, py::arg("references"),
         py::arg("spectra"), py::arg("nx"), py::arg("groups"), py::arg("sums").noconvert(),
         py::arg("band") = 0.5, py::arg("prior") = py::none(), py::arg("class_stride") = 0,
-        py::arg("upsample") = 20, py::arg("max_shift") = py::none(), py::arg("lowpass") = py::none(),
-        py::arg("highpass") = py::none(), py::arg("edge") = 0.02, py::arg("phase") = false,
-        py::arg("crop") = true, py::arg("coarse") = true, py::arg("threads") = 1,
+        py::arg("settings") = defaults, py::arg("threads") = 1,
         "register_spectra, and in the same pass each image's band (accumulate_spectra, moved back "
         "by its new shift, weight 1) added to sums[groups[i] + best[i] * class_stride] in place "
         "(groups[i] < 0: none). prior (n, 2): where finite, a local search from that shift instead "
         "of the full one.");
-  m.def("search_extent", &py_search_extent, py::arg("ny"), py::arg("nx"), py::arg("band") = 0.0,
-        py::arg("upsample") = 20, py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),
-        py::arg("edge") = 0.02, py::arg("crop") = true, py::arg("coarse") = true,
+  m.def("search_extent", &py_search_extent, py::arg("ny"), py::arg("nx"), py::arg("settings") = defaults,
+        py::arg("band") = 0.0,
         "(ky, kx): the largest |ky| and kx of an image spectrum that register_spectra reads with "
-        "these parameters (ny//2, nx//2: all), and with band > 0 register_accumulate_spectra too: "
+        "these settings (ny//2, nx//2: all), and with band > 0 register_accumulate_spectra too: "
         "what a cropped spectra cache must hold.");
   m.def("correlation_maps", &py_correlation_maps, py::arg("reference"), py::arg("images"),
         py::arg("lowpass") = py::none(), py::arg("highpass") = py::none(),

@@ -7,17 +7,41 @@ import numpy.typing as npt
 __version__: str
 fftw_version: str
 
+class SearchSettings:
+    """How a translational search runs (also the rotational search's shift search): upsample (sub-pixel factor), max_shift (px), lowpass/highpass/edge (cycles/px, raised-cosine band-pass of both image and reference), phase (phase correlation for the peak), crop (inverse FFT on the low-passed block), coarse (integer peak on the correlation band-limited to 0.125 cycles/px)."""
+
+    def __init__(
+        self,
+        upsample: int = 20,
+        max_shift: Optional[float] = None,
+        lowpass: Optional[float] = None,
+        highpass: Optional[float] = None,
+        edge: float = 0.02,
+        phase: bool = False,
+        crop: bool = True,
+        coarse: bool = True,
+    ) -> None: ...
+    @property
+    def upsample(self) -> int: ...
+    @property
+    def max_shift(self) -> Optional[float]: ...
+    @property
+    def lowpass(self) -> Optional[float]: ...
+    @property
+    def highpass(self) -> Optional[float]: ...
+    @property
+    def edge(self) -> float: ...
+    @property
+    def phase(self) -> bool: ...
+    @property
+    def crop(self) -> bool: ...
+    @property
+    def coarse(self) -> bool: ...
+
 def register_stack(
     references: npt.ArrayLike,
     images: npt.ArrayLike,
-    upsample: int = 20,
-    max_shift: Optional[float] = None,
-    lowpass: Optional[float] = None,
-    highpass: Optional[float] = None,
-    edge: float = 0.02,
-    phase: bool = False,
-    crop: bool = True,
-    coarse: bool = True,
+    settings: SearchSettings = ...,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """Registers images (n, ny, nx) against references (k, ny, nx). Returns (shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32)."""
@@ -25,13 +49,8 @@ def register_stack(
 def register_rotate(
     references: npt.ArrayLike,
     images: npt.ArrayLike,
+    settings: SearchSettings = ...,
     angular_step: float = 1.0,
-    upsample: int = 20,
-    max_shift: Optional[float] = None,
-    lowpass: Optional[float] = None,
-    highpass: Optional[float] = None,
-    edge: float = 0.02,
-    coarse: bool = True,
     threads: int = 1,
     prior_angles: Optional[npt.ArrayLike] = None,
     prior_shifts: Optional[npt.ArrayLike] = None,
@@ -44,13 +63,8 @@ class RotationalSearch:
     def __init__(
         self,
         references: npt.ArrayLike,
+        settings: SearchSettings = ...,
         angular_step: float = 1.0,
-        upsample: int = 20,
-        max_shift: Optional[float] = None,
-        lowpass: Optional[float] = None,
-        highpass: Optional[float] = None,
-        edge: float = 0.02,
-        coarse: bool = True,
     ) -> None: ...
     def register(
         self,
@@ -66,14 +80,7 @@ def register_spectra(
     references: npt.ArrayLike,
     spectra: npt.ArrayLike,
     nx: int,
-    upsample: int = 20,
-    max_shift: Optional[float] = None,
-    lowpass: Optional[float] = None,
-    highpass: Optional[float] = None,
-    edge: float = 0.02,
-    phase: bool = False,
-    crop: bool = True,
-    coarse: bool = True,
+    settings: SearchSettings = ...,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack."""
@@ -87,14 +94,7 @@ def register_accumulate_spectra(
     band: float = 0.5,
     prior: Optional[npt.ArrayLike] = None,
     class_stride: int = 0,
-    upsample: int = 20,
-    max_shift: Optional[float] = None,
-    lowpass: Optional[float] = None,
-    highpass: Optional[float] = None,
-    edge: float = 0.02,
-    phase: bool = False,
-    crop: bool = True,
-    coarse: bool = True,
+    settings: SearchSettings = ...,
     threads: int = 1,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """register_spectra, and in the same pass each image's band (accumulate_spectra, moved back by its new shift, weight 1) added to sums[groups[i] + best[i] * class_stride] in place (groups[i] < 0: none): with class_stride > 0 the sum depends on the best reference (multi-reference alignment). prior (n, 2): where finite, a local search from that shift instead of the full one."""
@@ -111,13 +111,8 @@ def forward_stack(
 def search_extent(
     ny: int,
     nx: int,
+    settings: SearchSettings = ...,
     band: float = 0.0,
-    upsample: int = 20,
-    lowpass: Optional[float] = None,
-    highpass: Optional[float] = None,
-    edge: float = 0.02,
-    crop: bool = True,
-    coarse: bool = True,
 ) -> tuple[int, int]:
     """(ky, kx): the largest |ky| and kx of an image spectrum that register_spectra reads (ny//2, nx//2: all), and with band > 0 register_accumulate_spectra too: what a cropped spectra cache must hold."""
 

@@ -64,6 +64,13 @@ def import_wisdom(wisdom: bytes) -> None:
         raise ValueError("FFTW rejected the wisdom (not produced by export_wisdom() of single-precision FFTW?)")
 
 
+def replan_with(wisdom: bytes) -> bool:
+    """Drop cryocore's cached plans and add ``wisdom``, so plans made from now on follow it (a
+    resumed run plans its FFTs as the interrupted process did); False if FFTW rejects it."""
+    _core.clear_plan_cache()
+    return bool(_core.import_wisdom(bytes(wisdom)))
+
+
 def forget_wisdom() -> None:
     """Discard FFTW's wisdom and cryocore's cached plans."""
     _core.clear_plan_cache()

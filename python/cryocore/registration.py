@@ -166,22 +166,17 @@ def register(
             raise ValueError(f"angular_step must be between 0.05 and 10 degrees, got {angular_step!r}")
         if phase_correlation:
             raise ValueError("phase_correlation is not available with rotate=True")
-        shifts, angles, scores, best = _core.register_rotate(
-            refs, imgs, angular_step=step, upsample=up, max_shift=ms, lowpass=lp, highpass=hp,
-            edge=as_edge(filter_edge), coarse=not bool(full_search), threads=as_threads(threads),
-        )
+        settings = _core.SearchSettings(upsample=up, max_shift=ms, lowpass=lp, highpass=hp, edge=as_edge(filter_edge),
+                                        coarse=not bool(full_search))
+        shifts, angles, scores, best = _core.register_rotate(refs, imgs, settings, angular_step=step,
+                                                             threads=as_threads(threads))
     else:
+        settings = _core.SearchSettings(upsample=up, max_shift=ms, lowpass=lp, highpass=hp, edge=as_edge(filter_edge),
+                                        phase=bool(phase_correlation), crop=True, coarse=not bool(full_search))
         shifts, scores, best = _core.register_stack(
             refs,
             imgs,
-            upsample=up,
-            max_shift=ms,
-            lowpass=lp,
-            highpass=hp,
-            edge=as_edge(filter_edge),
-            phase=bool(phase_correlation),
-            crop=True,
-            coarse=not bool(full_search),
+            settings,
             threads=as_threads(threads),
         )
         angles = np.zeros(len(scores))

@@ -14,8 +14,6 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from .. import _core
-
 __all__ = ["Chunk", "MemoryPlan", "SpectraCache", "make_chunks", "plan_memory", "search_band", "band_extent"]
 
 CHUNK = 1024  # most images read and processed at a time
@@ -104,7 +102,9 @@ def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotat
 def search_band(ny: int, nx: int, lowpass: float) -> float:
     """Band (cycles/px, as the spectral sums keep it) holding every frequency
     that a search low-passed at ``lowpass`` reads, with BAND_MARGIN above it."""
-    ky, kx = _core.search_extent(ny, nx, lowpass=lowpass if lowpass < 0.5 else None)
+    from .kernel import search_extent
+
+    ky, kx = search_extent(ny, nx, lowpass)
     return float(min(0.5, max(lowpass + BAND_MARGIN, (ky + 0.5) / ny, (kx + 0.5) / nx)))
 
 
@@ -132,7 +132,7 @@ class SpectraCache:
     """The images' half spectra, per chunk and half, cropped to ``crop`` (None: whole).
 
     ``spectra[c][h]`` is (n_ch, rows, cols) complex64: the images of half ``h``
-    in chunk ``c``, in input order, as :func:`cryocore._core.forward_stack`
+    in chunk ``c``, in input order, as :func:`kernel.chunk_spectra`
     makes them.
     """
 
@@ -145,11 +145,9 @@ class SpectraCache:
     def fill(cls, read: Callable[[Chunk], np.ndarray], chunks: Iterable[Chunk], ny: int, nx: int,
              crop: Optional[tuple[int, int]], threads: int, progress: Callable[[Any, str], Any]) -> "SpectraCache":
         """Read every chunk once and transform its images (one FFT each)."""
-        spectra = []
-        for chunk in progress(list(chunks), "FFT"):
-            images = read(chunk)
-            spectra.append([_core.forward_stack(images, threads=threads, index=chunk.of_half(h), crop=crop)
-                            for h in (0, 1)])
+        from .kernel import chunk_spectra
+
+        spectra = [chunk_spectra(chunk, read(chunk), crop, threads) for chunk in progress(list(chunks), "FFT")]
         return cls(ny, nx, crop, spectra)
 
     def holds(self, ky: int, kx: int) -> bool:

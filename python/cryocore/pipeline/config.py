@@ -35,14 +35,10 @@ class SearchOptions:
     local_search: bool = True
     angular_step: float = 1.0
 
-    def core_kwargs(self, lowpass: float) -> dict[str, Any]:
-        """Keyword arguments of the core's translational search at this low-pass (cycles/px)."""
+    def settings(self, lowpass: float) -> dict[str, Any]:
+        """The core's search settings (``_core.SearchSettings`` keywords) at this low-pass (cycles/px)."""
         return dict(upsample=int(self.upsample), max_shift=None if self.max_shift is None else float(self.max_shift),
                     lowpass=lowpass if lowpass < 0.5 else None)
-
-    def rotation_kwargs(self, lowpass: float) -> dict[str, Any]:
-        """The same for the core's rotational search."""
-        return dict(self.core_kwargs(lowpass), angular_step=float(self.angular_step))
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from .. import _core
 from ..frc import FRC, frc_of_spectra, soft_circular_mask
-from ..transforms import shift
 
 __all__ = ["centre_of_mass_offset", "rotate_vectors", "align_pair", "shift_spectrum", "half_resolution"]
 
@@ -100,16 +98,10 @@ def rotate_vectors(v: np.ndarray, angles: np.ndarray) -> np.ndarray:
 def align_pair(a1: np.ndarray, a2: np.ndarray, threads: int, rotate: bool = False,
                angular_step: float = 0.5) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Bring ``a2`` onto ``a1``: returns (a1, a2 moved, psi, t) with ``a2 = a1 rotated by psi, moved by t``."""
-    r1 = np.ascontiguousarray(a1, np.float32)[None]
-    r2 = np.ascontiguousarray(a2, np.float32)[None]
-    if rotate:
-        s, a, _, _ = _core.register_rotate(r1, r2, angular_step=angular_step, upsample=50, threads=threads)
-        psi, t = float(a[0]), s[0]
-        moved = _core.transform_stack(r2, np.array([psi]), np.array([t]), inverse=True, threads=1)[0]
-        return np.asarray(a1, np.float64), moved.astype(np.float64), psi, t
-    s, _, _ = _core.register_stack(r1, r2, upsample=50, threads=1)
-    t = s[0]
-    return np.asarray(a1, np.float64), shift(a2, -t, threads=1).astype(np.float64), 0.0, t
+    from .kernel import fit_pair
+
+    psi, t, moved = fit_pair(a1, a2, threads, rotate, angular_step)
+    return np.asarray(a1, np.float64), moved.astype(np.float64), psi, t
 
 
 def combine(a1: np.ndarray, a2: np.ndarray, n1: int, n2: int) -> np.ndarray:

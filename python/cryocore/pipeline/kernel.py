@@ -27,7 +27,8 @@ from .chunks import Chunk, band_extent
 from .config import SearchOptions
 from .sums import SpectralSums
 
-__all__ = ["ChunkData", "ChunkResult", "Pass", "search_chunk", "sum_chunk"]
+__all__ = ["ChunkData", "ChunkResult", "Pass", "chunk_spectra", "fit_pair", "register_image", "search_chunk",
+           "search_extent", "sum_chunk", "sum_image"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def _rotational_search(p: Pass, h: int) -> "_core.RotationalSearch":
         if search is None:
             for old in [k for k in _prepared if k[0] != p.key]:
                 del _prepared[old]  # an earlier pass's: no longer needed
-            search = _core.RotationalSearch(np.ascontiguousarray(p.refs[h]), **p.search.rotation_kwargs(p.lowpass[h]))
+            search = _core.RotationalSearch(np.ascontiguousarray(p.refs[h]), _settings(p.search, p.lowpass[h]),
+                                            angular_step=float(p.search.angular_step))
             _prepared[key] = search
     return search  # type: ignore[return-value]
 
@@ -129,8 +131,8 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
         groups = chunk.quarter[sel].astype(np.int32)
         flat = sums.spectra[h].reshape(K * 2, ny, nx // 2 + 1)  # a view: (class, quarter) groups
         s, c, best = _core.register_accumulate_spectra(
-            refs, spectra, nx, groups, flat, band=float(p.band[h]), prior=ps, class_stride=2, threads=threads,
-            **p.search.core_kwargs(p.lowpass[h]))
+            refs, spectra, nx, groups, flat, band=float(p.band[h]), prior=ps, class_stride=2,
+            settings=_settings(p.search, p.lowpass[h]), threads=threads)
         shifts[sel], scores[sel], classes[sel] = s, c, best
         np.add.at(sums.weights[h, :, :, 0, 0], (best, groups), 1.0)
     return ChunkResult(chunk.index, shifts, angles, scores, classes, sums)
@@ -173,6 +175,49 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
                                                     index=sel)
                 sums.weights[h, k, q] += w.sum()
     return sums
+
+
+def _settings(search: SearchOptions, lowpass: float) -> "_core.SearchSettings":
+    return _core.SearchSettings(**search.settings(lowpass))
+
+
+def search_extent(ny: int, nx: int, lowpass: float) -> tuple[int, int]:
+    """Largest |ky| and kx of an image's spectrum that a translational search low-passed at
+    ``lowpass`` (cycles/px; 0.5: none) reads."""
+    return _core.search_extent(ny, nx, _settings(SearchOptions(), lowpass))
+
+
+def chunk_spectra(chunk: Chunk, images: np.ndarray, crop: Optional[tuple[int, int]], threads: int) -> list[np.ndarray]:
+    """The chunk's images' half spectra per half, cropped to ``crop``: what the spectra cache keeps."""
+    return [_core.forward_stack(images, threads=threads, index=chunk.of_half(h), crop=crop) for h in (0, 1)]
+
+
+def fit_pair(a1: np.ndarray, a2: np.ndarray, threads: int, rotate: bool,
+             angular_step: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """The pose (psi, t) of ``a2`` relative to ``a1`` (``a2`` = ``a1`` rotated by psi, moved by t)
+    and ``a2`` moved back onto ``a1`` (float32)."""
+    r1 = np.ascontiguousarray(a1, np.float32)[None]
+    r2 = np.ascontiguousarray(a2, np.float32)[None]
+    fine = _core.SearchSettings(upsample=50)
+    if rotate:
+        s, a, _, _ = _core.register_rotate(r1, r2, fine, angular_step=angular_step, threads=threads)
+        psi, t = float(a[0]), s[0]
+        return psi, t, _core.transform_stack(r2, np.array([psi]), np.array([t]), inverse=True, threads=1)[0]
+    s, _, _ = _core.register_stack(r1, r2, fine, threads=1)
+    return 0.0, s[0], _core.shift_stack(r2, -s[:1], threads=1)[0]
+
+
+def register_image(ref: np.ndarray, image: np.ndarray, search: SearchOptions,
+                   lowpass: float) -> tuple[np.ndarray, float]:
+    """Shift (2,) and score of one image (1, ny, nx) against one reference (ny, nx) (the online pass)."""
+    s, c, _ = _core.register_stack(np.ascontiguousarray(ref, np.float32)[None], image, _settings(search, lowpass),
+                                   threads=1)
+    return s[0], float(c[0])
+
+
+def sum_image(image: np.ndarray, shift: np.ndarray, weight: float, out: np.ndarray) -> None:
+    """Add one image (1, ny, nx) moved back by ``shift``, times ``weight``, to ``out`` (ny, nx) float64."""
+    _core.accumulate(image, np.asarray(shift, np.float64)[None], np.array([weight]), out, None, threads=1)
 
 
 def _spectra(data: ChunkData, h: int, sel: np.ndarray, crop: Optional[tuple[int, int]], threads: int) -> np.ndarray:

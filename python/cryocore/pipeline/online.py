@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import _core
 from .config import AlignConfig
 from .driver import Progress, _Stack, finish, initial_references
 from .executor import LocalExecutor
 from .geometry import combine
+from .kernel import register_image, sum_image
 from .result import AlignResult
 from .selection import auto_threshold
 from .state import AlignState
@@ -34,7 +34,6 @@ def run_online(source: Any, half: np.ndarray, config: AlignConfig, reference: An
     shifts, scores = np.zeros((n, 2)), np.zeros(n)
     accepted = np.zeros(n, bool)
     fixed = None if config.threshold == "auto" else float(config.threshold)
-    kw = dict(config.search.core_kwargs(0.5), lowpass=config.first_lowpass)
     history: list[dict] = []
     frames = []
     every = max(1, n // 40)
@@ -45,18 +44,17 @@ def run_online(source: Any, half: np.ndarray, config: AlignConfig, reference: An
         h = int(half[i]) - 1
         img = source.read(i, i + 1)
         ref = (sums[h] / weights[h]).astype(np.float32)
-        s, c, _ = _core.register_stack(ref[None], img, threads=1, **kw)
-        shifts[i], scores[i] = s[0], c[0]
-        seen[h].append(float(c[0]))
+        s, c = register_image(ref, img, config.search, config.first_lowpass)
+        shifts[i], scores[i] = s, c
+        seen[h].append(c)
         thr = auto_threshold(np.array(seen[h])) if fixed is None else fixed
         if fixed is None and len(seen[h]) <= 10:
             thr = -1.0  # too few scores for a robust rule yet
-        if c[0] >= thr and c[0] > 0:
-            w = float(c[0])
+        if c >= thr and c > 0:
             add = np.zeros((ny, nx))
-            _core.accumulate(img, s, np.array([w]), add, None, threads=1)
+            sum_image(img, s, c, add)
             sums[h] += add
-            weights[h] += w
+            weights[h] += c
             accepted[i] = True
         if (i + 1) % every == 0 or i == n - 1:
             frames.append(combine(sums[0] / weights[0], sums[1] / weights[1], 1, 1).astype(np.float32))

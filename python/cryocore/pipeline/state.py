@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import _core
+from .. import fftw
 from ..io.atomic import atomic_write
 
 __all__ = ["AlignState", "fingerprint"]
@@ -57,7 +57,7 @@ class AlignState:
         arrays.update(fingerprint=np.array(fingerprint), iteration=np.array(self.iteration),
                       converged=np.array(self.converged), history=np.array(json.dumps(self.history)),
                       frames=np.stack(self.frames) if self.frames else np.zeros((0, 1, 1), np.float32),
-                      wisdom=np.frombuffer(_core.export_wisdom(), np.uint8),
+                      wisdom=np.frombuffer(fftw.export_wisdom(), np.uint8),
                       has_prev=np.array(self.prev_shifts is not None))
         if self.prev_shifts is not None:
             arrays.update(prev_shifts=self.prev_shifts, prev_angles=self.prev_angles)
@@ -90,8 +90,7 @@ def import_wisdom(path: str) -> None:
     except Exception:
         return  # AlignState.load reports an unreadable file
     if wisdom:
-        _core.clear_plan_cache()
-        _core.import_wisdom(wisdom)
+        fftw.replan_with(wisdom)
 
 
 def fingerprint(source: Any, half: np.ndarray, options: dict, refs: np.ndarray) -> str:
