@@ -35,18 +35,12 @@ PlanCache<Fft2d, std::size_t, std::size_t>& cache() {
 // the planner lock (the planner is not thread-safe). The destructors also
 // lock, so a failed construction must not hold it: constructors clean up
 // after themselves before throwing (check_plans).
-// band_dependent: FFTW may measure for kBandPlanSeconds at most.
 template <class T, class... Key>
-std::shared_ptr<const T> cached_plan(PlanCache<T, Key...>& c, bool band_dependent, Key... shape) {
+std::shared_ptr<const T> cached_plan(PlanCache<T, Key...>& c, Key... shape) {
   std::lock_guard<std::mutex> lock(planner_mutex());
   const auto key = std::make_tuple(shape..., static_cast<int>(g_effort));
   auto it = c.find(key);
   if (it != c.end()) return it->second;
-  struct TimeLimit {  // restored even if the construction throws
-    explicit TimeLimit(bool on) : on_(on) { if (on_) fftwf_set_timelimit(kBandPlanSeconds); }
-    ~TimeLimit() { if (on_) fftwf_set_timelimit(FFTW_NO_TIMELIMIT); }
-    bool on_;
-  } limit(band_dependent);
   auto plan = std::shared_ptr<const T>(new T(shape..., g_effort));
   c.emplace(key, plan);
   return plan;
@@ -164,9 +158,7 @@ void R2cPlans::inverse(cfloat* in, float* out) const noexcept {
   fftwf_execute_dft_c2r(c2r_, reinterpret_cast<fftwf_complex*>(in), out);
 }
 
-std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx, bool band_dependent) {
-  return cached_plan(cache(), band_dependent, ny, nx);
-}
+std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx) { return cached_plan(cache(), ny, nx); }
 
 namespace {
 // One batched plan: the 1D r2c of each row of a (rows, m) array into the
@@ -205,7 +197,7 @@ void PrunedForward::forward(const float* in, cfloat* out) const noexcept {
 
 std::shared_ptr<const PrunedForward> get_pruned_forward(std::size_t ny, std::size_t nx,
                                                         std::size_t cols) {
-  return cached_plan(pruned_cache(), true, ny, nx, cols);  // cols: the band's
+  return cached_plan(pruned_cache(), ny, nx, cols);
 }
 
 RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(rows), m_(m) {
@@ -220,7 +212,7 @@ RingFft::RingFft(std::size_t rows, std::size_t m, PlanEffort effort) : rows_(row
 }
 
 std::shared_ptr<const RingFft> get_ring_fft(std::size_t rows, std::size_t m) {
-  return cached_plan(ring_cache(), false, rows, m);  // measured in full: used for every image
+  return cached_plan(ring_cache(), rows, m);
 }
 
 }  // namespace cryocore

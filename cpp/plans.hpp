@@ -110,17 +110,8 @@ class Fft2d : public R2cPlans {
   std::size_t ny_, nx_;
 };
 
-// Seconds FFTW may spend measuring one plan whose shape follows the search's
-// low-pass (cropped inverse maps, pruned forward columns): such shapes change
-// from iteration to iteration, and a full FFTW_MEASURE of each new one cost up
-// to a quarter of an alignment of 2 000 images. The image-sized plans and the
-// polar rings' (used for every image of a rotational search; measured in full,
-// a time limit there cost ~9% of its throughput) are not limited.
-constexpr double kBandPlanSeconds = 0.005;
-
 // Cached plans for a shape at the current planning effort. Thread-safe.
-// band_dependent: planned within kBandPlanSeconds (see above).
-std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx, bool band_dependent = false);
+std::shared_ptr<const Fft2d> get_fft2d(std::size_t ny, std::size_t nx);
 
 // A forward r2c of an (ny, nx) image that computes only the first `cols`
 // columns (kx < cols) of the half spectrum: 1D r2c transforms of all rows,

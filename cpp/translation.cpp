@@ -267,7 +267,7 @@ TranslationSearch::TranslationSearch(std::size_t ny, std::size_t nx, const Regis
     for (auto& v : h2) v *= v;
   }
   geo = register_geometry(ny, nx, p);
-  inv_plan = get_fft2d(geo.my, geo.mx, geo.my != ny || geo.mx != nx);  // cropped: follows the band
+  inv_plan = get_fft2d(geo.my, geo.mx);
   sy = static_cast<double>(ny) / static_cast<double>(geo.my);
   sx = static_cast<double>(nx) / static_cast<double>(geo.mx);
   ry = p.max_shift >= 0.0 ? p.max_shift / sy : -1.0;
