@@ -736,3 +736,25 @@ def test_csv_round_trip(rng, tmp_path):
     np.testing.assert_array_equal(back["half"], p["half"])
     with pytest.raises(FileExistsError):
         io.write_particles_csv(path, **p)
+
+
+def test_read_view_lends_float32_memory_maps_and_copies_the_rest(tmp_path):
+    """read_view gives the images of a native float32 stack without a copy (read-only), and
+    what read gives for other data types."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((6, 16, 16)).astype(np.float32)
+    io.write_mrc(str(tmp_path / "f.mrcs"), a)
+    np.save(tmp_path / "i.npy", (a * 100).astype(np.int16))
+    with io.open_stack(str(tmp_path / "f.mrcs")) as s:
+        v = s.read_view(1, 4)
+        np.testing.assert_array_equal(v, a[1:4])
+        assert not v.flags.writeable and not v.flags.owndata
+        with pytest.raises(ValueError):
+            v[0, 0, 0] = 1.0
+        assert s.read(1, 4).flags.writeable  # read() still gives a fresh array
+    with io.open_stack(str(tmp_path / "i.npy")) as s:
+        v = s.read_view(0, 6)
+        assert v.dtype == np.float32 and v.flags.writeable  # converted: a copy
+        np.testing.assert_array_equal(v, (a * 100).astype(np.int16).astype(np.float32))
+        with pytest.raises(ValueError, match="out of range"):
+            s.read_view(2, 9)

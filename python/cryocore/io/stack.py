@@ -101,6 +101,7 @@ class ParticleStack:
         reader: Callable[[int, int], np.ndarray],
         closer: Callable[[], None],
         table: Any = None,
+        viewer: Optional[Callable[[int, int], Optional[np.ndarray]]] = None,
     ) -> None:
         self.path = path
         self.shape = tuple(int(v) for v in shape)
@@ -111,6 +112,7 @@ class ParticleStack:
         self._closer = closer
         self._closed = False
         self._table = table
+        self._viewer = viewer
 
     @property
     def table(self) -> Any:
@@ -150,6 +152,16 @@ class ParticleStack:
         if out.shape != (stop - start,) + self.shape[1:]:  # pragma: no cover - internal invariant
             raise RuntimeError(f"internal error reading {self.path!r}: got shape {out.shape}")
         return out
+
+    def read_view(self, start: int, stop: int) -> np.ndarray:
+        """Images ``start`` to ``stop - 1`` like :meth:`read`, but without a copy where the file
+        holds them as native float32 in one block (MRC, .npy): a read-only view into the memory
+        map, valid until :meth:`close`. Elsewhere the same fresh array as :meth:`read`."""
+        if self._closed:
+            raise ValueError(f"stack {self.path!r} is closed")
+        start, stop = _check_range(start, stop, self.shape[0])
+        view = self._viewer(start, stop) if self._viewer is not None and start < stop else None
+        return self.read(start, stop) if view is None else view
 
     def read_all(self) -> np.ndarray:
         """All images: float32 ndarray, shape (N, ny, nx)."""
@@ -195,13 +207,21 @@ def _array_stack(
     def reader(start: int, stop: int) -> np.ndarray:
         return np.array(held[0][start:stop], dtype=np.float32)
 
+    def viewer(start: int, stop: int) -> Optional[np.ndarray]:
+        block = held[0][start:stop]
+        if block.dtype != np.dtype(np.float32) or not block.flags.c_contiguous:
+            return None  # other types and byte orders are converted by read()
+        view = np.asarray(block).view()
+        view.flags.writeable = False
+        return view
+
     def close() -> None:
         held.clear()
         closer()
 
     return ParticleStack(
         path=path, shape=(n, ny, nx), pixel_size_A=pixel_size_A, image_names=names,
-        dtype=arr.dtype, reader=reader, closer=close,
+        dtype=arr.dtype, reader=reader, closer=close, viewer=viewer,
     )
 
 

@@ -69,7 +69,8 @@ class _Stack:
 
     # -- data
     def read(self, chunk: Chunk) -> np.ndarray:
-        return self.source.read(chunk.start, chunk.stop)
+        """The chunk's images; without a copy where the source can lend them (memory-mapped float32)."""
+        return getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
 
     def data(self, chunk: Chunk, images: bool = False) -> ChunkData:
         """The chunk's cached spectra (translations), else its images read now."""
