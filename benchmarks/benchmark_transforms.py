@@ -116,3 +116,33 @@ class AlignSuite:
         import cryocore
 
         cryocore.align(self.images, rotate=False, iterations=3, tolerance_px=0, progress=False)
+
+
+class MultiReferenceSuite:
+    """Multi-reference alignment with rotations: K references against one (the cost of K)."""
+
+    params = ([1, 10], [128])
+    param_names = ["n_references", "size"]
+    timeout = 240
+
+    def setup(self, n_references, size):
+        import numpy as np
+
+        import cryocore
+
+        sim = cryocore.simulate(1000, size, snr=0.1, max_shift=size / 12, rotate=True, seed=0)
+        self.images = sim.images
+        rng = np.random.default_rng(0)
+        self.refs = np.stack([sim.images[rng.choice(1000, 100, replace=False)].mean(axis=0)
+                              for _ in range(n_references)])
+        cryocore.align(self.images[:64], self.refs, iterations=1, progress=False)  # plans
+
+    def time_align_rotate_3_iterations(self, n_references, size):
+        import cryocore
+
+        cryocore.align(self.images, self.refs, iterations=3, tolerance_px=0, progress=False)
+
+    def peakmem_align_rotate(self, n_references, size):
+        import cryocore
+
+        cryocore.align(self.images, self.refs, iterations=2, tolerance_px=0, progress=False)
