@@ -216,58 +216,89 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
 
 def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.ndarray]:
     """One iteration: search, threshold, new references; updates ``st`` in place."""
-    config, ny, nx, K = stack.config, stack.ny, stack.nx, stack.K
+    config, ny, nx = stack.config, stack.ny, stack.nx
     half = np.concatenate([c.half for c in stack.chunks])
     band = tuple(search_band(ny, nx, float(lp)) for lp in st.lowpass)
     need = [band_extent(ny, nx, b) for b in band]
     ky, kx = max(e[0] for e in need), max(e[1] for e in need)
     stack.ensure_cache(ky, kx)
-    # Local search: an image accepted last time whose pose has settled (moved less than
-    # LOCAL_SHIFT_PX and LOCAL_ANGLE_DEG between the last two iterations) is searched around
-    # its last pose; the others globally. (Early references are blurred, rotationally above
-    # all: poses found against them are not yet to be trusted.) Translations: with the cache.
-    prior_shifts = prior_angles = None
-    if (config.search.local_search and st.prev_shifts is not None and st.prev_angles is not None
-            and (stack.rotate or stack.cache is not None)):
-        dshift = np.hypot(*(st.shifts - st.prev_shifts).T)
-        dpsi = np.abs((st.angles - st.prev_angles + 180.0) % 360.0 - 180.0)
-        settled = st.accepted & (dshift < LOCAL_SHIFT_PX) & (dpsi < LOCAL_ANGLE_DEG)
-        prior_shifts = np.where(settled[:, None], st.shifts, np.nan)
-        prior_angles = np.where(settled, st.angles, np.nan)
+    prior_shifts, prior_angles = _priors(stack, st)
     p = Pass(refs=st.refs.astype(np.float32), lowpass=(float(st.lowpass[0]), float(st.lowpass[1])),
              band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),))
     t0 = time.perf_counter()
     s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles)
     t0 = stack.clock("search_s", t0)
-
-    thresholds = np.full((2, K), -1.0)
-    acc = np.zeros(len(c), bool)
-    for h in (0, 1):
-        for k in range(K):
-            m = (half == h + 1) & (cls == k)
-            if m.any():
-                thresholds[h, k] = auto_threshold(c[m]) if config.threshold == "auto" else float(config.threshold)
-                acc[m] = c[m] >= thresholds[h, k]
-        if not acc[half == h + 1].any():
-            raise ValueError(
-                f"no image of half {h + 1} scored at or above the threshold {thresholds[h].min():.3f} in iteration "
-                f"{it} (best score {c[half == h + 1].max():.3f}); lower the threshold or use threshold='auto'")
+    thresholds, acc = _thresholds(config, half, c, cls, stack.K, it)
     if (~acc).any():  # the rejected images come out of the sums again
         sums += stack.sums(s, a, cls, -(~acc).astype(np.float64), p.band, stack.rotate)
     t0 = stack.clock("subtract_s", t0)
+    new_refs, com = _new_references(sums, st.refs)
+    s = s + rotate_vectors(com[half - 1, cls], a)  # the poses follow the recentred references
+    rows = _history_rows(stack, st, it, half, sums, s, a, c, cls, acc, thresholds)
+    t0 = stack.clock("references_s", t0)
+    class_halves = _half_to_half(stack, st, rows, new_refs, sums.counts())
+    stack.clock("half_to_half_s", t0)
+    st.prev_shifts, st.prev_angles = (st.shifts, st.angles) if it > 1 else (None, None)
+    st.converged = it > 1 and all(
+        r["pose_change"] < config.tolerance_px and r["accepted_changes"] == 0 and r.get("class_changes", 0) == 0
+        and (not stack.rotate or r["angle_change"] < ANGLE_TOLERANCE_DEG) for r in rows)
+    st.shifts, st.angles, st.scores, st.accepted, st.classes = s, a, c, acc, cls
+    st.thresholds, st.refs, st.iteration = thresholds, new_refs, it
+    return rows, class_halves
 
-    # New references: each class's mean, kept centred in the box (the poses re-expressed).
-    means = sums.mean_spectra()
-    counts = sums.counts()  # (2, K, 2)
-    new_refs = st.refs.copy()
-    com = np.zeros((2, K, 2))
+
+def _priors(stack: _Stack, st: AlignState) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Local search: an image accepted last time whose pose has settled (moved less than
+    LOCAL_SHIFT_PX and LOCAL_ANGLE_DEG between the last two iterations) is searched around its
+    last pose (NaN: globally). Early references are blurred, rotationally above all: poses found
+    against them are not yet to be trusted. Translations: only with the spectra cache."""
+    if not (stack.config.search.local_search and st.prev_shifts is not None and st.prev_angles is not None
+            and (stack.rotate or stack.cache is not None)):
+        return None, None
+    dshift = np.hypot(*(st.shifts - st.prev_shifts).T)
+    dpsi = np.abs((st.angles - st.prev_angles + 180.0) % 360.0 - 180.0)
+    settled = st.accepted & (dshift < LOCAL_SHIFT_PX) & (dpsi < LOCAL_ANGLE_DEG)
+    return np.where(settled[:, None], st.shifts, np.nan), np.where(settled, st.angles, np.nan)
+
+
+def _thresholds(config: AlignConfig, half: np.ndarray, scores: np.ndarray, classes: np.ndarray, K: int,
+                it: int) -> tuple[np.ndarray, np.ndarray]:
+    """(2, K) score thresholds per half and class, and which images pass them."""
+    thresholds = np.full((2, K), -1.0)
+    acc = np.zeros(len(scores), bool)
     for h in (0, 1):
         for k in range(K):
+            m = (half == h + 1) & (classes == k)
+            if m.any():
+                thresholds[h, k] = auto_threshold(scores[m]) if config.threshold == "auto" else float(config.threshold)
+                acc[m] = scores[m] >= thresholds[h, k]
+        if not acc[half == h + 1].any():
+            raise ValueError(
+                f"no image of half {h + 1} scored at or above the threshold {thresholds[h].min():.3f} in iteration "
+                f"{it} (best score {scores[half == h + 1].max():.3f}); lower the threshold or use threshold='auto'")
+    return thresholds, acc
+
+
+def _new_references(sums: SpectralSums, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's mean, recentred on its centre of mass ((2, K, ny, nx)), and that centre
+    ((2, K, 2) px); a class without images keeps its reference."""
+    ny, nx = sums.shape
+    means, counts = sums.mean_spectra(), sums.counts()
+    new_refs = refs.copy()
+    com = np.zeros(refs.shape[:2] + (2,))
+    for h in (0, 1):
+        for k in range(refs.shape[1]):
             if counts[h, k].sum() > 0:
                 com[h, k] = centre_of_mass_of_spectrum(means[h, k], (ny, nx))
                 new_refs[h, k] = np.fft.irfft2(shift_spectrum(means[h, k], -com[h, k], (ny, nx)), s=(ny, nx))
-    s = s + rotate_vectors(com[half - 1, cls], a)
+    return new_refs, com
 
+
+def _history_rows(stack: _Stack, st: AlignState, it: int, half: np.ndarray, sums: SpectralSums, s: np.ndarray,
+                  a: np.ndarray, c: np.ndarray, cls: np.ndarray, acc: np.ndarray,
+                  thresholds: np.ndarray) -> list[dict]:
+    """One history row per half; sets each half's next low-pass from its quarter sums' FRC."""
+    config, K = stack.config, stack.K
     rows = []
     for h in (0, 1):
         m = half == h + 1
@@ -275,7 +306,7 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
         dpsi = (a[m] - st.angles[m] + 180.0) % 360.0 - 180.0
         angle_change = float(np.sqrt(np.mean(dpsi**2))) if it > 1 else float("nan")
         qa, qb = sums.quarter_spectra(h)
-        own = half_resolution(qa[0] if K == 1 else qa, qb[0] if K == 1 else qb, (ny, nx), config.mask_radius)
+        own = half_resolution(qa[0] if K == 1 else qa, qb[0] if K == 1 else qb, sums.shape, config.mask_radius)
         row = dict(iteration=it, half=h + 1, mean_score=float(c[m].mean()), median_score=float(np.median(c[m])),
                    accepted=int(acc[m].sum()), total=int(m.sum()), pose_change=change, angle_change=angle_change,
                    accepted_changes=int((acc[m] != st.accepted[m]).sum()),
@@ -286,29 +317,27 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
                        class_counts=np.bincount(cls[m & acc], minlength=K).tolist())
         rows.append(row)
         st.lowpass[h] = min(config.cap, float(min(0.5, max(config.first_lowpass, own + 0.02))))
-    t0 = stack.clock("references_s", t0)
-    # Each class's half averages brought together: the resolution and the frame of this iteration.
-    class_halves = np.zeros((K, 2, ny, nx))
+    return rows
+
+
+def _half_to_half(stack: _Stack, st: AlignState, rows: list[dict], refs: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each class's half averages brought together (K, 2, ny, nx): the iteration's resolution (into
+    ``rows``) and its frame (into ``st.frames``)."""
+    config, K = stack.config, stack.K
+    class_halves = np.zeros((K, 2, stack.ny, stack.nx))
     res = np.zeros(K)
     frame = []
     for k in range(K):
         # (for the history and the frames only: a coarser angular step than the final one)
-        a1, a2, _, _ = align_pair(new_refs[0, k], new_refs[1, k], config.threads, stack.rotate, angular_step=1.0)
+        a1, a2, _, _ = align_pair(refs[0, k], refs[1, k], config.threads, stack.rotate, angular_step=1.0)
         class_halves[k] = a1, a2
         res[k] = frc(a1, a2, mask_radius=config.mask_radius, pixel_size_A=config.pixel_size_A).resolution_0143
         frame.append(combine(a1, a2, int(counts[0, k].sum()), int(counts[1, k].sum())))
     for r in rows:
         r["resolution"] = float(res[0] if K == 1 else np.median(res[counts.sum(axis=(0, 2)) > 0]))
-    stack.clock("half_to_half_s", t0)
     st.history.extend(rows)
     st.frames.append(tile(np.array(frame)).astype(np.float32))
-    st.prev_shifts, st.prev_angles = (st.shifts, st.angles) if it > 1 else (None, None)
-    st.converged = it > 1 and all(
-        r["pose_change"] < config.tolerance_px and r["accepted_changes"] == 0 and r.get("class_changes", 0) == 0
-        and (not stack.rotate or r["angle_change"] < ANGLE_TOLERANCE_DEG) for r in rows)
-    st.shifts, st.angles, st.scores, st.accepted, st.classes = s, a, c, acc, cls
-    st.thresholds, st.refs, st.iteration = thresholds, new_refs, it
-    return rows, class_halves
+    return class_halves
 
 
 def tile(images: np.ndarray) -> np.ndarray:
