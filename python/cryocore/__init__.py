@@ -14,6 +14,7 @@ shift           exact Fourier-space sub-pixel shifts
 rotate, transform  in-plane rotations and whole poses (bicubic)
 Accumulator     in-place weighted running mean / variance of aligned images
 frc             Fourier ring correlation of two images
+ctf             the microscope's CTF in RELION's convention (CtfParameters: per particle)
 simulate        seeded synthetic stacks with ground truth
 io.open_stack   MRC/MRCS, .npy, TIFF, image folders and RELION STAR files
 set_planning, export_wisdom, import_wisdom, forget_wisdom   FFTW planning
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from . import _core, io
 from .accumulate import Accumulator
+from .ctf import CtfParameters, ctf
 from .alignment import AlignResult, align
 from .frc import FRC, frc
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
@@ -36,6 +38,8 @@ fftw_version: str = _core.fftw_version
 __all__ = [
     "Accumulator",
     "AlignResult",
+    "CtfParameters",
+    "ctf",
     "FRC",
     "align",
     "frc",

@@ -217,14 +217,28 @@ def _simulate(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{p} exists; use --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     sim = simulate(args.n, args.size, snr=args.snr, max_shift=args.max_shift, rotate=args.rotate,
-                   psf_sigma=(args.psf_min, args.psf_max), seed=args.seed)
+                   psf_sigma=(args.psf_min, args.psf_max), seed=args.seed, ctf=args.ctf,
+                   defocus_range_A=(args.defocus_min_A, args.defocus_max_A), pixel_size_A=args.pixel_size_A)
     io.write_mrc(str(out), sim.images, pixel_size_A=args.pixel_size_A, overwrite=True)
     n = len(sim.images)
+    names = [f"{i + 1:06d}@{out.name}" for i in range(n)]
+    table = None
+    if sim.ctf is not None:  # RELION's layout: per-particle defocus, the microscope in the optics group
+        import pandas as pd
+
+        cols = sim.ctf.star_columns()
+        optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"],
+                               **{k: [float(cols[k][0])] for k in ("rlnVoltage", "rlnSphericalAberration",
+                                                                  "rlnAmplitudeContrast")}})
+        particles = pd.DataFrame({"rlnImageName": names, "rlnOpticsGroup": np.ones(n, int),
+                                  **{k: cols[k] for k in ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle",
+                                                          "rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor")}})
+        table = io.ParticleTable(particles, optics)
     io.write_particles_star(
-        str(truth), image_names=[f"{i + 1:06d}@{out.name}" for i in range(n)], shifts=sim.shifts,
+        str(truth), image_names=names, shifts=sim.shifts,
         angles=sim.angles, scores=np.ones(n), accepted=np.ones(n, bool),
         half=np.where(np.arange(n) % 2 == 0, 1, 2), pixel_size_A=args.pixel_size_A,
-        image_size=args.size, overwrite=True,
+        image_size=args.size, table=table, overwrite=True,
     )
     template = out.parent / "template.mrc"
     io.write_mrc(str(template), sim.template, pixel_size_A=args.pixel_size_A, overwrite=True)
@@ -329,6 +343,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--psf-min", type=float, default=0.5, help="smallest PSF sigma, px")
     s.add_argument("--psf-max", type=float, default=1.5, help="largest PSF sigma, px")
     s.add_argument("--pixel-size-A", type=_positive_float, default=1.0)
+    s.add_argument("--ctf", action="store_true",
+                   help="filter each image by its own CTF (300 kV, Cs 2.7 mm, Q0 0.1; RELION's convention) instead "
+                        "of the Gaussian PSF; truth.star gets the CTF columns")
+    s.add_argument("--defocus-min-A", type=_positive_float, default=8000.0, help="smallest defocus U, Å")
+    s.add_argument("--defocus-max-A", type=_positive_float, default=25000.0, help="largest defocus U, Å")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_simulate)

@@ -8,6 +8,8 @@ from typing import Optional
 
 import numpy as np
 
+from .ctf import CtfParameters
+
 __all__ = ["Simulation", "simulate", "make_template", "project", "view_rotations"]
 
 
@@ -37,6 +39,10 @@ class Simulation:
         With ``templates``: which template (1..K) each image shows.
     templates : ndarray (K, n, n) float32, optional
         The templates given to :func:`simulate`.
+    ctf : CtfParameters, optional
+        With ``ctf=True``: each image's CTF parameters (RELION's units).
+    pixel_size_A : float
+        Å per pixel (what the CTF was computed with).
     """
 
     images: np.ndarray
@@ -48,6 +54,8 @@ class Simulation:
     snr: float
     classes: Optional[np.ndarray] = None
     templates: Optional[np.ndarray] = None
+    ctf: Optional[CtfParameters] = None
+    pixel_size_A: float = 1.0
 
 
 # The particle, in units of the box size, drawn so that it has no rotational
@@ -206,6 +214,11 @@ def simulate(
     psf_sigma: tuple[float, float] = (0.5, 1.5),
     seed: Optional[int] = 0,
     templates: Optional[np.ndarray] = None,
+    ctf: bool = False,
+    defocus_range_A: tuple[float, float] = (8000.0, 25000.0),
+    astigmatism_A: float = 200.0,
+    bfactor_A2: float = 0.0,
+    pixel_size_A: float = 1.0,
 ) -> Simulation:
     """Simulate noisy projections of a ring-shaped particle with known poses.
 
@@ -220,6 +233,12 @@ def simulate(
     ``templates`` (K, size, size): images of K particles instead, each image
     showing a template drawn at random (``Simulation.classes``, 1..K), posed
     by bilinear interpolation (:func:`pose_images`).
+
+    ``ctf=True``: instead of the Gaussian PSF, each posed image is filtered by
+    its CTF (RELION's convention, :func:`cryocore.ctf`; 300 kV, Cs 2.7 mm,
+    Q0 0.1) at ``pixel_size_A``: defocus U drawn uniformly from
+    ``defocus_range_A`` (Å), V up to ``astigmatism_A`` less, astigmatism angle
+    uniform in [0, 180), B-factor ``bfactor_A2``; ``Simulation.ctf`` holds them.
 
     Returns a :class:`Simulation`; the same ``seed`` gives the same stack.
     """
@@ -241,9 +260,21 @@ def simulate(
         templates = np.asarray(templates, np.float64)
         if templates.ndim != 3 or templates.shape[1:] != (size, size) or not np.isfinite(templates).all():
             raise ValueError(f"templates must be finite images (K, {size}, {size}), got shape {templates.shape}")
+    pixel_size_A = float(pixel_size_A)
+    if not (math.isfinite(pixel_size_A) and pixel_size_A > 0):
+        raise ValueError(f"pixel_size_A must be a positive number of Å, got {pixel_size_A!r}")
     rng = np.random.default_rng(seed)
     n = int(n_images)
     classes = None if templates is None else rng.integers(1, len(templates) + 1, size=n)
+    params = None
+    if ctf:
+        lo_d, hi_d = (float(v) for v in defocus_range_A)
+        if not (0 < lo_d <= hi_d and math.isfinite(hi_d)):
+            raise ValueError(f"defocus_range_A must be (low, high) with 0 < low <= high Å, got {defocus_range_A!r}")
+        du = rng.uniform(lo_d, hi_d, n)
+        params = CtfParameters.from_arrays(n, dict(
+            defocus_u_A=du, defocus_v_A=du - rng.uniform(0.0, float(astigmatism_A), n),
+            defocus_angle_deg=rng.uniform(0.0, 180.0, n), bfactor_A2=float(bfactor_A2)))
     shifts = rng.uniform(-max_shift, max_shift, size=(n, 2))
     angles = rng.uniform(0.0, 360.0, size=n) if rotate else np.zeros(n)
     sigmas = rng.uniform(lo, hi, size=n)
@@ -259,7 +290,13 @@ def simulate(
             for k in np.unique(classes[sl]):
                 m = classes[sl] == k
                 posed[m] = pose_images(templates[k - 1], angles[sl][m], shifts[sl][m])
-        clean = _blur(posed, sigmas[sl])
+        if params is None:
+            clean = _blur(posed, sigmas[sl])
+        else:
+            spec = np.fft.rfft2(posed)
+            for j, i in enumerate(range(sl.start, sl.stop)):
+                spec[j] *= params.image(i, (size, size), pixel_size_A)
+            clean = np.fft.irfft2(spec, s=(size, size))
         if math.isfinite(snr):
             noise_sigma[sl] = np.sqrt(clean.var(axis=(1, 2)) / snr)
             clean += rng.standard_normal(clean.shape) * noise_sigma[sl, None, None]
@@ -274,4 +311,6 @@ def simulate(
         snr=snr,
         classes=classes,
         templates=None if templates is None else templates.astype(np.float32),
+        ctf=params,
+        pixel_size_A=pixel_size_A,
     )

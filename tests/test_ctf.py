@@ -1,0 +1,179 @@
+"""The CTF in RELION's convention: cryocore.ctf against an independent numpy implementation of
+RELION's formula, CONVENTIONS.md's worked values, per-particle parameters from STAR files, and
+CTF-modulated simulations."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cryocore
+from cryocore.ctf import ctf_at
+from cryocore.io import ParticleTable, read_particles_star
+
+DATA = Path(__file__).parent / "data"
+
+
+def relion_ctf(ny, nx, apix, du, dv, angle_deg, kv, cs_mm, q0, phase_deg, b, scale, half=False):
+    """RELION's getCTF written out here (independent of cryocore): numpy's (ny, nx) FFT layout,
+    or with half=True the rfft layout (ny, nx//2+1), whose last column of an even nx is +Nyquist."""
+    volts = kv * 1000.0
+    lam = 12.2643247 / np.sqrt(volts * (1.0 + volts * 0.978466e-6))
+    ky = np.fft.fftfreq(ny) * ny
+    kx = np.fft.rfftfreq(nx) * nx if half else np.fft.fftfreq(nx) * nx
+    Y = ky[:, None] / (ny * apix)
+    X = kx[None, :] / (nx * apix)
+    out = np.zeros((ny, len(kx)))
+    for r in range(ny):
+        for c in range(len(kx)):
+            x, y = X[0, c], Y[r, 0]
+            u2 = x * x + y * y
+            ang = math.atan2(y, x)
+            dz = du * math.cos(ang - math.radians(angle_deg)) ** 2 + dv * math.sin(ang - math.radians(angle_deg)) ** 2
+            k1 = math.pi / 2.0 * 2.0 * lam  # pi * lambda
+            k2 = math.pi / 2.0 * cs_mm * 1e7 * lam**3
+            k3 = math.atan(q0 / math.sqrt(1.0 - q0 * q0))
+            gamma = -k1 * dz * u2 + k2 * u2 * u2 - math.radians(phase_deg) - k3
+            out[r, c] = -math.sin(gamma) * math.exp(-b / 4.0 * u2) * scale
+    return out
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 65), (48, 80), (81, 50)])
+@pytest.mark.parametrize("params", [
+    dict(du=15000.0, dv=15000.0, angle=0.0, kv=300.0, cs=2.7, q0=0.1, phase=0.0, b=0.0, scale=1.0),
+    dict(du=21000.0, dv=18500.0, angle=37.0, kv=200.0, cs=2.0, q0=0.07, phase=0.0, b=60.0, scale=0.8),
+    dict(du=9000.0, dv=9800.0, angle=-120.0, kv=300.0, cs=0.01, q0=0.1, phase=90.0, b=25.0, scale=1.0),
+])
+def test_ctf_is_relions_formula(shape, params):
+    ny, nx = shape
+    apix = 1.7
+    p = params
+    want = relion_ctf(ny, nx, apix, p["du"], p["dv"], p["angle"], p["kv"], p["cs"], p["q0"], p["phase"], p["b"],
+                      p["scale"])
+    kw = dict(voltage_kV=p["kv"], cs_mm=p["cs"], amplitude_contrast=p["q0"], phase_shift_deg=p["phase"],
+              bfactor_A2=p["b"], scale=p["scale"])
+    got = cryocore.ctf(shape, apix, p["du"], p["dv"], p["angle"], **kw)
+    assert got.shape == shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    half = cryocore.ctf(shape, apix, p["du"], p["dv"], p["angle"], rfft=True, **kw)
+    assert half.shape == (ny, nx // 2 + 1)
+    want_half = relion_ctf(ny, nx, apix, p["du"], p["dv"], p["angle"], p["kv"], p["cs"], p["q0"], p["phase"], p["b"],
+                           p["scale"], half=True)
+    np.testing.assert_allclose(half, want_half, atol=1e-5)
+    # and the half is the full one's first columns but for the +Nyquist column of an even nx
+    cols = nx // 2 + (1 if nx % 2 else 0)
+    np.testing.assert_array_equal(half[:, :cols], got[:, :cols])
+
+
+@pytest.mark.parametrize("fx, fy, kw, want", [
+    (0.0, 0.0, dict(defocus_u_A=15000), 0.1),
+    (0.01, 0.0, dict(defocus_u_A=15000), 0.19175),
+    (0.05, 0.0, dict(defocus_u_A=15000), 0.66243),
+    (0.1, 0.0, dict(defocus_u_A=15000), 0.07932),
+    (0.05, 0.0, dict(defocus_u_A=20000, defocus_v_A=15000, defocus_angle_deg=30, amplitude_contrast=0.07,
+                     bfactor_A2=50), 0.16810),
+    (0.0, 0.05, dict(defocus_u_A=20000, defocus_v_A=15000, defocus_angle_deg=30, amplitude_contrast=0.07,
+                     bfactor_A2=50), 0.51557),
+    (0.1, 0.0, dict(defocus_u_A=20000, defocus_v_A=15000, defocus_angle_deg=30, amplitude_contrast=0.07,
+                    bfactor_A2=50), -0.70833),
+    (0.0, 0.1, dict(defocus_u_A=20000, defocus_v_A=15000, defocus_angle_deg=30, amplitude_contrast=0.07,
+                    bfactor_A2=50), -0.54359),
+])
+def test_worked_values_of_the_conventions(fx, fy, kw, want):
+    """CONVENTIONS.md, CTF: 300 kV, Cs 2.7 mm (cryocore.ctf's defaults), (X, Y) in 1/Å."""
+    assert float(ctf_at(fx, fy, **kw)) == pytest.approx(want, abs=1e-5)
+
+
+def test_zero_frequency_and_sign():
+    c = cryocore.ctf(64, 2.0, 12000.0, amplitude_contrast=0.07, scale=0.9)
+    assert c[0, 0] == pytest.approx(0.07 * 0.9)  # positive at low frequency: white particles
+    from cryocore.ctf import wavelength_A
+
+    assert wavelength_A(300) == pytest.approx(0.019688, abs=1e-6)
+
+
+@pytest.mark.parametrize("kw, word", [
+    (dict(defocus_u_A=float("nan")), "defocus_u_A"),
+    (dict(defocus_u_A=10000, voltage_kV=-300), "voltage_kV"),
+    (dict(defocus_u_A=10000, amplitude_contrast=1.0), "amplitude_contrast"),
+    (dict(defocus_u_A=10000, amplitude_contrast=-0.1), "amplitude_contrast"),
+    (dict(defocus_u_A=10000, cs_mm=-1), "cs_mm"),
+    (dict(defocus_u_A=10000, bfactor_A2=float("inf")), "bfactor_A2"),
+])
+def test_absurd_parameters_are_refused(kw, word):
+    with pytest.raises(ValueError, match=word):
+        cryocore.ctf(32, 1.0, **kw)
+    n = 3
+    with pytest.raises(ValueError, match=word):
+        cryocore.CtfParameters.from_arrays(n, kw)
+    with pytest.raises(ValueError, match="pixel_size_A"):
+        cryocore.ctf(32, 0.0, 10000)
+
+
+def test_star_files_of_both_dialects_give_their_ctf_parameters():
+    v30 = read_particles_star(DATA / "real-particles" / "sample.star")["table"]  # RELION 3.0, no optics
+    p = cryocore.CtfParameters.from_table(v30)
+    assert len(p) == 17
+    np.testing.assert_allclose(p.defocus_u_A[0], 21186.804688)
+    np.testing.assert_allclose(p.defocus_v_A[0], 21363.109375)
+    np.testing.assert_allclose(p.defocus_angle_deg[0], 7.476096)
+    assert (p.voltage_kV == 300).all() and (p.cs_mm == 2.7).all() and (p.amplitude_contrast == 0.1).all()
+    v31 = read_particles_star(DATA / "real-particles" / "relion31.star")["table"]  # 3.1: optics group
+    p = cryocore.CtfParameters.from_table(v31)
+    assert len(p) == 5
+    np.testing.assert_allclose(p.defocus_u_A[:2], [13108.082418, 12906.018499])
+    assert (p.voltage_kV == 300).all() and (p.cs_mm == 0.01).all() and (p.amplitude_contrast == 0.1).all()
+    c = p.image(0, (256, 256), 2.806)
+    assert c.shape == (256, 129) and c[0, 0] == pytest.approx(0.1)
+
+
+def test_ctf_parameters_fall_back_to_optics_then_relion_defaults():
+    particles = pd.DataFrame({"rlnImageName": ["1@a.mrcs", "2@a.mrcs"], "rlnDefocusU": [10000.0, 20000.0],
+                              "rlnOpticsGroup": [1, 1]})
+    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnVoltage": [300.0]})
+    p = cryocore.CtfParameters.from_table(ParticleTable(particles, optics))
+    np.testing.assert_array_equal(p.defocus_v_A, [10000.0, 20000.0])  # V = U
+    np.testing.assert_array_equal(p.voltage_kV, [300.0, 300.0])  # from the optics group
+    np.testing.assert_array_equal(p.cs_mm, [0.0, 0.0])  # RELION's defaults
+    np.testing.assert_array_equal(p.amplitude_contrast, [0.0, 0.0])
+    with pytest.raises(ValueError, match="rlnDefocusU"):
+        cryocore.CtfParameters.from_table(ParticleTable(particles.drop(columns="rlnDefocusU"), optics))
+    bad = particles.assign(rlnDefocusU=[10000.0, np.nan])
+    with pytest.raises(ValueError, match="particle 2: defocus_u_A"):
+        cryocore.CtfParameters.from_table(ParticleTable(bad, optics))
+
+
+def test_simulated_stacks_carry_their_ctf():
+    """Noise-free CTF simulation: each image is the posed particle filtered by its own CTF."""
+    sim = cryocore.simulate(6, 64, snr=np.inf, max_shift=3, rotate=True, seed=4, ctf=True, pixel_size_A=2.0,
+                            defocus_range_A=(8000, 25000))
+    assert sim.ctf is not None and len(sim.ctf) == 6 and sim.pixel_size_A == 2.0
+    assert ((sim.ctf.defocus_u_A >= 8000) & (sim.ctf.defocus_u_A <= 25000)).all()
+    from cryocore.simulation import render
+
+    posed = render(64, sim.angles, sim.shifts)
+    for i in range(6):
+        p = sim.ctf
+        c = relion_ctf(64, 64, 2.0, p.defocus_u_A[i], p.defocus_v_A[i], p.defocus_angle_deg[i], 300.0, 2.7, 0.1,
+                       0.0, 0.0, 1.0)
+        want = np.fft.ifft2(np.fft.fft2(posed[i]) * c).real
+        np.testing.assert_allclose(sim.images[i], want, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(ValueError, match="defocus_range_A"):
+        cryocore.simulate(4, 64, ctf=True, defocus_range_A=(-1, 5))
+
+
+def test_cli_simulates_a_ctf_stack_with_relion_columns(tmp_path):
+    from cryocore.cli import main
+
+    out = tmp_path / "sim" / "stack.mrcs"
+    assert main(["simulate", "-o", str(out), "--n", "12", "--size", "64", "--ctf", "--pixel-size-A", "2.0",
+                 "--defocus-min-A", "9000", "--defocus-max-A", "12000", "--seed", "3"]) == 0
+    r = read_particles_star(out.parent / "truth.star")
+    assert r["pixel_size_A"] == 2.0
+    p = cryocore.CtfParameters.from_table(r["table"])
+    assert ((p.defocus_u_A >= 9000) & (p.defocus_u_A <= 12000)).all()
+    assert (p.voltage_kV == 300).all() and (p.cs_mm == 2.7).all() and (p.amplitude_contrast == 0.1).all()
+    sim = cryocore.simulate(12, 64, seed=3, ctf=True, pixel_size_A=2.0, defocus_range_A=(9000, 12000))
+    np.testing.assert_array_equal(p.defocus_u_A, sim.ctf.defocus_u_A)  # exact values in the file
