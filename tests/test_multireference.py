@@ -172,3 +172,38 @@ def test_every_input_star_column_survives_align(tmp_path):
     assert table.column("rlnCtfBfactor").shape == (n,)
     with pytest.raises(KeyError, match="rlnNotAColumn"):
         table.column("rlnNotAColumn")
+
+
+def test_resume_with_several_references_gives_the_same_result(three, tmp_path):
+    kw = dict(iterations=4, tolerance_px=0, progress=False, threads=2)
+    images = three.images[:240]
+    full = cryocore.align(images, three.templates, **kw)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(info):
+        assert info["class_half_averages"].shape == (3, 2, SIZE, SIZE)
+        if info["iteration"] == 2:
+            raise Stop
+
+    ckpt = str(tmp_path / "state.npz")
+    with pytest.raises(Stop):
+        cryocore.align(images, three.templates, checkpoint=ckpt, callback=stop_after_2, **kw)
+    resumed = cryocore.align(images, three.templates, checkpoint=ckpt, resume=True, **kw)
+    assert np.array_equal(resumed.classes, full.classes) and np.array_equal(resumed.shifts, full.shifts)
+    assert np.array_equal(resumed.class_averages, full.class_averages)
+    # other references: the checkpoint is refused
+    with pytest.raises(ValueError, match="another input or other parameters"):
+        cryocore.align(images, three.templates[::-1].copy(), checkpoint=ckpt, resume=True, **kw)
+
+
+def test_a_class_that_empties_keeps_its_reference(three):
+    """A fourth reference that matches nothing (pure noise, low score): the run goes on, the class
+    holds (almost) no images and its average stays finite."""
+    junk = np.random.default_rng(0).standard_normal((1, SIZE, SIZE)) * 0.01
+    refs = np.concatenate([three.templates, junk])
+    res = cryocore.align(three.images[:300], refs, progress=False, iterations=3)
+    assert res.n_classes == 4 and np.isfinite(res.class_averages).all()
+    assert (res.classes[res.accepted] == 4).mean() < 0.05
+    assert (res.classes == three.classes[:300]).mean() >= 0.95
