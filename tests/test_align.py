@@ -123,7 +123,7 @@ def test_cropped_cache_grows_and_falls_back_with_the_same_results(monkeypatch):
     """The spectra cache holds only what the searches read; when the low-pass grows past it
     the cache is re-made wider, and when it would not fit, the images are read instead: the
     results are those of the uncached path either way."""
-    from cryocore.pipeline import chunks, driver
+    from cryocore.pipeline import driver
 
     sim = cryocore.simulate(60, 64, snr=1.0, max_shift=5, rotate=False, seed=16)
     kw = dict(rotate=False, progress=False, iterations=4, tolerance_px=0)

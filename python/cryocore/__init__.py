@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from . import _core, io
 from .accumulate import Accumulator
-from .ctf import CtfParameters, ctf
+from .ctf import CtfParameters, ctf, wiener_average
 from .alignment import AlignResult, align
 from .frc import FRC, frc
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
@@ -40,6 +40,7 @@ __all__ = [
     "AlignResult",
     "CtfParameters",
     "ctf",
+    "wiener_average",
     "FRC",
     "align",
     "frc",

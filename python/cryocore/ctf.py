@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-__all__ = ["CtfParameters", "ctf", "ctf_at", "wavelength_A"]
+__all__ = ["CtfParameters", "ctf", "ctf_at", "ctf_in_reference_frame", "wavelength_A", "wiener_average"]
 
 # STAR column of each parameter, and RELION's value when a file does not give it (defocus V: U).
 STAR_COLUMNS = {
@@ -204,3 +204,87 @@ class CtfParameters:
                    voltage_kV=self.voltage_kV[i], cs_mm=self.cs_mm[i], amplitude_contrast=self.amplitude_contrast[i],
                    phase_shift_deg=self.phase_shift_deg[i], bfactor_A2=self.bfactor_A2[i], scale=self.scale[i],
                    rfft=rfft)
+
+
+def wiener_average(images: Any, ctf: CtfParameters, pixel_size_A: float, *, shifts: Optional[np.ndarray] = None,
+                   angles: Optional[np.ndarray] = None, ssnr: Optional[np.ndarray] = None,
+                   tau2_fudge: float = 2.0, threads: Optional[int] = None) -> np.ndarray:
+    """The CTF-corrected (Wiener-filtered) average of images with known poses and CTFs.
+
+    Per frequency ``A = sum_i CTF_i X_i / (sum_i CTF_i^2 + 1 / (T s))`` (CONVENTIONS.md, CTF),
+    with ``X_i`` the images moved back to the reference frame by their poses, ``CTF_i`` their
+    CTFs turned with them (astigmatism angle minus psi), ``T = tau2_fudge`` and ``s`` one
+    image's spectral SNR per ring: given (``ssnr``, (min(ny, nx)//2 + 1,) per ring of width
+    1/n), or estimated from the FRC of the Wiener sums of the even and odd images,
+    ``s = FRC' / (1 - FRC') / W`` with ``FRC' = 2 FRC / (1 + FRC)`` (all images) and ``W`` the
+    ring's mean ``sum CTF^2``.
+
+    Parameters
+    ----------
+    images : array (N, ny, nx)
+    ctf : CtfParameters of the N images
+    pixel_size_A : float
+    shifts : (N, 2) pose shifts (dy, dx) in px, optional; angles : (N,) psi in degrees, optional
+        The images' poses (CONVENTIONS.md): image = particle rotated by psi, then shifted.
+
+    Returns
+    -------
+    ndarray (ny, nx) float64
+    """
+    from . import _core
+    from ._validate import as_threads
+    from .frc import _rings
+
+    imgs = np.ascontiguousarray(images, np.float32)
+    if imgs.ndim != 3:
+        raise ValueError(f"images must be a stack (N, ny, nx), got shape {imgs.shape}")
+    n, ny, nx = imgs.shape
+    if len(ctf) != n:
+        raise ValueError(f"ctf holds {len(ctf)} particles but there are {n} images")
+    apix = _check("pixel_size_A", pixel_size_A, low=0.0, low_open=True)
+    psi = np.zeros(n) if angles is None else np.asarray(angles, np.float64).reshape(n)
+    t = np.zeros((n, 2)) if shifts is None else np.asarray(shifts, np.float64).reshape(n, 2)
+    nt = as_threads(threads)
+    moved = _core.transform_stack(imgs, psi, t, inverse=True, threads=nt) if angles is not None else \
+        _core.shift_stack(imgs, -t, threads=nt)
+    num = np.zeros((2, ny, nx // 2 + 1), np.complex128)  # even and odd images
+    den = np.zeros((2, ny, nx // 2 + 1))
+    for i in range(n):
+        c = ctf_in_reference_frame(ctf, i, psi[i], (ny, nx), apix)
+        num[i % 2] += c * np.fft.rfft2(moved[i])
+        den[i % 2] += c * c
+    keep, ring, weight, counts = _rings(ny, nx)
+    n_rings = len(counts)
+    if ssnr is None:
+        fa, fb = num[0][keep], num[1][keep]
+        cross = np.bincount(ring, weights=weight * (fa * np.conj(fb)).real, minlength=n_rings)
+        pa = np.bincount(ring, weights=weight * np.abs(fa) ** 2, minlength=n_rings)
+        pb = np.bincount(ring, weights=weight * np.abs(fb) ** 2, minlength=n_rings)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.clip(np.where(pa * pb > 0, cross / np.sqrt(pa * pb), 0.0), 0.0, 0.999)
+            f = 2 * f / (1 + f)
+            w = np.bincount(ring, weights=weight * den.sum(axis=0)[keep], minlength=n_rings) / np.maximum(counts, 1)
+            s = np.where(w > 0, f / (1 - f) / w, 0.0)
+    else:
+        s = np.asarray(ssnr, np.float64)
+        if s.shape != (n_rings,) or not np.isfinite(s).all() or (s < 0).any():
+            raise ValueError(f"ssnr must hold {n_rings} non-negative numbers (one per ring), got shape {s.shape}")
+    # 1 / (T s) per frequency; where there is no signal (s = 0) the frequency is left out
+    reg = np.full((ny, nx // 2 + 1), np.inf)
+    per_ring = np.where(s > 0, 1.0 / (float(tau2_fudge) * np.where(s > 0, s, 1.0)), np.inf)
+    reg[keep] = per_ring[ring]
+    total = den.sum(axis=0) + reg
+    spec = np.where(np.isfinite(total), num.sum(axis=0) / np.where(np.isfinite(total), total, 1.0), 0.0)
+    return np.fft.irfft2(spec, s=(ny, nx))
+
+
+def ctf_in_reference_frame(params: CtfParameters, i: int, psi_deg: float, shape: tuple[int, int],
+                           pixel_size_A: float) -> np.ndarray:
+    """Particle ``i``'s CTF (half spectrum) as it acts on the particle in the reference frame: the
+    CTF stays with the detector, so an image rotated by psi has its CTF turned back by -psi (its
+    astigmatism angle, measured on the particle, is the detector's minus psi)."""
+    return ctf(shape, pixel_size_A, params.defocus_u_A[i], params.defocus_v_A[i],
+               float(params.defocus_angle_deg[i]) - float(psi_deg), voltage_kV=params.voltage_kV[i],
+               cs_mm=params.cs_mm[i], amplitude_contrast=params.amplitude_contrast[i],
+               phase_shift_deg=params.phase_shift_deg[i], bfactor_A2=params.bfactor_A2[i], scale=params.scale[i],
+               rfft=True)
