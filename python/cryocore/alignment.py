@@ -13,10 +13,12 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from ._validate import as_image, as_threads
+from .ctf import CtfParameters
 from .io.stack import as_source
 from .pipeline.config import AlignConfig, SearchOptions, default_max_memory, parse_memory
 from .pipeline.driver import run_iterative
 from .pipeline.executor import Executor
+from .pipeline.kernel import ChunkCtf
 from .pipeline.geometry import centre_of_mass_offset, rotate_vectors
 from .pipeline.online import run_online
 from .pipeline.result import AlignResult
@@ -50,6 +52,7 @@ def align(
     resume: bool = False,
     max_memory: Union[None, int, str] = None,
     executor: Optional[Executor] = None,
+    ctf: Any = None,
 ) -> AlignResult:
     """Align a particle stack and average it in two independent half-sets.
 
@@ -127,6 +130,13 @@ def align(
         the machine's memory.
     executor : Executor, optional
         Where the per-chunk work runs (default: this process).
+    ctf : None, "auto", CtfParameters, ParticleTable or dict of arrays
+        CTF correction (needs the pixel size): each image is compared and averaged
+        multiplied by its own CTF, and the averages (references, half maps, classes)
+        are Wiener-filtered per half and class with the spectral SNR of that half's
+        two quarters (CONVENTIONS.md, CTF). ``"auto"``: from the stack's STAR columns
+        when it has ``rlnDefocusU``, else none. A dict holds per-image arrays (or
+        scalars) named as :func:`cryocore.ctf`'s parameters. ``None``: no correction.
 
     Returns
     -------
@@ -166,6 +176,7 @@ def align(
     if mode == "online" and rotate:
         raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
     refs, described = _check_reference(reference, n, (ny, nx))
+    corrector = _ctf_correction(ctf, src, n, pixel_size_A)
     if mode == "online" and refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
         raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
     config = AlignConfig(
@@ -178,13 +189,42 @@ def align(
         threads=as_threads(threads), cache_spectra=(cache_spectra is None or bool(cache_spectra)) and mode == "iterative",
         max_memory=default_max_memory() if max_memory is None else parse_memory(max_memory),
         n_classes=1 if refs is None or np.ndim(refs) < 3 else int(refs.shape[0]), reference=described,
+        ctf=corrector is not None,
     )
     half = split_halves(n, half_split, seed)
     show = _tqdm_progress if progress else _no_progress
     if mode == "online":
+        if corrector is not None:
+            raise NotImplementedError("mode='online' has no CTF correction; use mode='iterative'")
         return run_online(src, half, config, refs, progress=show)
     return run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
-                         resume=resume, executor=executor)
+                         resume=resume, executor=executor, ctf=corrector)
+
+
+def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float]) -> Optional[ChunkCtf]:
+    """The CTF correction asked for (see :func:`align`), or None."""
+    if ctf is None:
+        return None
+    if isinstance(ctf, str):
+        if ctf != "auto":
+            raise ValueError(f"ctf must be None, 'auto', CtfParameters, a ParticleTable or a dict, got {ctf!r}")
+        table = getattr(source, "table", None)
+        if table is None or not table.has("rlnDefocusU"):
+            return None
+        ctf = table
+    if isinstance(ctf, CtfParameters):
+        params = ctf
+    elif isinstance(ctf, dict):
+        params = CtfParameters.from_arrays(n, ctf)
+    elif hasattr(ctf, "column") and hasattr(ctf, "has"):
+        params = CtfParameters.from_table(ctf)
+    else:
+        raise TypeError(f"ctf must be None, 'auto', CtfParameters, a ParticleTable or a dict, got {type(ctf).__name__}")
+    if len(params) != n:
+        raise ValueError(f"ctf gives {len(params)} particles but there are {n} images")
+    if pixel_size_A is None:
+        raise ValueError("CTF correction needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
+    return ChunkCtf(params, float(pixel_size_A))
 
 
 def _check_reference(reference: Any, n: int, box: tuple[int, int]) -> tuple[Any, str]:

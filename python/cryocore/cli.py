@@ -122,7 +122,7 @@ RUN_FILE = ".cryocore-run.json"
 CHECKPOINT_FILE = ".cryocore-checkpoint.npz"
 RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_split", "mode", "rotate",
              "lowpass_A", "pixel_size_A", "max_shift", "threads", "seed", "quiet", "tolerance_px", "local_search",
-             "max_memory")
+             "max_memory", "ctf")
 
 
 def _align(args: argparse.Namespace) -> int:
@@ -193,6 +193,7 @@ def _run_align(args: argparse.Namespace) -> int:
             tolerance_px=args.tolerance_px,
             local_search=args.local_search,
             max_memory=args.max_memory,
+            ctf=stack.table if args.ctf else None,
             checkpoint=checkpoint if args.mode == "iterative" else None,
             resume=args.resume is not None,
         )
@@ -323,6 +324,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--pixel-size-A", type=_positive_float, default=None, help="Å per pixel (default: from the input)")
     a.add_argument("--max-shift", type=_positive_float, default=None, help="search radius in pixels")
     a.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
+    a.add_argument("--ctf", action="store_true",
+                   help="CTF correction from the STAR file's CTF columns (RELION's convention): images compared and "
+                        "averaged multiplied by their CTFs, Wiener-filtered averages per half")
     a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
                    help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
                         "machine's memory; a memory-mapped input does not count)")

@@ -17,7 +17,8 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-__all__ = ["CtfParameters", "ctf", "ctf_at", "ctf_in_reference_frame", "wavelength_A", "wiener_average"]
+__all__ = ["CtfParameters", "ctf", "ctf_at", "ctf_in_reference_frame", "ctf_stack", "wavelength_A",
+           "wiener_average"]
 
 # STAR column of each parameter, and RELION's value when a file does not give it (defocus V: U).
 STAR_COLUMNS = {
@@ -194,6 +195,10 @@ class CtfParameters:
             values[name] = table.column(col, default=None) if name != "defocus_v_A" or table.has(col) else u
         return cls(**values)
 
+    def take(self, index: Any) -> "CtfParameters":
+        """The parameters of the particles at ``index`` (integer array, slice or boolean mask)."""
+        return CtfParameters(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
     def star_columns(self) -> dict[str, np.ndarray]:
         """The parameters as RELION STAR columns (per particle)."""
         return {col: getattr(self, name) for name, col in STAR_COLUMNS.items()}
@@ -288,3 +293,31 @@ def ctf_in_reference_frame(params: CtfParameters, i: int, psi_deg: float, shape:
                cs_mm=params.cs_mm[i], amplitude_contrast=params.amplitude_contrast[i],
                phase_shift_deg=params.phase_shift_deg[i], bfactor_A2=params.bfactor_A2[i], scale=params.scale[i],
                rfft=True)
+
+
+def ctf_stack(params: CtfParameters, shape: tuple[int, int], pixel_size_A: float,
+              angles_deg: Optional[np.ndarray] = None, batch: int = 256) -> np.ndarray:
+    """Every particle's CTF on the half spectrum: (N, ny, nx//2+1) float32; with ``angles_deg``
+    (N,) each turned into its reference frame (:func:`ctf_in_reference_frame`)."""
+    ny, nx = shape
+    apix = float(pixel_size_A)
+    fy = (np.fft.fftfreq(ny) / apix)[None, :, None]
+    fx = (np.fft.rfftfreq(nx) / apix)[None, None, :]
+    u2 = fx * fx + fy * fy
+    theta = np.arctan2(fy, fx)
+    n = len(params)
+    out = np.empty((n, ny, nx // 2 + 1), np.float32)
+    for s in range(0, n, batch):
+        b = slice(s, min(n, s + batch))
+
+        def col(a: np.ndarray) -> np.ndarray:
+            return np.asarray(a[b], np.float64)[:, None, None]
+
+        lam = 12.2643247 / np.sqrt(col(params.voltage_kV) * 1e3 * (1.0 + 0.978466e-6 * col(params.voltage_kV) * 1e3))
+        angle = np.radians(col(params.defocus_angle_deg) - (0.0 if angles_deg is None else col(angles_deg)))
+        dz = col(params.defocus_u_A) * np.cos(theta - angle) ** 2 + col(params.defocus_v_A) * np.sin(theta - angle) ** 2
+        q0 = col(params.amplitude_contrast)
+        gamma = (-np.pi * lam * dz * u2 + 0.5 * np.pi * col(params.cs_mm) * 1e7 * lam**3 * u2 * u2
+                 - np.radians(col(params.phase_shift_deg)) - np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
+        out[b] = -np.sin(gamma) * np.exp(-0.25 * col(params.bfactor_A2) * u2) * col(params.scale)
+    return out

@@ -64,6 +64,7 @@ class AlignConfig:
     max_memory: int = 4 << 30
     n_classes: int = 1
     reference: str = "reference-free"
+    ctf: bool = False
 
     @property
     def cap(self) -> float:

@@ -26,7 +26,7 @@ from .config import AlignConfig
 from .executor import Executor, LocalExecutor
 from .geometry import (align_pair, centre_of_mass_of_spectrum, centre_of_mass_offset, combine, half_resolution,
                        lowpass_image, rotate_vectors, shift_spectrum)
-from .kernel import ChunkData, Pass, search_chunk, sum_chunk
+from .kernel import ChunkCtf, ChunkData, Pass, search_chunk, sum_chunk
 from .result import AlignResult
 from .selection import auto_threshold
 from .state import AlignState, fingerprint, import_wisdom
@@ -46,7 +46,7 @@ class _Stack:
     """The run's view of its input: chunks, the spectra cache, the executor, the passes."""
 
     def __init__(self, source: Any, half: np.ndarray, config: AlignConfig, executor: Executor,
-                 progress: Progress) -> None:
+                 progress: Progress, ctf: Optional[ChunkCtf] = None) -> None:
         self.source = source
         self.n, self.ny, self.nx = (int(v) for v in source.shape)
         self.config = config
@@ -59,6 +59,10 @@ class _Stack:
         self.executor = executor
         self.progress = progress
         self.cache: Optional[SpectraCache] = None
+        self.ctf = ctf  # CTF correction: every read image is filtered by its own CTF (CTF X)
+        # the initial and final sums need quarters for the Wiener filter's SNR (CTF); without it,
+        # one group per half sums in the order the pipeline always used
+        self.final_quarters = ctf is not None
         self.phase_s: dict[str, float] = {}  # seconds spent per phase of the iterations
 
     def clock(self, phase: str, t0: float) -> float:
@@ -69,8 +73,10 @@ class _Stack:
 
     # -- data
     def read(self, chunk: Chunk) -> np.ndarray:
-        """The chunk's images; without a copy where the source can lend them (memory-mapped float32)."""
-        return getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
+        """The chunk's images (with CTF correction: each multiplied by its CTF); without a copy
+        where the source can lend them (memory-mapped float32)."""
+        images = getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
+        return images if self.ctf is None else self.ctf.multiply(chunk, images)
 
     def data(self, chunk: Chunk, images: bool = False) -> ChunkData:
         """The chunk's cached spectra (translations), else its images read now."""
@@ -98,7 +104,7 @@ class _Stack:
         """One search pass: poses, scores, classes (0-based) of every image and the sums (weight 1 each)."""
         n = self.n
         shifts, angles, scores, classes = np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
-        total = SpectralSums.zeros(self.K, (self.ny, self.nx))
+        total = SpectralSums.zeros(self.K, (self.ny, self.nx), ctf=self.ctf is not None)
 
         def task(chunk: Chunk) -> Any:
             sl = slice(chunk.start, chunk.stop)
@@ -117,7 +123,7 @@ class _Stack:
              band: tuple[float, float], rotate: bool, quarters: bool = True) -> SpectralSums:
         """Sums of the images with these poses and weights (only the chunks holding a non-zero weight
         are read); ``quarters=False``: all of a half's images in its first quarter's group."""
-        total = SpectralSums.zeros(self.K, (self.ny, self.nx))
+        total = SpectralSums.zeros(self.K, (self.ny, self.nx), ctf=self.ctf is not None)
         todo = [c if quarters else dataclasses.replace(c, quarter=np.zeros_like(c.quarter))
                 for c in self.chunks if np.any(weights[c.start : c.stop] != 0)]
 
@@ -125,7 +131,7 @@ class _Stack:
             sl = slice(chunk.start, chunk.stop)
             cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
             return sum_chunk(chunk, self.data(chunk, images=not cached), shifts[sl], angles[sl], classes[sl],
-                             weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads)
+                             weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf)
 
         for s in self.executor.map(task, todo):
             total += s
@@ -149,7 +155,7 @@ def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: 
         n = stack.n
         band = search_band(ny, nx, lowpass)
         sums = stack.sums(np.zeros((n, 2)), np.zeros(n), np.zeros(n, np.int32), np.ones(n), (band, band), False,
-                          quarters=False)
+                          quarters=stack.final_quarters)
         refs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
     elif isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
         i = int(reference) % stack.n
@@ -170,10 +176,12 @@ def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: 
 
 def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference: Any, *, progress: Progress,
                   callback: Optional[Callable[[dict], None]] = None, checkpoint: Optional[str] = None,
-                  resume: bool = False, executor: Optional[Executor] = None) -> AlignResult:
-    """Iterative reference-based (or reference-free) alignment of both halves; see :func:`cryocore.align`."""
+                  resume: bool = False, executor: Optional[Executor] = None,
+                  ctf: Optional[ChunkCtf] = None) -> AlignResult:
+    """Iterative reference-based (or reference-free) alignment of both halves; see :func:`cryocore.align`.
+    With ``ctf``, images are compared and averaged CTF-corrected (Wiener averages per half and class)."""
     t_start = time.perf_counter()
-    stack = _Stack(source, half, config, executor or LocalExecutor(), progress)
+    stack = _Stack(source, half, config, executor or LocalExecutor(), progress, ctf)
     n, ny, nx = stack.n, stack.ny, stack.nx
     if checkpoint is not None and resume and os.path.exists(checkpoint):
         import_wisdom(checkpoint)
@@ -206,7 +214,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
     # Final: whole-band half averages at the last poses.
     t0 = time.perf_counter()
     sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,
-                      quarters=False)
+                      quarters=stack.final_quarters)
     avgs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
     empty = sums.counts().sum(axis=2) == 0
     avgs[empty] = st.refs[empty]  # a class without images keeps its reference
@@ -224,7 +232,8 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
     stack.ensure_cache(ky, kx)
     prior_shifts, prior_angles = _priors(stack, st)
     p = Pass(refs=st.refs.astype(np.float32), lowpass=(float(st.lowpass[0]), float(st.lowpass[1])),
-             band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),))
+             band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),),
+             ctf=stack.ctf)
     t0 = time.perf_counter()
     s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles)
     t0 = stack.clock("search_s", t0)

@@ -23,11 +23,12 @@ from typing import Optional
 import numpy as np
 
 from .. import _core
+from ..ctf import CtfParameters, ctf_stack
 from .chunks import Chunk, band_extent
 from .config import SearchOptions
 from .sums import SpectralSums
 
-__all__ = ["ChunkData", "ChunkResult", "Pass", "chunk_spectra", "fit_pair", "register_image", "search_chunk",
+__all__ = ["ChunkCtf", "ChunkData", "ChunkResult", "Pass", "chunk_spectra", "fit_pair", "register_image", "search_chunk",
            "search_extent", "sum_chunk", "sum_image"]
 
 
@@ -41,6 +42,8 @@ class Pass:
     crop : (ky, kx) the spectra of uncached images are cropped to (None: whole)
     search : the search options
     key : identifies the references (for the prepared rotational searches)
+    ctf : with CTF correction, every image's CTF parameters and the pixel size (the chunks'
+          images and spectra are then already multiplied by their CTFs: ChunkCtf)
     """
 
     refs: np.ndarray
@@ -49,6 +52,7 @@ class Pass:
     crop: Optional[tuple[int, int]]
     search: SearchOptions
     key: tuple
+    ctf: Optional["ChunkCtf"] = None
 
     @property
     def n_classes(self) -> int:
@@ -67,6 +71,40 @@ class ChunkData:
     images: Optional[np.ndarray] = None
     spectra: Optional[list[np.ndarray]] = None
     crop: Optional[tuple[int, int]] = None
+
+
+@dataclass(frozen=True)
+class ChunkCtf:
+    """CTF correction: the CTF parameters of all N images and the pixel size (Å)."""
+
+    params: CtfParameters
+    pixel_size_A: float
+
+    def multiply(self, chunk: Chunk, images: np.ndarray) -> np.ndarray:
+        """The chunk's images (n, ny, nx) filtered by their own CTFs (CTF X): float32."""
+        ny, nx = images.shape[1:]
+        planes = ctf_stack(self.params.take(slice(chunk.start, chunk.stop)), (ny, nx), self.pixel_size_A)
+        return np.fft.irfft2(np.fft.rfft2(images) * planes, s=(ny, nx)).astype(np.float32)
+
+    def add_squares(self, sums: SpectralSums, chunk: Chunk, h: int, sel: np.ndarray, classes: np.ndarray,
+                    angles: Optional[np.ndarray], weights: np.ndarray) -> None:
+        """Add weight x CTF^2 (turned into the reference frame by the angles) of half h's images
+        at positions ``sel`` of the chunk to their groups' weight planes."""
+        assert sums.ctf2 is not None
+        live = weights != 0
+        if not live.any():
+            return
+        idx = chunk.start + sel[live]
+        planes = ctf_stack(self.params.take(idx), sums.shape, self.pixel_size_A,
+                           None if angles is None else angles[live])
+        planes *= planes
+        planes *= weights[live].astype(np.float32)[:, None, None]
+        cls, q = classes[live], chunk.quarter[sel[live]]
+        for k in np.unique(cls):
+            for qq in (0, 1):
+                m = (cls == k) & (q == qq)
+                if m.any():
+                    sums.ctf2[h, k, qq] += planes[m].sum(axis=0, dtype=np.float64)
 
 
 @dataclass
@@ -111,7 +149,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
     K = p.n_classes
     shifts, angles = np.zeros((n, 2)), np.zeros(n)
     scores, classes = np.zeros(n), np.zeros(n, np.int32)
-    sums = SpectralSums.zeros(K, (ny, nx))
+    sums = SpectralSums.zeros(K, (ny, nx), ctf=p.ctf is not None)
     for h in (0, 1):
         sel = chunk.of_half(h)
         if len(sel) == 0:
@@ -125,7 +163,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
                 data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
             sums += sum_chunk(chunk, data, shifts, angles, classes, (chunk.half == h + 1).astype(np.float64),
-                              p.band, K, (ny, nx), True, threads)
+                              p.band, K, (ny, nx), True, threads, p.ctf)
             continue
         spectra = _spectra(data, h, sel, p.crop, threads)
         groups = chunk.quarter[sel].astype(np.int32)
@@ -135,16 +173,19 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             settings=_settings(p.search, p.lowpass[h]), threads=threads)
         shifts[sel], scores[sel], classes[sel] = s, c, best
         np.add.at(sums.weights[h, :, :, 0, 0], (best, groups), 1.0)
+        if p.ctf is not None:
+            p.ctf.add_squares(sums, chunk, h, sel, best, None, np.ones(len(sel)))
     return ChunkResult(chunk.index, shifts, angles, scores, classes, sums)
 
 
 def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndarray, classes: np.ndarray,
               weights: np.ndarray, band: tuple[float, float], n_classes: int, shape: tuple[int, int],
-              rotate: bool, threads: int) -> SpectralSums:
+              rotate: bool, threads: int, ctf: Optional[ChunkCtf] = None) -> SpectralSums:
     """Sums of the chunk's images moved back by their poses, ``weights`` (n,) each (0: left out),
-    per group (half, class, quarter), over ``band`` (per half, cycles/px)."""
+    per group (half, class, quarter), over ``band`` (per half, cycles/px). With ``ctf`` (the
+    images then already CTF-multiplied), also their CTF^2 weight planes."""
     ny, nx = shape
-    sums = SpectralSums.zeros(n_classes, shape)
+    sums = SpectralSums.zeros(n_classes, shape, ctf=ctf is not None)
     for h in (0, 1):
         sel = chunk.of_half(h)
         w_half = weights[sel].astype(np.float64)
@@ -174,6 +215,8 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
                     _core.accumulate_images_spectra(data.images, s_half, w, out, threads=threads, band=float(band[h]),
                                                     index=sel)
                 sums.weights[h, k, q] += w.sum()
+        if ctf is not None:
+            ctf.add_squares(sums, chunk, h, sel, classes[sel], angles[sel] if rotate else None, w_half)
     return sums
 
 

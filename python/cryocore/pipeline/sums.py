@@ -10,6 +10,7 @@ any thread count and any executor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -25,21 +26,25 @@ class SpectralSums:
     spectra : (2, K, 2, ny, nx//2+1) complex128
         Sum of each group's images' half spectra (``numpy.fft.rfft2`` layout,
         unnormalised), moved back by their poses and weighted.
-    weights : (2, K, 2, 1, 1) or (2, K, 2, ny, nx//2+1) float64
-        Sum of the weights: one number per image (broadcast over the
-        frequencies), or one per frequency (e.g. CTF^2 for Wiener averages).
+    weights : (2, K, 2, 1, 1) float64
+        Sum of the images' weights (their number, for weight 1 each).
     shape : (ny, nx) of the images.
+    ctf2 : (2, K, 2, ny, nx//2+1) float64, or None
+        With CTF correction, the per-frequency weight plane: the sum of the
+        images' CTF^2 in the reference frame (the spectra then sum CTF X).
     """
 
     spectra: np.ndarray
     weights: np.ndarray
     shape: tuple[int, int]
+    ctf2: Optional[np.ndarray] = None
 
     @classmethod
-    def zeros(cls, n_classes: int, shape: tuple[int, int]) -> "SpectralSums":
+    def zeros(cls, n_classes: int, shape: tuple[int, int], ctf: bool = False) -> "SpectralSums":
         ny, nx = (int(v) for v in shape)
-        return cls(np.zeros((2, n_classes, 2, ny, nx // 2 + 1), np.complex128),
-                   np.zeros((2, n_classes, 2, 1, 1)), (ny, nx))
+        planes = (2, n_classes, 2, ny, nx // 2 + 1)
+        return cls(np.zeros(planes, np.complex128), np.zeros((2, n_classes, 2, 1, 1)), (ny, nx),
+                   np.zeros(planes) if ctf else None)
 
     @property
     def n_classes(self) -> int:
@@ -48,15 +53,17 @@ class SpectralSums:
     def __iadd__(self, other: "SpectralSums") -> "SpectralSums":
         if other.spectra.shape != self.spectra.shape:
             raise ValueError(f"cannot add sums of shape {other.spectra.shape} to {self.spectra.shape}")
+        if (self.ctf2 is None) != (other.ctf2 is None):
+            raise ValueError("cannot add sums with CTF weights to sums without")
         self.spectra += other.spectra
-        if other.weights.shape == self.weights.shape or self.weights.shape[-1] != 1:
-            self.weights += other.weights
-        else:  # per-frequency weights added to per-image ones
-            self.weights = self.weights + other.weights
+        self.weights += other.weights
+        if self.ctf2 is not None and other.ctf2 is not None:
+            self.ctf2 += other.ctf2
         return self
 
     def __add__(self, other: "SpectralSums") -> "SpectralSums":
-        out = SpectralSums(self.spectra.copy(), self.weights.copy(), self.shape)
+        out = SpectralSums(self.spectra.copy(), self.weights.copy(), self.shape,
+                           None if self.ctf2 is None else self.ctf2.copy())
         out += other
         return out
 
@@ -72,14 +79,45 @@ class SpectralSums:
         """(2, K, ny, nx//2+1): per half and class, the sum over both quarters."""
         return self.spectra.sum(axis=2)
 
-    def mean_spectra(self) -> np.ndarray:
-        """(2, K, ny, nx//2+1) per half and class: the summed spectrum over both
-        quarters divided by its total weight (zeros where a class holds none).
-        Scalar weights only: per-frequency weights need a regularised (Wiener)
-        division."""
-        if self.weights.shape[-1] != 1:
-            raise ValueError("mean_spectra divides by one weight per group; these sums have per-frequency weights")
+    def mean_spectra(self, tau2_fudge: float = 2.0) -> np.ndarray:
+        """(2, K, ny, nx//2+1) per half and class: the summed spectrum over both quarters
+        divided by its total weight (zeros where a class holds none). With CTF weights, the
+        Wiener-filtered mean ``sum CTF X / (sum CTF^2 + 1 / (T s))`` per frequency, ``s`` one
+        image's spectral SNR per ring from the FRC of the class's two quarters in the same half
+        (CONVENTIONS.md, CTF; the halves stay independent), ``T = tau2_fudge``."""
         total = self.weights.sum(axis=2)[..., 0, 0]  # (2, K)
         spec = self.class_spectra()
-        safe = np.where(total > 0, total, 1.0)
-        return np.where((total > 0)[..., None, None], spec / safe[..., None, None], 0.0)
+        if self.ctf2 is None:
+            safe = np.where(total > 0, total, 1.0)
+            return np.where((total > 0)[..., None, None], spec / safe[..., None, None], 0.0)
+        out = np.zeros_like(spec)
+        for h in range(2):
+            for k in range(self.n_classes):
+                if total[h, k] > 0:
+                    out[h, k] = wiener(self.spectra[h, k, 0], self.spectra[h, k, 1], self.ctf2[h, k, 0],
+                                       self.ctf2[h, k, 1], self.shape, tau2_fudge)
+        return out
+
+
+def wiener(qa: np.ndarray, qb: np.ndarray, wa: np.ndarray, wb: np.ndarray, shape: tuple[int, int],
+           tau2_fudge: float) -> np.ndarray:
+    """The Wiener mean of two quarters' sums (sum CTF X: qa, qb; sum CTF^2: wa, wb): the quarter
+    FRC gives one image's SNR per ring, ``s = FRC / (1 - FRC) / W`` with ``W`` the ring's mean
+    quarter weight; frequencies of rings without signal are left out."""
+    from ..frc import _rings
+
+    keep, ring, weight, counts = _rings(*shape)
+    n_rings = len(counts)
+    fa, fb = qa[keep], qb[keep]
+    cross = np.bincount(ring, weights=weight * (fa * np.conj(fb)).real, minlength=n_rings)
+    pa = np.bincount(ring, weights=weight * np.abs(fa) ** 2, minlength=n_rings)
+    pb = np.bincount(ring, weights=weight * np.abs(fb) ** 2, minlength=n_rings)
+    w = np.bincount(ring, weights=weight * 0.5 * (wa + wb)[keep], minlength=n_rings) / np.maximum(counts, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.clip(np.where(pa * pb > 0, cross / np.sqrt(pa * pb), 0.0), 0.0, 0.999)
+        s = np.where(w > 0, f / (1.0 - f) / w, 0.0)
+        inv = np.where(s > 0, 1.0 / (tau2_fudge * np.where(s > 0, s, 1.0)), np.inf)
+    reg = np.full(qa.shape, np.inf)
+    reg[keep] = inv[ring]
+    total = wa + wb + reg
+    return np.where(np.isfinite(total), (qa + qb) / np.where(np.isfinite(total), total, 1.0), 0.0)
