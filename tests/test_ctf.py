@@ -305,3 +305,21 @@ def test_ctf_correction_inputs(ctf_stack_sim, tmp_path):
     assert json.loads((tmp_path / "o1" / "report.json").read_text())["parameters"]["ctf"] is True
     assert main(["align", str(out), "-o", str(tmp_path / "o2"), "--ctf", "--no-rotate", "--quiet"]) == 2
     assert not (tmp_path / "o2" / "report.json").exists()
+
+
+def test_the_stack_of_ctfs_is_each_particles_ctf(rng):
+    from cryocore.ctf import ctf_in_reference_frame, ctf_stack
+
+    n = 7
+    p = cryocore.CtfParameters.from_arrays(n, dict(
+        defocus_u_A=rng.uniform(8000, 25000, n), defocus_v_A=rng.uniform(8000, 25000, n),
+        defocus_angle_deg=rng.uniform(0, 180, n), voltage_kV=rng.choice([200.0, 300.0], n),
+        amplitude_contrast=rng.uniform(0, 0.2, n), phase_shift_deg=rng.uniform(0, 90, n),
+        bfactor_A2=rng.uniform(0, 100, n), scale=rng.uniform(0.5, 1.5, n)))
+    psi = rng.uniform(0, 360, n)
+    for angles in (None, psi):
+        st = ctf_stack(p, (50, 37), 1.3, angles)
+        assert st.shape == (n, 50, 19) and st.dtype == np.float32
+        for i in range(n):
+            want = ctf_in_reference_frame(p, i, 0.0 if angles is None else psi[i], (50, 37), 1.3)
+            np.testing.assert_allclose(st[i], want, atol=1e-6)

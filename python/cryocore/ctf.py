@@ -73,13 +73,18 @@ def ctf_at(fx: np.ndarray, fy: np.ndarray, defocus_u_A: float, defocus_v_A: Opti
     phase = math.radians(_check("phase_shift_deg", phase_shift_deg))
     b = _check("bfactor_A2", bfactor_A2)
     sc = _check("scale", scale)
-    fx, fy = np.asarray(fx, np.float64), np.asarray(fy, np.float64)
+    return _formula(np.asarray(fx, np.float64), np.asarray(fy, np.float64), du, dv, angle, lam, cs, q0, phase, b, sc)
+
+
+def _formula(fx: np.ndarray, fy: np.ndarray, du: Any, dv: Any, angle_rad: Any, lam: Any, cs_A: Any, q0: Any,
+             phase_rad: Any, b: Any, scale: Any) -> np.ndarray:
+    """RELION's CTF at frequencies (fx, fy) (1/Å); the parameters broadcast against them."""
     u2 = fx * fx + fy * fy
     theta = np.arctan2(fy, fx)
-    dz = du * np.cos(theta - angle) ** 2 + dv * np.sin(theta - angle) ** 2
-    gamma = (-math.pi * lam * dz * u2 + 0.5 * math.pi * cs * lam**3 * u2 * u2
-             - phase - math.atan(q0 / math.sqrt(1.0 - q0 * q0)))
-    return -np.sin(gamma) * np.exp(-0.25 * b * u2) * sc
+    dz = du * np.cos(theta - angle_rad) ** 2 + dv * np.sin(theta - angle_rad) ** 2
+    gamma = (-np.pi * lam * dz * u2 + 0.5 * np.pi * cs_A * lam**3 * u2 * u2
+             - phase_rad - np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
+    return -np.sin(gamma) * np.exp(-0.25 * b * u2) * scale
 
 
 def ctf(shape: Union[int, tuple[int, int]], pixel_size_A: float, defocus_u_A: float,
@@ -303,21 +308,18 @@ def ctf_stack(params: CtfParameters, shape: tuple[int, int], pixel_size_A: float
     apix = float(pixel_size_A)
     fy = (np.fft.fftfreq(ny) / apix)[None, :, None]
     fx = (np.fft.rfftfreq(nx) / apix)[None, None, :]
-    u2 = fx * fx + fy * fy
-    theta = np.arctan2(fy, fx)
     n = len(params)
     out = np.empty((n, ny, nx // 2 + 1), np.float32)
+    volts = params.voltage_kV * 1e3
+    lam = 12.2643247 / np.sqrt(volts * (1.0 + 0.978466e-6 * volts))
+    angle = np.radians(params.defocus_angle_deg - (0.0 if angles_deg is None else np.asarray(angles_deg)))
     for s in range(0, n, batch):
         b = slice(s, min(n, s + batch))
 
         def col(a: np.ndarray) -> np.ndarray:
             return np.asarray(a[b], np.float64)[:, None, None]
 
-        lam = 12.2643247 / np.sqrt(col(params.voltage_kV) * 1e3 * (1.0 + 0.978466e-6 * col(params.voltage_kV) * 1e3))
-        angle = np.radians(col(params.defocus_angle_deg) - (0.0 if angles_deg is None else col(angles_deg)))
-        dz = col(params.defocus_u_A) * np.cos(theta - angle) ** 2 + col(params.defocus_v_A) * np.sin(theta - angle) ** 2
-        q0 = col(params.amplitude_contrast)
-        gamma = (-np.pi * lam * dz * u2 + 0.5 * np.pi * col(params.cs_mm) * 1e7 * lam**3 * u2 * u2
-                 - np.radians(col(params.phase_shift_deg)) - np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
-        out[b] = -np.sin(gamma) * np.exp(-0.25 * col(params.bfactor_A2) * u2) * col(params.scale)
+        out[b] = _formula(fx, fy, col(params.defocus_u_A), col(params.defocus_v_A), col(angle), col(lam),
+                          col(params.cs_mm) * 1e7, col(params.amplitude_contrast), np.radians(col(params.phase_shift_deg)),
+                          col(params.bfactor_A2), col(params.scale))
     return out
