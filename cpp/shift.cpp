@@ -53,6 +53,35 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
   });
 }
 
+void filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const float* planes,
+                  int threads, float* out, const std::int64_t* index) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const auto plan = get_fft2d(ny, nx);
+  const std::size_t npx = ny * nx, nsp = plan->complex_size();
+  if (!all_finite(planes, n * nsp)) throw std::invalid_argument("the filters contain NaN or infinity");
+  const float scale = 1.0f / static_cast<float>(npx);
+  struct Scratch {
+    RealArray img;
+    ComplexArray F;
+  };
+  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
+    auto& s = pool[worker];
+    if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
+    const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
+    plan->forward(fft_readable(images + src * npx, npx, s->img.data()), s->F.data());
+    if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
+    const float* h = planes + i * nsp;
+    float* f = reinterpret_cast<float*>(s->F.data());
+#pragma omp simd
+    for (std::size_t k = 0; k < nsp; ++k) {
+      f[2 * k] *= h[k] * scale;
+      f[2 * k + 1] *= h[k] * scale;
+    }
+    plan->inverse(s->F.data(), out + i * npx);
+  });
+}
+
 }  // namespace cryocore
 
 namespace cryocore {

@@ -23,6 +23,13 @@ void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx
 void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                  const double* shifts, int threads, float* out);
 
+// out[i] = images[index[i]] (images[i] when index is null) filtered by its
+// own real filter planes[i] (ny x nx/2+1, on the half spectrum, e.g. a CTF):
+// the inverse FFT of F_i(k) planes[i](k). Throws std::invalid_argument for
+// NaN/inf pixels or filter values.
+void filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const float* planes,
+                  int threads, float* out, const std::int64_t* index = nullptr);
+
 }  // namespace cryocore
 
 namespace cryocore {

@@ -323,3 +323,26 @@ def test_the_stack_of_ctfs_is_each_particles_ctf(rng):
         for i in range(n):
             want = ctf_in_reference_frame(p, i, 0.0 if angles is None else psi[i], (50, 37), 1.3)
             np.testing.assert_allclose(st[i], want, atol=1e-6)
+
+
+def test_filter_stack_is_numpy_fourier_filtering(rng):
+    from cryocore import _core
+
+    for ny, nx in ((64, 64), (45, 52)):
+        imgs = rng.standard_normal((5, ny, nx)).astype(np.float32)
+        planes = rng.uniform(-1, 1, (5, ny, nx // 2 + 1)).astype(np.float32)
+        want = np.fft.irfft2(np.fft.rfft2(imgs.astype(np.float64)) * planes, s=(ny, nx))
+        got = _core.filter_stack(imgs, planes, threads=2)
+        np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+        idx = np.array([3, 0, 3])
+        np.testing.assert_array_equal(_core.filter_stack(imgs, planes[:3], threads=1, index=idx),
+                                      _core.filter_stack(imgs[idx], planes[:3]))
+    with pytest.raises(ValueError, match="filters must have shape"):
+        _core.filter_stack(imgs, planes[:2])
+    bad = planes.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        _core.filter_stack(imgs, bad)
+    imgs[2, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="image 2"):
+        _core.filter_stack(imgs, planes)

@@ -152,6 +152,14 @@ def correlation_maps(
 def shift_stack(images: npt.ArrayLike, shifts: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.float32]:
     """Moves each image by its (dy, dx) shift (pose convention), in Fourier space."""
 
+def filter_stack(
+    images: npt.ArrayLike,
+    filters: npt.ArrayLike,
+    threads: int = 1,
+    index: Optional[npt.ArrayLike] = None,
+) -> npt.NDArray[np.float32]:
+    """Each image (n, ny, nx) filtered by its own real filter on the half spectrum (n, ny, nx//2+1), e.g. its CTF: the inverse FFT of F_i * filters[i]; with index, images[index] (one filter per index entry)."""
+
 def transform_stack(
     images: npt.ArrayLike,
     angles: npt.ArrayLike,

@@ -176,7 +176,7 @@ def align(
     if mode == "online" and rotate:
         raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
     refs, described = _check_reference(reference, n, (ny, nx))
-    corrector = _ctf_correction(ctf, src, n, pixel_size_A)
+    corrector = _ctf_correction(ctf, src, n, pixel_size_A, as_threads(threads))
     if mode == "online" and refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
         raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
     config = AlignConfig(
@@ -201,7 +201,8 @@ def align(
                          resume=resume, executor=executor, ctf=corrector)
 
 
-def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float]) -> Optional[ChunkCtf]:
+def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float],
+                    threads: int) -> Optional[ChunkCtf]:
     """The CTF correction asked for (see :func:`align`), or None."""
     if ctf is None:
         return None
@@ -224,7 +225,7 @@ def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float]
         raise ValueError(f"ctf gives {len(params)} particles but there are {n} images")
     if pixel_size_A is None:
         raise ValueError("CTF correction needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
-    return ChunkCtf(params, float(pixel_size_A))
+    return ChunkCtf(params, float(pixel_size_A), threads)
 
 
 def _check_reference(reference: Any, n: int, box: tuple[int, int]) -> tuple[Any, str]:

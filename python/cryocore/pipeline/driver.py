@@ -72,17 +72,18 @@ class _Stack:
         return now
 
     # -- data
-    def read(self, chunk: Chunk) -> np.ndarray:
-        """The chunk's images (with CTF correction: each multiplied by its CTF); without a copy
-        where the source can lend them (memory-mapped float32)."""
+    def read(self, chunk: Chunk, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """The chunk's images (with CTF correction: each multiplied by its CTF; with ``rows``,
+        only those); without a copy where the source can lend them (memory-mapped float32)."""
         images = getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
-        return images if self.ctf is None else self.ctf.multiply(chunk, images)
+        return images if self.ctf is None else self.ctf.multiply(chunk, images, rows)
 
-    def data(self, chunk: Chunk, images: bool = False) -> ChunkData:
-        """The chunk's cached spectra (translations), else its images read now."""
+    def data(self, chunk: Chunk, images: bool = False, rows: Optional[np.ndarray] = None) -> ChunkData:
+        """The chunk's cached spectra (translations), else its images read now (``rows``: the
+        ones that will be used)."""
         if self.cache is not None and not images:
             return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
-        return ChunkData(images=self.read(chunk))
+        return ChunkData(images=self.read(chunk, rows))
 
     def fill_cache(self, ky: int, kx: int) -> None:
         """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""
@@ -130,7 +131,8 @@ class _Stack:
         def task(chunk: Chunk) -> SpectralSums:
             sl = slice(chunk.start, chunk.stop)
             cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
-            return sum_chunk(chunk, self.data(chunk, images=not cached), shifts[sl], angles[sl], classes[sl],
+            used = np.flatnonzero(weights[sl] != 0)
+            return sum_chunk(chunk, self.data(chunk, images=not cached, rows=used), shifts[sl], angles[sl], classes[sl],
                              weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf)
 
         for s in self.executor.map(task, todo):

@@ -79,12 +79,20 @@ class ChunkCtf:
 
     params: CtfParameters
     pixel_size_A: float
+    threads: int = 1
 
-    def multiply(self, chunk: Chunk, images: np.ndarray) -> np.ndarray:
-        """The chunk's images (n, ny, nx) filtered by their own CTFs (CTF X): float32."""
+    def multiply(self, chunk: Chunk, images: np.ndarray, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """The chunk's images (n, ny, nx) filtered by their own CTFs (CTF X), float32; with
+        ``rows``, only those (the others are left as they are: the caller does not use them)."""
         ny, nx = images.shape[1:]
-        planes = ctf_stack(self.params.take(slice(chunk.start, chunk.stop)), (ny, nx), self.pixel_size_A)
-        return np.fft.irfft2(np.fft.rfft2(images) * planes, s=(ny, nx)).astype(np.float32)
+        if rows is None:
+            planes = ctf_stack(self.params.take(slice(chunk.start, chunk.stop)), (ny, nx), self.pixel_size_A)
+            return _core.filter_stack(images, planes, threads=self.threads)
+        out = np.array(images, np.float32)
+        if len(rows):
+            planes = ctf_stack(self.params.take(chunk.start + np.asarray(rows)), (ny, nx), self.pixel_size_A)
+            out[rows] = _core.filter_stack(images, planes, threads=self.threads, index=np.asarray(rows, np.int64))
+        return out
 
     def add_squares(self, sums: SpectralSums, chunk: Chunk, h: int, sel: np.ndarray, classes: np.ndarray,
                     angles: Optional[np.ndarray], weights: np.ndarray) -> None:
