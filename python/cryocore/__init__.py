@@ -15,6 +15,7 @@ rotate, transform  in-plane rotations and whole poses (bicubic)
 Accumulator     in-place weighted running mean / variance of aligned images
 frc             Fourier ring correlation of two images
 ctf             the microscope's CTF in RELION's convention (CtfParameters: per particle)
+preprocess      normalisation, contrast inversion, hot pixels, binning (RELION's extraction steps)
 simulate        seeded synthetic stacks with ground truth
 io.open_stack   MRC/MRCS, .npy, TIFF, image folders and RELION STAR files
 set_planning, export_wisdom, import_wisdom, forget_wisdom   FFTW planning
@@ -27,6 +28,7 @@ from .accumulate import Accumulator
 from .ctf import CtfParameters, ctf, wiener_average
 from .alignment import AlignResult, align
 from .frc import FRC, frc
+from .preprocess import preprocess
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
 from .registration import Registration, correlation_maps, register
 from .simulation import Simulation, make_template, simulate
@@ -41,6 +43,7 @@ __all__ = [
     "CtfParameters",
     "ctf",
     "wiener_average",
+    "preprocess",
     "FRC",
     "align",
     "frc",
