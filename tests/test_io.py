@@ -758,3 +758,33 @@ def test_read_view_lends_float32_memory_maps_and_copies_the_rest(tmp_path):
         np.testing.assert_array_equal(v, (a * 100).astype(np.int16).astype(np.float32))
         with pytest.raises(ValueError, match="out of range"):
             s.read_view(2, 9)
+
+
+def test_star_and_mrc_pixel_sizes_must_agree(tmp_path):
+    """A stack whose MRC header gives another pixel size than the STAR file is refused (the CLI:
+    exit 2, nothing written); an unset header (0, or the placeholder 1.0) is not a disagreement."""
+    import pandas as pd
+    import starfile
+
+    from cryocore.cli import main
+
+    imgs = np.random.default_rng(0).standard_normal((4, 32, 32)).astype(np.float32)
+
+    def star_for(stack, apix):
+        particles = pd.DataFrame({"rlnImageName": [f"{i + 1:06d}@{stack}" for i in range(4)], "rlnOpticsGroup": 1})
+        optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnImagePixelSize": [apix], "rlnImageSize": [32],
+                               "rlnImageDimensionality": [2]})
+        path = tmp_path / f"{stack}.star"
+        starfile.write({"optics": optics, "particles": particles}, path)
+        return path
+
+    for name, header in (("a.mrcs", 2.0), ("b.mrcs", 1.0), ("c.mrcs", None)):
+        io.write_mrc(str(tmp_path / name), imgs, pixel_size_A=header)
+    with pytest.raises(ValueError, match="MRC header"):
+        io.open_stack(star_for("a.mrcs", 1.5))
+    assert io.open_stack(star_for("a.mrcs", 2.01)).pixel_size_A == pytest.approx(2.01)  # within 1%
+    assert io.open_stack(star_for("b.mrcs", 1.5)).pixel_size_A == 1.5  # placeholder header
+    assert io.open_stack(star_for("c.mrcs", 1.5)).pixel_size_A == 1.5  # unset header
+    out = tmp_path / "out"
+    assert main(["align", str(star_for("a.mrcs", 1.5)), "-o", str(out), "--quiet"]) == 2
+    assert not out.exists() or not any(out.iterdir())

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .mrc import _mrc_images, _open_mrc
+from .mrc import _mrc_images, _mrc_pixel_size, _open_mrc
 from .stack import ParticleStack, _check_geometry
 from .tables import ParticleTable, _common_pixel_size, _read_star_blocks, _star_pixel_sizes, _star_tables
 
@@ -82,6 +82,14 @@ class _MrcCache:
                 old.close()
             return data
 
+    def header_pixel_size(self, path: str) -> Optional[float]:
+        """The pixel size (Å) in the stack's MRC header, or None where it is unset (0, or the
+        placeholder 1.0 that many programs write, RELION's extraction among them)."""
+        self.get(path)
+        with self._lock:
+            apix = _mrc_pixel_size(self._open[path][0])
+        return None if apix is None or abs(apix - 1.0) < 1e-6 else apix
+
     def close(self) -> None:
         with self._lock:
             while self._open:
@@ -130,6 +138,12 @@ def _open_star(path: str) -> ParticleStack:
         dtype = np.dtype(np.float32)
         for k, real in enumerate(stack_list):
             data = cache.get(real)
+            header = cache.header_pixel_size(real)
+            if apix is not None and header is not None and abs(header - apix) > 0.01 * apix:
+                raise ValueError(
+                    f"stack {real!r}{where} says {header:g} Å/px in its MRC header but the STAR file says"
+                    f" {apix:g} Å/px; make them agree (or set the header's pixel size to 0)"
+                )
             sn, sy, sx = data.shape
             if box is None:
                 box, dtype = (sy, sx), data.dtype
