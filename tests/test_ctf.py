@@ -346,3 +346,20 @@ def test_filter_stack_is_numpy_fourier_filtering(rng):
     imgs[2, 0, 0] = np.inf
     with pytest.raises(ValueError, match="image 2"):
         _core.filter_stack(imgs, planes)
+
+
+def test_star_inputs_with_ctf_columns_are_corrected_by_default(tmp_path):
+    import json
+
+    from cryocore.cli import main
+
+    out = tmp_path / "sim" / "s.mrcs"
+    assert main(["simulate", "-o", str(out), "--n", "40", "--size", "64", "--ctf", "--pixel-size-A", "2"]) == 0
+    star = str(out.parent / "truth.star")
+    for flags, expected in (([], True), (["--no-ctf"], False), (["--ctf"], True)):
+        o = tmp_path / f"o{len(flags)}{expected}"
+        assert main(["align", star, "-o", str(o), "--no-rotate", "--iterations", "2", "--quiet", *flags]) == 0
+        assert json.loads((o / "report.json").read_text())["parameters"]["ctf"] is expected, flags
+    with cryocore.io.open_stack(star) as stack:  # Python: the same default
+        assert cryocore.align(stack, rotate=False, iterations=2, progress=False).parameters["ctf"] is True
+        assert cryocore.align(stack, rotate=False, iterations=2, progress=False, ctf=None).parameters["ctf"] is False

@@ -52,7 +52,7 @@ def align(
     resume: bool = False,
     max_memory: Union[None, int, str] = None,
     executor: Optional[Executor] = None,
-    ctf: Any = None,
+    ctf: Any = "auto",
 ) -> AlignResult:
     """Align a particle stack and average it in two independent half-sets.
 
@@ -134,9 +134,10 @@ def align(
         CTF correction (needs the pixel size): each image is compared and averaged
         multiplied by its own CTF, and the averages (references, half maps, classes)
         are Wiener-filtered per half and class with the spectral SNR of that half's
-        two quarters (CONVENTIONS.md, CTF). ``"auto"``: from the stack's STAR columns
-        when it has ``rlnDefocusU``, else none. A dict holds per-image arrays (or
-        scalars) named as :func:`cryocore.ctf`'s parameters. ``None``: no correction.
+        two quarters (CONVENTIONS.md, CTF). ``"auto"`` (default): from the stack's
+        STAR columns when it has ``rlnDefocusU`` (a RELION STAR input), else none. A
+        dict holds per-image arrays (or scalars) named as :func:`cryocore.ctf`'s
+        parameters. ``None``: no correction.
 
     Returns
     -------
@@ -224,7 +225,8 @@ def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float]
     if len(params) != n:
         raise ValueError(f"ctf gives {len(params)} particles but there are {n} images")
     if pixel_size_A is None:
-        raise ValueError("CTF correction needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
+        raise ValueError("CTF correction needs the pixel size: pass pixel_size_A (or a stack whose header has it), "
+                         "or turn it off (ctf=None, --no-ctf)")
     return ChunkCtf(params, float(pixel_size_A), threads)
 
 

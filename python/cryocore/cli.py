@@ -174,8 +174,10 @@ def _run_align(args: argparse.Namespace) -> int:
         if not args.quiet:
             apix = args.pixel_size_A or stack.pixel_size_A
             verb = "resuming" if args.resume is not None else "align"
+            uses_ctf = args.ctf == "on" or (args.ctf == "auto" and stack.table.has("rlnDefocusU"))
             print(f"cryocore {verb}: {len(stack)} images of {stack.shape[1]}x{stack.shape[2]} px from {args.input}"
-                  + (f", {apix:g} Å/px" if apix else ", pixel size unknown"))
+                  + (f", {apix:g} Å/px" if apix else ", pixel size unknown")
+                  + (", CTF correction from the STAR file's columns" if uses_ctf else ""))
         result = align(
             stack,
             _reference(args.reference, len(stack)),
@@ -193,7 +195,7 @@ def _run_align(args: argparse.Namespace) -> int:
             tolerance_px=args.tolerance_px,
             local_search=args.local_search,
             max_memory=args.max_memory,
-            ctf=stack.table if args.ctf else None,
+            ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf],
             checkpoint=checkpoint if args.mode == "iterative" else None,
             resume=args.resume is not None,
         )
@@ -324,9 +326,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--pixel-size-A", type=_positive_float, default=None, help="Å per pixel (default: from the input)")
     a.add_argument("--max-shift", type=_positive_float, default=None, help="search radius in pixels")
     a.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
-    a.add_argument("--ctf", action="store_true",
+    a.add_argument("--ctf", dest="ctf", action="store_const", const="on",
                    help="CTF correction from the STAR file's CTF columns (RELION's convention): images compared and "
-                        "averaged multiplied by their CTFs, Wiener-filtered averages per half")
+                        "averaged multiplied by their CTFs, Wiener-filtered averages per half. Default: on when the "
+                        "input is a STAR file with rlnDefocusU; --ctf makes a missing column an error")
+    a.add_argument("--no-ctf", dest="ctf", action="store_const", const="off", help="no CTF correction")
+    a.set_defaults(ctf="auto")
     a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
                    help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
                         "machine's memory; a memory-mapped input does not count)")
