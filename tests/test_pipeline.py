@@ -128,3 +128,30 @@ def test_particle_table_merges_optics_per_particle():
     bad = ParticleTable(particles.assign(rlnOpticsGroup=[1, 3, 1]), optics)
     with pytest.raises(ValueError, match="optics groups"):
         bad.column("rlnSphericalAberration")
+
+
+def test_cached_ctf_squares_are_the_squares_of_the_chunk(rng):
+    """K = 1 without rotation: the CTF^2 planes of a chunk's quarters are made once and reused; they
+    equal the per-image sums, and another chunk (or other CTFs) does not get them."""
+    from cryocore.pipeline.kernel import ChunkCtf
+
+    n = 50
+    params = cryocore.CtfParameters.from_arrays(n, dict(defocus_u_A=rng.uniform(8000, 25000, n),
+                                                         defocus_v_A=rng.uniform(8000, 25000, n)))
+    half = np.where(rng.random(n) < 0.5, 1, 2).astype(np.int8)
+    chunks = make_chunks(half, 20)
+    c = ChunkCtf(params, 1.7)
+    for chunk in chunks:
+        for h in (0, 1):
+            direct = SpectralSums.zeros(1, (32, 32), ctf=True)
+            sel = chunk.of_half(h)
+            c.add_squares(direct, chunk, h, sel, np.zeros(len(sel), np.int32), None, np.ones(len(sel)))
+            for _ in range(2):  # made, then reused
+                cached = SpectralSums.zeros(1, (32, 32), ctf=True)
+                c.add_all_squares(cached, chunk, h)
+                np.testing.assert_allclose(cached.ctf2, direct.ctf2, rtol=1e-6)
+    other = ChunkCtf(cryocore.CtfParameters.from_arrays(n, dict(defocus_u_A=np.full(n, 12000.0))), 1.7)
+    a, b = SpectralSums.zeros(1, (32, 32), ctf=True), SpectralSums.zeros(1, (32, 32), ctf=True)
+    c.add_all_squares(a, chunks[0], 0)
+    other.add_all_squares(b, chunks[0], 0)
+    assert not np.allclose(a.ctf2, b.ctf2)

@@ -16,6 +16,7 @@ otherwise its images, each transformed at most once per call.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from typing import Optional
@@ -114,6 +115,33 @@ class ChunkCtf:
                 if m.any():
                     sums.ctf2[h, k, qq] += planes[m].sum(axis=0, dtype=np.float64)
 
+    def add_all_squares(self, sums: SpectralSums, chunk: Chunk, h: int) -> None:
+        """One class, no rotation: add the CTF^2 of all half h's images of the chunk to their quarters'
+        weight planes; these sums are made once per chunk and process and then reused (the
+        membership of the groups does not change; rejected images are taken out by the caller)."""
+        assert sums.ctf2 is not None
+        sel = chunk.of_half(h)
+        mine = self.params.take(chunk.start + sel)
+        digest = hashlib.sha1(np.stack([mine.defocus_u_A, mine.defocus_v_A, mine.defocus_angle_deg, mine.voltage_kV,
+                                        mine.cs_mm, mine.amplitude_contrast, mine.phase_shift_deg, mine.bfactor_A2,
+                                        mine.scale, chunk.quarter[sel].astype(np.float64)]).tobytes()).hexdigest()
+        key = (digest, self.pixel_size_A, sums.shape)
+        with _prepared_lock:
+            planes = _ctf_squares.get(key)
+        if planes is None:
+            one = SpectralSums.zeros(1, sums.shape, ctf=True)
+            self.add_squares(one, chunk, h, sel, np.zeros(len(sel), np.int32), None, np.ones(len(sel)))
+            planes = one.ctf2[h, 0]  # type: ignore[index]
+            with _prepared_lock:
+                if len(_ctf_squares) > 4096:
+                    _ctf_squares.clear()
+                _ctf_squares[key] = planes
+        sums.ctf2[h, 0] += planes
+
+
+# Sums of CTF^2 per chunk, half and quarter, made once (add_all_squares).
+_ctf_squares: dict[tuple, np.ndarray] = {}
+
 
 @dataclass
 class ChunkResult:
@@ -181,7 +209,9 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             settings=_settings(p.search, p.lowpass[h]), threads=threads)
         shifts[sel], scores[sel], classes[sel] = s, c, best
         np.add.at(sums.weights[h, :, :, 0, 0], (best, groups), 1.0)
-        if p.ctf is not None:
+        if p.ctf is not None and K == 1:
+            p.ctf.add_all_squares(sums, chunk, h)
+        elif p.ctf is not None:
             p.ctf.add_squares(sums, chunk, h, sel, best, None, np.ones(len(sel)))
     return ChunkResult(chunk.index, shifts, angles, scores, classes, sums)
 
