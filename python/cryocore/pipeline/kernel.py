@@ -133,14 +133,16 @@ class ChunkCtf:
             self.add_squares(one, chunk, h, sel, np.zeros(len(sel), np.int32), None, np.ones(len(sel)))
             planes = one.ctf2[h, 0]  # type: ignore[index]
             with _prepared_lock:
-                if len(_ctf_squares) > 4096:
-                    _ctf_squares.clear()
+                if sum(v.nbytes for v in _ctf_squares.values()) + planes.nbytes > CTF_SQUARES_BYTES:
+                    _ctf_squares.clear()  # (a new run, or a very large stack: made again)
                 _ctf_squares[key] = planes
         sums.ctf2[h, 0] += planes
 
 
-# Sums of CTF^2 per chunk, half and quarter, made once (add_all_squares).
+# Sums of CTF^2 per chunk, half and quarter, made once (add_all_squares), at most this many bytes
+# (within the 64 MB that the memory plan sets aside; 128 px: ~240 chunks' worth).
 _ctf_squares: dict[tuple, np.ndarray] = {}
+CTF_SQUARES_BYTES = 32 << 20
 
 
 @dataclass
