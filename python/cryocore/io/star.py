@@ -97,17 +97,12 @@ class _MrcCache:
                 mrc.close()
 
 
-def _open_star(path: str) -> ParticleStack:
-    particles, optics = _star_tables(path, _read_star_blocks(path))
-    n = len(particles)
-    if n == 0:
-        raise ValueError(f"STAR file {path!r} lists no particles (an empty stack)")
-    names = [str(v) for v in particles["rlnImageName"].tolist()]
-    apix = _common_pixel_size(path, _star_pixel_sizes(path, particles, optics))
+def _resolve_stacks(path: str, names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every particle's stack, resolved up front so that a missing file fails now, not mid-run:
+    (the stacks' paths, each particle's stack number, its 0-based index in it; -1: a whole
+    single-image file)."""
     star_dir = os.path.dirname(path)
-    where = f" (referenced by STAR file {path!r})"
-
-    # Resolve every stack up front so that a missing file fails now, not mid-run.
+    n = len(names)
     resolved: dict[str, str] = {}
     stack_of = np.empty(n, dtype=np.int64)
     index_of = np.empty(n, dtype=np.int64)
@@ -130,48 +125,67 @@ def _open_star(path: str) -> ParticleStack:
             stack_ids[real] = len(stack_list)
             stack_list.append(real)
         stack_of[row] = stack_ids[real]
-        index_of[row] = idx - 1  # -1: a whole single-image file
+        index_of[row] = idx - 1
+    return stack_list, stack_of, index_of
 
-    cache = _MrcCache(where)
+
+def _check_stacks(path: str, names: list[str], apix: Optional[float], cache: _MrcCache, stack_list: list[str],
+                  stack_of: np.ndarray, index_of: np.ndarray) -> tuple[tuple[int, int], np.dtype]:
+    """Open every stack once and check it against the STAR file: the pixel size in its header,
+    one box for all, every index within its stack (whole-file entries become index 0, in place).
+    Returns (box, dtype of the first stack)."""
+    where = f" (referenced by STAR file {path!r})"
+    box: Optional[tuple[int, int]] = None
+    dtype = np.dtype(np.float32)
+    for k, real in enumerate(stack_list):
+        data = cache.get(real)
+        header = cache.header_pixel_size(real)
+        if apix is not None and header is not None and abs(header - apix) > 0.01 * apix:
+            raise ValueError(
+                f"stack {real!r}{where} says {header:g} Å/px in its MRC header but the STAR file says"
+                f" {apix:g} Å/px; make them agree (or set the header's pixel size to 0)"
+            )
+        sn, sy, sx = data.shape
+        if box is None:
+            box, dtype = (sy, sx), data.dtype
+        elif (sy, sx) != box:
+            raise ValueError(
+                f"stack {real!r}{where} holds {sy} x {sx} images but other stacks hold"
+                f" {box[0]} x {box[1]}; all particles must have the same box"
+            )
+        rows = np.nonzero(stack_of == k)[0]
+        whole = np.asarray(index_of[rows] < 0)
+        if whole.any():
+            if sn != 1:
+                r = int(rows[np.argmax(whole)])
+                raise ValueError(
+                    f"STAR file {path!r}, particle {r + 1}: rlnImageName {names[r]!r} has no index@"
+                    f" but {real!r} holds {sn} images"
+                )
+            index_of[rows[whole]] = 0
+        bad = index_of[rows] >= sn
+        if bad.any():
+            r = int(rows[np.argmax(bad)])
+            raise ValueError(
+                f"STAR file {path!r}, particle {r + 1}: rlnImageName {names[r]!r} asks for image"
+                f" {index_of[r] + 1} but stack {real!r} holds only {sn} images"
+            )
+    assert box is not None
+    _check_geometry(len(names), box[0], box[1], f"STAR file {path!r}")
+    return box, dtype
+
+
+def _open_star(path: str) -> ParticleStack:
+    particles, optics = _star_tables(path, _read_star_blocks(path))
+    n = len(particles)
+    if n == 0:
+        raise ValueError(f"STAR file {path!r} lists no particles (an empty stack)")
+    names = [str(v) for v in particles["rlnImageName"].tolist()]
+    apix = _common_pixel_size(path, _star_pixel_sizes(path, particles, optics))
+    stack_list, stack_of, index_of = _resolve_stacks(path, names)
+    cache = _MrcCache(f" (referenced by STAR file {path!r})")
     try:
-        box: Optional[tuple[int, int]] = None
-        dtype = np.dtype(np.float32)
-        for k, real in enumerate(stack_list):
-            data = cache.get(real)
-            header = cache.header_pixel_size(real)
-            if apix is not None and header is not None and abs(header - apix) > 0.01 * apix:
-                raise ValueError(
-                    f"stack {real!r}{where} says {header:g} Å/px in its MRC header but the STAR file says"
-                    f" {apix:g} Å/px; make them agree (or set the header's pixel size to 0)"
-                )
-            sn, sy, sx = data.shape
-            if box is None:
-                box, dtype = (sy, sx), data.dtype
-            elif (sy, sx) != box:
-                raise ValueError(
-                    f"stack {real!r}{where} holds {sy} x {sx} images but other stacks hold"
-                    f" {box[0]} x {box[1]}; all particles must have the same box"
-                )
-            rows = np.nonzero(stack_of == k)[0]
-            in_stack = np.asarray(index_of[rows])
-            whole: np.ndarray = np.asarray(in_stack < 0)
-            if whole.any():
-                if sn != 1:
-                    r = int(rows[np.argmax(whole)])
-                    raise ValueError(
-                        f"STAR file {path!r}, particle {r + 1}: rlnImageName {names[r]!r} has no index@"
-                        f" but {real!r} holds {sn} images"
-                    )
-                index_of[rows[whole]] = 0
-            bad = index_of[rows] >= sn
-            if bad.any():
-                r = int(rows[np.argmax(bad)])
-                raise ValueError(
-                    f"STAR file {path!r}, particle {r + 1}: rlnImageName {names[r]!r} asks for image"
-                    f" {index_of[r] + 1} but stack {real!r} holds only {sn} images"
-                )
-        assert box is not None
-        _check_geometry(n, box[0], box[1], f"STAR file {path!r}")
+        box, dtype = _check_stacks(path, names, apix, cache, stack_list, stack_of, index_of)
     except BaseException:
         cache.close()
         raise
