@@ -12,6 +12,30 @@
 
 namespace cryocore {
 
+namespace {
+
+// Per-worker scratch for one image and its half spectrum, made on first use.
+class ImageScratch {
+ public:
+  struct Slot {
+    RealArray img;
+    ComplexArray F;
+  };
+  ImageScratch(int threads, std::size_t npx, std::size_t nsp)
+      : slots_(static_cast<std::size_t>(threads)), npx_(npx), nsp_(nsp) {}
+  Slot& get(std::size_t worker) {
+    auto& s = slots_[worker];
+    if (!s) s.reset(new Slot{RealArray(npx_), ComplexArray(nsp_)});
+    return *s;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::size_t npx_, nsp_;
+};
+
+}  // namespace
+
 void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx, cfloat* ey,
                  cfloat* ex) {
   const std::size_t nxh = nx / 2 + 1;
@@ -60,14 +84,9 @@ void filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_
   const std::size_t npx = ny * nx, nsp = plan->complex_size();
   if (!all_finite(planes, n * nsp)) throw std::invalid_argument("the filters contain NaN or infinity");
   const float scale = 1.0f / static_cast<float>(npx);
-  struct Scratch {
-    RealArray img;
-    ComplexArray F;
-  };
-  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  ImageScratch pool(threads, npx, nsp);
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
-    auto& s = pool[worker];
-    if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
+    ImageScratch::Slot* s = &pool.get(worker);
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
     plan->forward(fft_readable(images + src * npx, npx, s->img.data()), s->F.data());
     if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
@@ -93,14 +112,9 @@ void forward_stack(const float* images, std::size_t n, const SpectrumLayout& lay
   const auto plan = get_fft2d(ny, nx);
   const std::size_t npx = ny * nx, nsp = plan->complex_size(), per = layout.per_image();
   const bool whole = layout.is_whole();
-  struct Scratch {
-    RealArray img;
-    ComplexArray F;
-  };
-  std::vector<std::unique_ptr<Scratch>> pool(static_cast<std::size_t>(threads));
+  ImageScratch pool(threads, npx, nsp);
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
-    auto& s = pool[worker];
-    if (!s) s.reset(new Scratch{RealArray(npx), ComplexArray(nsp)});
+    ImageScratch::Slot* s = &pool.get(worker);
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
     // FFTW writes straight into a whole output row when that is aligned,
     // else into scratch (and reads the image in place when it can).
