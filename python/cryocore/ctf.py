@@ -243,7 +243,6 @@ def wiener_average(images: Any, ctf: CtfParameters, pixel_size_A: float, *, shif
     """
     from . import _core
     from ._validate import as_threads
-    from .frc import _rings
 
     imgs = np.ascontiguousarray(images, np.float32)
     if imgs.ndim != 3:
@@ -259,33 +258,56 @@ def wiener_average(images: Any, ctf: CtfParameters, pixel_size_A: float, *, shif
         _core.shift_stack(imgs, -t, threads=nt)
     num = np.zeros((2, ny, nx // 2 + 1), np.complex128)  # even and odd images
     den = np.zeros((2, ny, nx // 2 + 1))
-    for i in range(n):
-        c = ctf_in_reference_frame(ctf, i, psi[i], (ny, nx), apix)
-        num[i % 2] += c * np.fft.rfft2(moved[i])
-        den[i % 2] += c * c
-    keep, ring, weight, counts = _rings(ny, nx)
-    n_rings = len(counts)
-    if ssnr is None:
-        fa, fb = num[0][keep], num[1][keep]
-        cross = np.bincount(ring, weights=weight * (fa * np.conj(fb)).real, minlength=n_rings)
-        pa = np.bincount(ring, weights=weight * np.abs(fa) ** 2, minlength=n_rings)
-        pb = np.bincount(ring, weights=weight * np.abs(fb) ** 2, minlength=n_rings)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.clip(np.where(pa * pb > 0, cross / np.sqrt(pa * pb), 0.0), 0.0, 0.999)
-            f = 2 * f / (1 + f)
-            w = np.bincount(ring, weights=weight * den.sum(axis=0)[keep], minlength=n_rings) / np.maximum(counts, 1)
-            s = np.where(w > 0, f / (1 - f) / w, 0.0)
+    for start in range(0, n, 256):  # the CTFs turned into the reference frame, a batch at a time
+        b = np.arange(start, min(n, start + 256))
+        c = ctf_stack(ctf.take(b), (ny, nx), apix, psi[b])
+        spec = np.fft.rfft2(moved[b]) * c
+        for parity in (0, 1):
+            m = b % 2 == parity
+            num[parity] += spec[m].sum(axis=0)
+            den[parity] += (c[m].astype(np.float64) ** 2).sum(axis=0)
+    n_rings = min(ny, nx) // 2 + 1
+    if ssnr is None:  # FRC of the even and odd sums (as the pipeline's two quarters)
+        s = ring_ssnr(num[0], num[1], den[0], den[1], (ny, nx))
     else:
         s = np.asarray(ssnr, np.float64)
         if s.shape != (n_rings,) or not np.isfinite(s).all() or (s < 0).any():
             raise ValueError(f"ssnr must hold {n_rings} non-negative numbers (one per ring), got shape {s.shape}")
-    # 1 / (T s) per frequency; where there is no signal (s = 0) the frequency is left out
-    reg = np.full((ny, nx // 2 + 1), np.inf)
-    per_ring = np.where(s > 0, 1.0 / (float(tau2_fudge) * np.where(s > 0, s, 1.0)), np.inf)
-    reg[keep] = per_ring[ring]
-    total = den.sum(axis=0) + reg
-    spec = np.where(np.isfinite(total), num.sum(axis=0) / np.where(np.isfinite(total), total, 1.0), 0.0)
-    return np.fft.irfft2(spec, s=(ny, nx))
+    return np.fft.irfft2(wiener_filter(num.sum(axis=0), den.sum(axis=0), s, (ny, nx), tau2_fudge), s=(ny, nx))
+
+
+def ring_ssnr(qa: np.ndarray, qb: np.ndarray, wa: np.ndarray, wb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """One image's spectral SNR per ring from two independent sums of ``CTF X`` (half spectra
+    ``qa``, ``qb``, with ``sum CTF^2`` planes ``wa``, ``wb``): ``s = FRC / (1 - FRC) / W``, ``W`` the
+    ring's mean weight of one sum (CONVENTIONS.md, CTF; the same as the whole set's corrected FRC
+    ``2 FRC / (1 + FRC)`` over the whole set's weight)."""
+    from .frc import _rings
+
+    keep, ring, weight, counts = _rings(*shape)
+    n_rings = len(counts)
+    fa, fb = qa[keep], qb[keep]
+    cross = np.bincount(ring, weights=weight * (fa * np.conj(fb)).real, minlength=n_rings)
+    pa = np.bincount(ring, weights=weight * np.abs(fa) ** 2, minlength=n_rings)
+    pb = np.bincount(ring, weights=weight * np.abs(fb) ** 2, minlength=n_rings)
+    w = np.bincount(ring, weights=weight * 0.5 * (wa + wb)[keep], minlength=n_rings) / np.maximum(counts, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.clip(np.where(pa * pb > 0, cross / np.sqrt(pa * pb), 0.0), 0.0, 0.999)
+        return np.where(w > 0, f / (1.0 - f) / w, 0.0)
+
+
+def wiener_filter(numerator: np.ndarray, weight: np.ndarray, ssnr: np.ndarray, shape: tuple[int, int],
+                  tau2_fudge: float) -> np.ndarray:
+    """``numerator / (weight + 1 / (T s))`` per frequency of a half spectrum, ``s`` per ring;
+    frequencies of rings without signal (s = 0) are left out (zero)."""
+    from .frc import _rings
+
+    keep, ring, _, _ = _rings(*shape)
+    with np.errstate(divide="ignore"):
+        inv = np.where(ssnr > 0, 1.0 / (float(tau2_fudge) * np.where(ssnr > 0, ssnr, 1.0)), np.inf)
+    reg = np.full(numerator.shape, np.inf)
+    reg[keep] = inv[ring]
+    total = weight + reg
+    return np.where(np.isfinite(total), numerator / np.where(np.isfinite(total), total, 1.0), 0.0)
 
 
 def ctf_in_reference_frame(params: CtfParameters, i: int, psi_deg: float, shape: tuple[int, int],

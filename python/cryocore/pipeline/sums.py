@@ -14,6 +14,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..ctf import ring_ssnr, wiener_filter
+
 __all__ = ["SpectralSums"]
 
 
@@ -101,23 +103,6 @@ class SpectralSums:
 
 def wiener(qa: np.ndarray, qb: np.ndarray, wa: np.ndarray, wb: np.ndarray, shape: tuple[int, int],
            tau2_fudge: float) -> np.ndarray:
-    """The Wiener mean of two quarters' sums (sum CTF X: qa, qb; sum CTF^2: wa, wb): the quarter
-    FRC gives one image's SNR per ring, ``s = FRC / (1 - FRC) / W`` with ``W`` the ring's mean
-    quarter weight; frequencies of rings without signal are left out."""
-    from ..frc import _rings
-
-    keep, ring, weight, counts = _rings(*shape)
-    n_rings = len(counts)
-    fa, fb = qa[keep], qb[keep]
-    cross = np.bincount(ring, weights=weight * (fa * np.conj(fb)).real, minlength=n_rings)
-    pa = np.bincount(ring, weights=weight * np.abs(fa) ** 2, minlength=n_rings)
-    pb = np.bincount(ring, weights=weight * np.abs(fb) ** 2, minlength=n_rings)
-    w = np.bincount(ring, weights=weight * 0.5 * (wa + wb)[keep], minlength=n_rings) / np.maximum(counts, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = np.clip(np.where(pa * pb > 0, cross / np.sqrt(pa * pb), 0.0), 0.0, 0.999)
-        s = np.where(w > 0, f / (1.0 - f) / w, 0.0)
-        inv = np.where(s > 0, 1.0 / (tau2_fudge * np.where(s > 0, s, 1.0)), np.inf)
-    reg = np.full(qa.shape, np.inf)
-    reg[keep] = inv[ring]
-    total = wa + wb + reg
-    return np.where(np.isfinite(total), (qa + qb) / np.where(np.isfinite(total), total, 1.0), 0.0)
+    """The Wiener mean of two quarters' sums (sum CTF X: qa, qb; sum CTF^2: wa, wb), with one
+    image's SNR per ring from the quarters' FRC (:func:`cryocore.ctf.ring_ssnr`)."""
+    return wiener_filter(qa + qb, wa + wb, ring_ssnr(qa, qb, wa, wb, shape), shape, tau2_fudge)
