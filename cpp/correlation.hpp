@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "ctf.hpp"
 #include "filters.hpp"
 #include "plans.hpp"
 #include "spectrum_layout.hpp"
@@ -123,9 +124,12 @@ class RotationalSearch {
   std::size_t ny() const noexcept;
   std::size_t nx() const noexcept;
   // index (may be null): the i-th of the n images is images[index[i]] (no copy of a subset).
+  // ctf (may be null): each image's spectrum is multiplied by its CTF before the search (the
+  // search compares CTF X with the references); filtered (n x ny x nx, may be null with ctf):
+  // receives each CTF X in real space, for sums made in the same read.
   void run(const float* images, std::size_t n, int threads, double* shifts, double* angles, double* scores,
            std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts,
-           const std::int64_t* index = nullptr) const;
+           const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr, float* filtered = nullptr) const;
 
  private:
   struct Impl;

@@ -1,6 +1,8 @@
 // The rotational search: RotationalSearch, register_rotate_stack.
 #include "correlation.hpp"
 
+#include "ctf.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -175,8 +177,10 @@ std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
 
 void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
                            double* scores, std::int32_t* best_ref, const double* prior_angles,
-                           const double* prior_shifts, const std::int64_t* index) const {
+                           const double* prior_shifts, const std::int64_t* index, const CtfRows* ctf,
+                           float* filtered) const {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  if (filtered && !ctf) throw std::invalid_argument("filtered images need CTFs");
   const Impl& m = *impl_;
   const std::size_t ny = m.ny, nx = m.nx, npx = ny * nx, n_refs = m.n_refs, K = m.K, KC = m.KC;
   const std::size_t stride = m.stride;
@@ -192,6 +196,17 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
   const std::size_t M = polar.angles();
   Workspaces fine_pool(threads, fine.geo), coarse_pool(threads, coarse.geo);
   std::vector<PolarWork> polar_pool(static_cast<std::size_t>(threads));
+  std::unique_ptr<CtfGrid> grid;
+  if (ctf) {
+    check_ctf_params(ctf->params, n);
+    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A));
+  }
+  const float scale = 1.0f / static_cast<float>(npx);
+  struct CtfScratch {
+    std::vector<float> h;
+    ComplexArray G;
+  };
+  std::vector<std::unique_ptr<CtfScratch>> ctf_pool(static_cast<std::size_t>(threads));
   parallel_for(n_chunks(n, kChunk), threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = fine_pool.get(worker);
     Workspace& cws = coarse_pool.get(worker);
@@ -201,6 +216,18 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const std::size_t at = index ? static_cast<std::size_t>(index[i]) : i;
       const cfloat* F = image_spectrum(*plan, images + at * npx, at, ws);
+      if (grid) {  // the search (and the sum) see CTF X
+        auto& c = ctf_pool[worker];
+        if (!c) c.reset(new CtfScratch{std::vector<float>(grid->size()), ComplexArray(filtered ? grid->size() : 0)});
+        grid->multiply(ctf->params + i * kCtfFields, ws.F.data(), c->h.data());
+        if (filtered) {  // c2r overwrites its input: from a copy
+          std::copy(ws.F.data(), ws.F.data() + grid->size(), c->G.data());
+          float* out = filtered + i * npx;
+          plan->inverse(c->G.data(), out);
+#pragma omp simd
+          for (std::size_t k = 0; k < npx; ++k) out[k] *= scale;
+        }
+      }
       const float inv = inverse_norm(F, fine.geo, fine.h2, ws);
       const float cinv = inverse_norm(F, coarse.geo, coarse.h2, ws);
       Refined best{0.0, 0.0, -2.0};

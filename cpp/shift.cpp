@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ctf.hpp"
 #include "parallel.hpp"
 #include "spectra.hpp"
 
@@ -20,18 +21,20 @@ class ImageScratch {
   struct Slot {
     RealArray img;
     ComplexArray F;
+    std::vector<float> h;  // a CTF plane (with_filter)
   };
-  ImageScratch(int threads, std::size_t npx, std::size_t nsp)
-      : slots_(static_cast<std::size_t>(threads)), npx_(npx), nsp_(nsp) {}
+  ImageScratch(int threads, std::size_t npx, std::size_t nsp, bool with_filter = false)
+      : slots_(static_cast<std::size_t>(threads)), npx_(npx), nsp_(nsp), filter_(with_filter) {}
   Slot& get(std::size_t worker) {
     auto& s = slots_[worker];
-    if (!s) s.reset(new Slot{RealArray(npx_), ComplexArray(nsp_)});
+    if (!s) s.reset(new Slot{RealArray(npx_), ComplexArray(nsp_), std::vector<float>(filter_ ? nsp_ : 0)});
     return *s;
   }
 
  private:
   std::vector<std::unique_ptr<Slot>> slots_;
   std::size_t npx_, nsp_;
+  bool filter_;
 };
 
 }  // namespace
@@ -77,42 +80,24 @@ void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t
   });
 }
 
-void filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const float* planes,
-                  int threads, float* out, const std::int64_t* index) {
-  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
-  const auto plan = get_fft2d(ny, nx);
-  const std::size_t npx = ny * nx, nsp = plan->complex_size();
-  if (!all_finite(planes, n * nsp)) throw std::invalid_argument("the filters contain NaN or infinity");
-  const float scale = 1.0f / static_cast<float>(npx);
-  ImageScratch pool(threads, npx, nsp);
-  parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
-    ImageScratch::Slot* s = &pool.get(worker);
-    const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
-    plan->forward(fft_readable(images + src * npx, npx, s->img.data()), s->F.data());
-    if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
-    const float* h = planes + i * nsp;
-    float* f = reinterpret_cast<float*>(s->F.data());
-#pragma omp simd
-    for (std::size_t k = 0; k < nsp; ++k) {
-      f[2 * k] *= h[k] * scale;
-      f[2 * k + 1] *= h[k] * scale;
-    }
-    plan->inverse(s->F.data(), out + i * npx);
-  });
-}
-
 }  // namespace cryocore
 
 namespace cryocore {
 
 void forward_stack(const float* images, std::size_t n, const SpectrumLayout& layout, int threads,
-                   cfloat* out, const std::int64_t* index) {
+                   cfloat* out, const std::int64_t* index, const CtfRows* ctf) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   const std::size_t ny = layout.ny, nx = layout.nx;
   const auto plan = get_fft2d(ny, nx);
   const std::size_t npx = ny * nx, nsp = plan->complex_size(), per = layout.per_image();
   const bool whole = layout.is_whole();
-  ImageScratch pool(threads, npx, nsp);
+  std::unique_ptr<CtfGrid> grid;  // the CTFs only on the frequencies stored
+  if (ctf) {
+    check_ctf_params(ctf->params, n);
+    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, static_cast<long>(layout.ky_max()),
+                           static_cast<long>(layout.kx_max())));
+  }
+  ImageScratch pool(threads, npx, nsp, ctf != nullptr);
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
     ImageScratch::Slot* s = &pool.get(worker);
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
@@ -123,6 +108,7 @@ void forward_stack(const float* images, std::size_t n, const SpectrumLayout& lay
     cfloat* spec = direct ? o : s->F.data();
     plan->forward(fft_readable(images + src * npx, npx, s->img.data()), spec);
     if (!spectrum_finite(spec)) throw_non_finite_image(src);
+    if (grid) grid->multiply(ctf->params + i * kCtfFields, spec, s->h.data());
     if (!direct) layout.store(spec, o);
   });
 }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ctf.hpp"
 #include "plans.hpp"
 #include "spectrum_layout.hpp"
 
@@ -23,13 +24,6 @@ void apply_shift(cfloat* F, std::size_t ny, std::size_t nx, double dy, double dx
 void shift_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx,
                  const double* shifts, int threads, float* out);
 
-// out[i] = images[index[i]] (images[i] when index is null) filtered by its
-// own real filter planes[i] (ny x nx/2+1, on the half spectrum, e.g. a CTF):
-// the inverse FFT of F_i(k) planes[i](k). Throws std::invalid_argument for
-// NaN/inf pixels or filter values.
-void filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const float* planes,
-                  int threads, float* out, const std::int64_t* index = nullptr);
-
 }  // namespace cryocore
 
 namespace cryocore {
@@ -39,7 +33,9 @@ namespace cryocore {
 // is the spectrum of images[index[k]] (of images[k] when index is null), so
 // a subset is transformed without copying it first. Throws
 // std::invalid_argument for NaN/inf pixels.
+// With ctf, each spectrum times its image's CTF (ctf.hpp), computed on the
+// stored frequencies only.
 void forward_stack(const float* images, std::size_t n, const SpectrumLayout& layout, int threads,
-                   cfloat* out, const std::int64_t* index = nullptr);
+                   cfloat* out, const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr);
 
 }  // namespace cryocore

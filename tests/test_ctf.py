@@ -325,27 +325,85 @@ def test_the_stack_of_ctfs_is_each_particles_ctf(rng):
             np.testing.assert_allclose(st[i], want, atol=1e-6)
 
 
-def test_filter_stack_is_numpy_fourier_filtering(rng):
+def _random_ctf_rows(rng, n):
+    """(n, 9) CTF parameter rows in the core's order, spanning astigmatism, phase plates, positive
+    and negative B-factors, both voltages."""
+    return np.stack([rng.uniform(5000, 30000, n), rng.uniform(5000, 30000, n), rng.uniform(-180, 180, n),
+                     rng.choice([200.0, 300.0], n), rng.uniform(0, 3, n), rng.uniform(0, 0.3, n),
+                     rng.uniform(0, 90, n), rng.choice([0.0, 40.0, 150.0, -30.0], n), rng.uniform(0.5, 1.2, n)], 1)
+
+
+def _relion_rows(rows, ny, nx, apix, psi=None):
+    """The test's own formula for each row (turned by -psi): (n, ny, nx//2+1) float64."""
+    return np.stack([relion_ctf(ny, nx, apix, r[0], r[1], r[2] - (0.0 if psi is None else psi[i]), *r[3:], half=True)
+                     for i, r in enumerate(rows)])
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (33, 33), (24, 40), (41, 26)])
+def test_the_cores_ctf_is_relions_formula(rng, shape):
+    from cryocore import _core
+
+    ny, nx = shape
+    rows = _random_ctf_rows(rng, 6)
+    psi = rng.uniform(0, 360, 6)
+    want = _relion_rows(rows, ny, nx, 1.1, psi)
+    got = _core.ctf_planes(rows, ny, nx, 1.1, angles=psi, threads=2)
+    assert got.shape == (6, ny, nx // 2 + 1) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(_core.ctf_planes(rows, ny, nx, 1.1, angles=psi, squared=True), want**2, atol=1e-5)
+    np.testing.assert_array_equal(_core.ctf_planes(rows, ny, nx, 1.1, angles=psi, threads=1), got)
+
+
+def test_ctf_filter_is_numpy_fourier_filtering_by_each_ctf(rng):
     from cryocore import _core
 
     for ny, nx in ((64, 64), (45, 52)):
         imgs = rng.standard_normal((5, ny, nx)).astype(np.float32)
-        planes = rng.uniform(-1, 1, (5, ny, nx // 2 + 1)).astype(np.float32)
-        want = np.fft.irfft2(np.fft.rfft2(imgs.astype(np.float64)) * planes, s=(ny, nx))
-        got = _core.filter_stack(imgs, planes, threads=2)
+        rows = _random_ctf_rows(rng, 5)
+        want = np.fft.irfft2(np.fft.rfft2(imgs.astype(np.float64)) * _relion_rows(rows, ny, nx, 1.7), s=(ny, nx))
+        got = _core.ctf_filter(imgs, rows, 1.7, threads=2)
         np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
         idx = np.array([3, 0, 3])
-        np.testing.assert_array_equal(_core.filter_stack(imgs, planes[:3], threads=1, index=idx),
-                                      _core.filter_stack(imgs[idx], planes[:3]))
-    with pytest.raises(ValueError, match="filters must have shape"):
-        _core.filter_stack(imgs, planes[:2])
-    bad = planes.copy()
-    bad[1, 2, 3] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        _core.filter_stack(imgs, bad)
+        np.testing.assert_array_equal(_core.ctf_filter(imgs, rows[:3], 1.7, threads=1, index=idx),
+                                      _core.ctf_filter(imgs[idx], rows[:3], 1.7))
+    with pytest.raises(ValueError, match="params must have shape"):
+        _core.ctf_filter(imgs, rows[:2], 1.7)
+    for column, value, word in ((0, np.nan, "defocus_u_A"), (5, 1.0, "amplitude contrast"), (3, -300.0, "voltage")):
+        bad = rows.copy()
+        bad[1, column] = value
+        with pytest.raises(ValueError, match=f"particle 2: .*{word}"):
+            _core.ctf_filter(imgs, bad, 1.7)
+    with pytest.raises(ValueError, match="pixel_size_A"):
+        _core.ctf_filter(imgs, rows, 0.0)
     imgs[2, 0, 0] = np.inf
     with pytest.raises(ValueError, match="image 2"):
-        _core.filter_stack(imgs, planes)
+        _core.ctf_filter(imgs, rows, 1.7)
+
+
+def test_accumulate_ctf2_is_the_weighted_sum_of_squares_per_group_within_the_band(rng):
+    from cryocore import _core
+
+    ny, nx, n, G = 40, 36, 70, 3
+    rows = _random_ctf_rows(rng, n)
+    psi = rng.uniform(0, 360, n)
+    weights = rng.choice([0.0, 1.0, -1.0, 0.5], n)
+    groups = rng.integers(-1, G, n).astype(np.int32)
+    sq = _relion_rows(rows, ny, nx, 2.0, psi) ** 2
+    band = 0.3
+    keep = (np.abs(np.rint(np.fft.fftfreq(ny) * ny))[:, None] <= np.floor(band * ny)) & \
+        (np.arange(nx // 2 + 1)[None, :] <= np.floor(band * nx))
+    want = np.stack([np.einsum("i,ijk->jk", np.where(groups == g, weights, 0.0), sq) * keep for g in range(G)])
+    start = rng.standard_normal((G, ny, nx // 2 + 1))
+    out = start.copy()
+    _core.accumulate_ctf2(rows, weights, groups, out, nx, 2.0, band=band, angles=psi, threads=2)
+    np.testing.assert_allclose(out - start, want, atol=1e-5 * n)
+    again = start.copy()
+    _core.accumulate_ctf2(rows, weights, groups, again, nx, 2.0, band=band, angles=psi, threads=1)
+    np.testing.assert_array_equal(again, out)  # the same for any thread count
+    with pytest.raises(ValueError, match="out of range"):
+        _core.accumulate_ctf2(rows, weights, np.full(n, G, np.int32), out, nx, 2.0)
+    with pytest.raises(ValueError, match="out must have shape"):
+        _core.accumulate_ctf2(rows, weights, groups, out, nx + 4, 2.0)
 
 
 def test_star_inputs_with_ctf_columns_are_corrected_by_default(tmp_path):

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "correlation.hpp"
+#include "ctf.hpp"
 #include "interrupt.hpp"
 #include "spectrum_layout.hpp"
 
@@ -150,6 +151,27 @@ inline SpectrumLayout check_spectra(const FloatArray& refs, const ComplexArrayPy
 }
 
 // The bindings of each area, called by the module (module.cpp).
+// (n, 9) float64 CTF parameters (kCtfFields per image, ctf.hpp's order).
+inline void require_ctf_params(const DoubleArray& params, std::size_t n, const char* name = "params") {
+  if (params.ndim() != 2 || dim(params, 0) != n || dim(params, 1) != kCtfFields)
+    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(n) + ", " +
+                                std::to_string(kCtfFields) + "): one row of CTF parameters per image");
+}
+
+// The optional ctf= and pixel_size_A= arguments of a search or transform of n images (null: none).
+// The returned rows point into `params`, which the caller keeps alive.
+inline std::optional<CtfRows> ctf_rows(const std::optional<DoubleArray>& params, std::optional<double> pixel_size_A,
+                                       std::size_t n) {
+  if (!params) {
+    if (pixel_size_A) throw std::invalid_argument("pixel_size_A is given without ctf parameters");
+    return std::nullopt;
+  }
+  require_ctf_params(*params, n, "ctf");
+  if (!pixel_size_A) throw std::invalid_argument("ctf needs pixel_size_A (Å per pixel)");
+  return CtfRows{params->data(), *pixel_size_A};
+}
+
+void bind_ctf(py::module_& m);
 void bind_search(py::module_& m);
 void bind_spectra(py::module_& m);
 void bind_transforms(py::module_& m);

@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, m) {
 #endif
   m.attr("fftw_version") = cryocore::fftw_version();
 
+  bind_ctf(m);
   bind_search(m);
   bind_spectra(m);
   bind_transforms(m);

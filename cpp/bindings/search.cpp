@@ -37,7 +37,9 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, const Re
 py::tuple run_rotational(const RotationalSearch& search, const FloatArray& images, int threads,
                          const std::optional<DoubleArray>& prior_angles,
                          const std::optional<DoubleArray>& prior_shifts,
-                         const std::optional<IndexArray>& index) {
+                         const std::optional<IndexArray>& index, const std::optional<DoubleArray>& ctf,
+                         std::optional<double> pixel_size_A,
+                         std::optional<py::array_t<float, py::array::c_style>> filtered) {
   require_stack(images, "images");
   if (dim(images, 1) != search.ny() || dim(images, 2) != search.nx())
     throw std::invalid_argument("images must have the references' box (" + std::to_string(search.ny()) + ", " +
@@ -62,7 +64,18 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
   double* ap = angles.mutable_data();
   double* cp = scores.mutable_data();
   std::int32_t* bp = best.mutable_data();
-  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps, xp); });
+  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n);
+  const CtfRows* rp = rows ? &*rows : nullptr;
+  float* fp = nullptr;
+  if (filtered) {
+    if (!rows) throw std::invalid_argument("filtered needs ctf");
+    if (filtered->ndim() != 3 || dim(*filtered, 0) != n || dim(*filtered, 1) != search.ny() ||
+        dim(*filtered, 2) != search.nx() || !filtered->writeable())
+      throw std::invalid_argument("filtered must be a writeable float32 array of shape " +
+                                  shape_str(n, search.ny(), search.nx()));
+    fp = filtered->mutable_data();
+  }
+  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps, xp, rp, fp); });
   return py::make_tuple(shifts, angles, scores, best);
 }
 
@@ -81,12 +94,14 @@ std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, const 
 
 py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, const RegisterParams& settings,
                              double angular_step, int threads, std::optional<DoubleArray> prior_angles,
-                             std::optional<DoubleArray> prior_shifts) {
+                             std::optional<DoubleArray> prior_shifts, std::optional<DoubleArray> ctf,
+                             std::optional<double> pixel_size_A) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
   const auto search = make_rotational(refs, settings, angular_step);
-  return run_rotational(*search, images, threads, prior_angles, prior_shifts, std::nullopt);
+  return run_rotational(*search, images, threads, prior_angles, prior_shifts, std::nullopt, ctf, pixel_size_A,
+                        std::nullopt);
 }
 
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
@@ -209,17 +224,21 @@ void bind_search(py::module_& m) {
            py::arg("angular_step") = 1.0)
       .def("register", &run_rotational, py::arg("images"), py::arg("threads") = 1,
            py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
-           py::arg("index") = py::none(),
+           py::arg("index") = py::none(), py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(),
+           py::arg("filtered") = py::none(),
            "(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the "
            "prepared references: the same as register_rotate with the same arguments; with index, "
-           "of images[index] only (no copy), the priors and results per index entry.");
+           "of images[index] only (no copy), the priors and results per index entry. With ctf (n, 9) "
+           "and pixel_size_A, each image is multiplied by its CTF before the search (CTF X against the "
+           "references); filtered (a writeable float32 (n, ny, nx) array) then receives each CTF X.");
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
         py::arg("settings") = defaults, py::arg("angular_step") = 1.0, py::arg("threads") = 1,
         py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
+        py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(),
         "Rotational + translational registration against references (k, ny, nx). Returns "
         "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). "
         "prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search "
-        "from that pose.");
+        "from that pose. ctf (n, 9) and pixel_size_A: each image multiplied by its CTF first.");
   m.def("register_spectra", &py_register_spectra, py::arg("references"), py::arg("spectra"),
         py::arg("nx"), py::arg("settings") = defaults, py::arg("threads") = 1,
         "register_stack from cached half spectra (n, ny, nx//2+1) made by forward_stack.");

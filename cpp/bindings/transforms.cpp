@@ -50,22 +50,6 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
   run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp, ap, xp); });
 }
 
-py::array_t<float> py_filter(const FloatArray& images, const FloatArray& planes, int threads,
-                             std::optional<IndexArray> index) {
-  require_stack(images, "images");
-  const std::int64_t* xp = index ? checked_index(*index, dim(images, 0)) : nullptr;
-  const std::size_t n = index ? dim(*index, 0) : dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
-  if (planes.ndim() != 3 || dim(planes, 0) != n || dim(planes, 1) != ny || dim(planes, 2) != nx / 2 + 1)
-    throw std::invalid_argument("filters must have shape (" + std::to_string(n) + ", " + std::to_string(ny) + ", " +
-                                std::to_string(nx / 2 + 1) + "): one half-spectrum plane per image");
-  py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(ny), static_cast<py::ssize_t>(nx)});
-  const float* ip = images.data();
-  const float* hp = planes.data();
-  float* op = out.mutable_data();
-  run_without_gil([&] { filter_stack(ip, n, ny, nx, hp, threads, op, xp); });
-  return out;
-}
-
 py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& angles,
                                 std::optional<DoubleArray> shifts, bool inverse, int threads) {
   require_stack(images, "images");
@@ -87,11 +71,6 @@ py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& ang
 void bind_transforms(py::module_& m) {
   m.def("shift_stack", &py_shift, py::arg("images"), py::arg("shifts"), py::arg("threads") = 1,
         "Moves each image by its (dy, dx) shift (pose convention), in Fourier space.");
-  m.def("filter_stack", &py_filter, py::arg("images"), py::arg("filters"), py::arg("threads") = 1,
-        py::arg("index") = py::none(),
-        "Each image (n, ny, nx) filtered by its own real filter on the half spectrum (n, ny, nx//2+1), "
-        "e.g. its CTF: the inverse FFT of F_i * filters[i]; with index, images[index] (one filter per "
-        "index entry).");
   m.def("transform_stack", &py_transform, py::arg("images"), py::arg("angles"),
         py::arg("shifts") = py::none(), py::arg("inverse") = false, py::arg("threads") = 1,
         "Applies poses (rotate by angles in degrees, then shift) by bicubic interpolation; "

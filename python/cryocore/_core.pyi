@@ -152,13 +152,38 @@ def correlation_maps(
 def shift_stack(images: npt.ArrayLike, shifts: npt.ArrayLike, threads: int = 1) -> npt.NDArray[np.float32]:
     """Moves each image by its (dy, dx) shift (pose convention), in Fourier space."""
 
-def filter_stack(
+def ctf_planes(
+    params: npt.ArrayLike,
+    ny: int,
+    nx: int,
+    pixel_size_A: float,
+    angles: Optional[npt.ArrayLike] = None,
+    squared: bool = False,
+    threads: int = 1,
+) -> npt.NDArray[np.float32]:
+    """Each particle's CTF (params (n, 9), RELION's units) on the half spectrum (n, ny, nx//2+1) float32, turned into the reference frame by angles (psi, degrees); squared: CTF^2."""
+
+def ctf_filter(
     images: npt.ArrayLike,
-    filters: npt.ArrayLike,
+    params: npt.ArrayLike,
+    pixel_size_A: float,
     threads: int = 1,
     index: Optional[npt.ArrayLike] = None,
 ) -> npt.NDArray[np.float32]:
-    """Each image (n, ny, nx) filtered by its own real filter on the half spectrum (n, ny, nx//2+1), e.g. its CTF: the inverse FFT of F_i * filters[i]; with index, images[index] (one filter per index entry)."""
+    """Each image (n, ny, nx) filtered by its own CTF (params (n, 9)), computed on the fly: the inverse FFT of CTF_i F_i; with index, images[index] (one row of params per index entry)."""
+
+def accumulate_ctf2(
+    params: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    out: npt.NDArray[np.float64],
+    nx: int,
+    pixel_size_A: float,
+    band: float = 0.5,
+    angles: Optional[npt.ArrayLike] = None,
+    threads: int = 1,
+) -> None:
+    """Adds weights[i] * CTF_i^2 (turned by angles[i]) to out[groups[i]] (n_groups, ny, nx//2+1) float64 in place, within the band (cycles/px per axis); group < 0 or weight 0 skips a particle."""
 
 def transform_stack(
     images: npt.ArrayLike,

@@ -142,13 +142,10 @@ class SpectraCache:
         self.spectra = spectra
 
     @classmethod
-    def fill(cls, read: Callable[[Chunk], np.ndarray], chunks: Iterable[Chunk], ny: int, nx: int,
-             crop: Optional[tuple[int, int]], threads: int, progress: Callable[[Any, str], Any]) -> "SpectraCache":
-        """Read every chunk once and transform its images (one FFT each)."""
-        from .kernel import chunk_spectra
-
-        spectra = [chunk_spectra(chunk, read(chunk), crop, threads) for chunk in progress(list(chunks), "FFT")]
-        return cls(ny, nx, crop, spectra)
+    def fill(cls, spectra_of: Callable[[Chunk], list[np.ndarray]], chunks: Iterable[Chunk], ny: int, nx: int,
+             crop: Optional[tuple[int, int]], progress: Callable[[Any, str], Any]) -> "SpectraCache":
+        """Every chunk's spectra per half (``spectra_of``: one read and one FFT per image), in order."""
+        return cls(ny, nx, crop, [spectra_of(chunk) for chunk in progress(list(chunks), "FFT")])
 
     def holds(self, ky: int, kx: int) -> bool:
         """True when the cache holds every |ky'| <= ky, kx' <= kx."""

@@ -26,7 +26,7 @@ from .config import AlignConfig
 from .executor import Executor, LocalExecutor
 from .geometry import (align_pair, centre_of_mass_of_spectrum, centre_of_mass_offset, combine, half_resolution,
                        lowpass_image, rotate_vectors, shift_spectrum)
-from .kernel import ChunkCtf, ChunkData, Pass, search_chunk, sum_chunk
+from .kernel import ChunkCtf, ChunkData, Pass, chunk_spectra, search_chunk, sum_chunk
 from .result import AlignResult
 from .selection import auto_threshold
 from .state import AlignState, fingerprint, import_wisdom
@@ -59,7 +59,7 @@ class _Stack:
         self.executor = executor
         self.progress = progress
         self.cache: Optional[SpectraCache] = None
-        self.ctf = ctf  # CTF correction: every read image is filtered by its own CTF (CTF X)
+        self.ctf = ctf  # CTF correction: the kernel multiplies each image by its own CTF (CTF X)
         # the initial and final sums need quarters for the Wiener filter's SNR (CTF); without it,
         # one group per half sums in the order the pipeline always used
         self.final_quarters = ctf is not None
@@ -72,18 +72,15 @@ class _Stack:
         return now
 
     # -- data
-    def read(self, chunk: Chunk, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        """The chunk's images (with CTF correction: each multiplied by its CTF; with ``rows``,
-        only those); without a copy where the source can lend them (memory-mapped float32)."""
-        images = getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
-        return images if self.ctf is None else self.ctf.multiply(chunk, images, rows)
+    def read(self, chunk: Chunk) -> np.ndarray:
+        """The chunk's images, without a copy where the source can lend them (memory-mapped float32)."""
+        return getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
 
-    def data(self, chunk: Chunk, images: bool = False, rows: Optional[np.ndarray] = None) -> ChunkData:
-        """The chunk's cached spectra (translations), else its images read now (``rows``: the
-        ones that will be used)."""
+    def data(self, chunk: Chunk, images: bool = False) -> ChunkData:
+        """The chunk's cached spectra (translations), else its images read now."""
         if self.cache is not None and not images:
             return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
-        return ChunkData(images=self.read(chunk, rows))
+        return ChunkData(images=self.read(chunk))
 
     def fill_cache(self, ky: int, kx: int) -> None:
         """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""
@@ -91,7 +88,8 @@ class _Stack:
         crop = crop_for(self.ny, self.nx, ky, kx)
         if crop_bytes(self.n, self.ny, self.nx, crop) > self.memory.cache_budget:
             return  # too large: chunked reads from now on
-        self.cache = SpectraCache.fill(self.read, self.chunks, self.ny, self.nx, crop, self.threads, self.progress)
+        self.cache = SpectraCache.fill(lambda c: chunk_spectra(c, self.read(c), crop, self.threads, self.ctf),
+                                       self.chunks, self.ny, self.nx, crop, self.progress)
 
     def ensure_cache(self, ky: int, kx: int) -> None:
         """Make the cache (when there is one) hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
@@ -131,8 +129,7 @@ class _Stack:
         def task(chunk: Chunk) -> SpectralSums:
             sl = slice(chunk.start, chunk.stop)
             cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
-            used = np.flatnonzero(weights[sl] != 0)
-            return sum_chunk(chunk, self.data(chunk, images=not cached, rows=used), shifts[sl], angles[sl], classes[sl],
+            return sum_chunk(chunk, self.data(chunk, images=not cached), shifts[sl], angles[sl], classes[sl],
                              weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf)
 
         for s in self.executor.map(task, todo):

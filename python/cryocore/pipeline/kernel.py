@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 from .. import _core
-from ..ctf import CtfParameters, ctf_stack
-from .chunks import Chunk, band_extent
+from ..ctf import CtfParameters
+from .chunks import Chunk, band_extent, crop_for
 from .config import SearchOptions
 from .sums import SpectralSums
 
@@ -43,8 +43,9 @@ class Pass:
     crop : (ky, kx) the spectra of uncached images are cropped to (None: whole)
     search : the search options
     key : identifies the references (for the prepared rotational searches)
-    ctf : with CTF correction, every image's CTF parameters and the pixel size (the chunks'
-          images and spectra are then already multiplied by their CTFs: ChunkCtf)
+    ctf : with CTF correction, every image's CTF parameters and the pixel size: the kernel
+          multiplies each image's spectrum by its CTF where it transforms it (a cached spectrum
+          already holds CTF X)
     """
 
     refs: np.ndarray
@@ -67,7 +68,8 @@ class Pass:
 @dataclass(frozen=True)
 class ChunkData:
     """A chunk's images (n, ny, nx) float32 C-contiguous, as read (the core reads each half's
-    through an index, without copying them), or its cached spectra per half (crop: their crop)."""
+    through an index, without copying them), or its cached spectra per half (crop: their crop;
+    with CTF correction, the spectra of CTF X)."""
 
     images: Optional[np.ndarray] = None
     spectra: Optional[list[np.ndarray]] = None
@@ -76,44 +78,40 @@ class ChunkData:
 
 @dataclass(frozen=True)
 class ChunkCtf:
-    """CTF correction: the CTF parameters of all N images and the pixel size (Å)."""
+    """CTF correction: the CTF parameters of all N images and the pixel size (Å). The core
+    computes each image's CTF on the fly from its row of parameters (no CTF image is stored)."""
 
     params: CtfParameters
     pixel_size_A: float
     threads: int = 1
+    rows: np.ndarray = field(init=False, repr=False)  # (N, 9) float64: the core's parameter rows
 
-    def multiply(self, chunk: Chunk, images: np.ndarray, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        """The chunk's images (n, ny, nx) filtered by their own CTFs (CTF X), float32; with
-        ``rows``, only those (the others are left as they are: the caller does not use them)."""
-        ny, nx = images.shape[1:]
-        if rows is None:
-            planes = ctf_stack(self.params.take(slice(chunk.start, chunk.stop)), (ny, nx), self.pixel_size_A)
-            return _core.filter_stack(images, planes, threads=self.threads)
-        out = np.array(images, np.float32)
-        if len(rows):
-            planes = ctf_stack(self.params.take(chunk.start + np.asarray(rows)), (ny, nx), self.pixel_size_A)
-            out[rows] = _core.filter_stack(images, planes, threads=self.threads, index=np.asarray(rows, np.int64))
-        return out
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", self.params.array())
+
+    def filter(self, chunk: Chunk, images: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The chunk's images at ``index`` (positions in the chunk) each filtered by its own CTF
+        (CTF X): (len(index), ny, nx) float32."""
+        idx = np.asarray(index, np.int64)
+        return _core.ctf_filter(images, self.rows[chunk.start + idx], self.pixel_size_A, threads=self.threads,
+                                index=idx)
+
+    def core_args(self, chunk: Chunk, index: np.ndarray) -> dict:
+        """The core's ``ctf=``, ``pixel_size_A=`` arguments for the chunk's images at ``index``."""
+        return dict(ctf=self.rows[chunk.start + np.asarray(index)], pixel_size_A=self.pixel_size_A)
 
     def add_squares(self, sums: SpectralSums, chunk: Chunk, h: int, sel: np.ndarray, classes: np.ndarray,
-                    angles: Optional[np.ndarray], weights: np.ndarray) -> None:
+                    angles: Optional[np.ndarray], weights: np.ndarray, band: float = 0.5) -> None:
         """Add weight x CTF^2 (turned into the reference frame by the angles) of half h's images
-        at positions ``sel`` of the chunk to their groups' weight planes."""
+        at positions ``sel`` of the chunk to their groups' weight planes, within ``band``."""
         assert sums.ctf2 is not None
-        live = weights != 0
-        if not live.any():
-            return
-        idx = chunk.start + sel[live]
-        planes = ctf_stack(self.params.take(idx), sums.shape, self.pixel_size_A,
-                           None if angles is None else angles[live])
-        planes *= planes
-        planes *= weights[live].astype(np.float32)[:, None, None]
-        cls, q = classes[live], chunk.quarter[sel[live]]
-        for k in np.unique(cls):
-            for qq in (0, 1):
-                m = (cls == k) & (q == qq)
-                if m.any():
-                    sums.ctf2[h, k, qq] += planes[m].sum(axis=0, dtype=np.float64)
+        K = sums.ctf2.shape[1]
+        flat = sums.ctf2[h].reshape((K * 2,) + sums.ctf2.shape[3:])  # a view: (class, quarter) groups
+        groups = (2 * np.asarray(classes, np.int32) + chunk.quarter[sel]).astype(np.int32)
+        _core.accumulate_ctf2(self.rows[chunk.start + sel], np.asarray(weights, np.float64), groups, flat,
+                              sums.shape[1], self.pixel_size_A, band=float(band),
+                              angles=None if angles is None else np.ascontiguousarray(angles, np.float64),
+                              threads=self.threads)
 
     def add_all_squares(self, sums: SpectralSums, chunk: Chunk, h: int) -> None:
         """One class, no rotation: add the CTF^2 of all half h's images of the chunk to their quarters'
@@ -121,10 +119,8 @@ class ChunkCtf:
         membership of the groups does not change; rejected images are taken out by the caller)."""
         assert sums.ctf2 is not None
         sel = chunk.of_half(h)
-        mine = self.params.take(chunk.start + sel)
-        digest = hashlib.sha1(np.stack([mine.defocus_u_A, mine.defocus_v_A, mine.defocus_angle_deg, mine.voltage_kV,
-                                        mine.cs_mm, mine.amplitude_contrast, mine.phase_shift_deg, mine.bfactor_A2,
-                                        mine.scale, chunk.quarter[sel].astype(np.float64)]).tobytes()).hexdigest()
+        digest = hashlib.sha1(np.concatenate([self.rows[chunk.start + sel].ravel(),
+                                              chunk.quarter[sel].astype(np.float64)]).tobytes()).hexdigest()
         key = (digest, self.pixel_size_A, sums.shape)
         with _prepared_lock:
             planes = _ctf_squares.get(key)
@@ -197,13 +193,19 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
         if p.search.rotate:
             assert data.images is not None
             pa = None if prior_angles is None or K > 1 else np.ascontiguousarray(prior_angles[sel])
+            kw: dict = {}
+            if p.ctf is not None:  # the search multiplies by the CTFs and hands back CTF X for the sums
+                kw = dict(p.ctf.core_args(chunk, sel), filtered=np.empty((len(sel), ny, nx), np.float32))
             s, a, c, best = _rotational_search(p, h).register(
-                data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel)
+                data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel, **kw)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
-            sums += sum_chunk(chunk, data, shifts, angles, classes, (chunk.half == h + 1).astype(np.float64),
-                              p.band, K, (ny, nx), True, threads, p.ctf)
+            images, index = (kw["filtered"], np.arange(len(sel))) if kw else (data.images, sel)
+            _add_half(sums, h, images, index, s, a, best, chunk.quarter[sel], np.ones(len(sel)), p.band[h], True,
+                      threads)
+            if p.ctf is not None:
+                p.ctf.add_squares(sums, chunk, h, sel, best, a, np.ones(len(sel)), p.band[h])
             continue
-        spectra = _spectra(data, h, sel, p.crop, threads)
+        spectra = _spectra(data, chunk, h, sel, p.crop, threads, p.ctf)
         groups = chunk.quarter[sel].astype(np.int32)
         flat = sums.spectra[h].reshape(K * 2, ny, nx // 2 + 1)  # a view: (class, quarter) groups
         s, c, best = _core.register_accumulate_spectra(
@@ -214,7 +216,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
         if p.ctf is not None and K == 1:
             p.ctf.add_all_squares(sums, chunk, h)
         elif p.ctf is not None:
-            p.ctf.add_squares(sums, chunk, h, sel, best, None, np.ones(len(sel)))
+            p.ctf.add_squares(sums, chunk, h, sel, best, None, np.ones(len(sel)), p.band[h])
     return ChunkResult(chunk.index, shifts, angles, scores, classes, sums)
 
 
@@ -222,42 +224,58 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
               weights: np.ndarray, band: tuple[float, float], n_classes: int, shape: tuple[int, int],
               rotate: bool, threads: int, ctf: Optional[ChunkCtf] = None) -> SpectralSums:
     """Sums of the chunk's images moved back by their poses, ``weights`` (n,) each (0: left out),
-    per group (half, class, quarter), over ``band`` (per half, cycles/px). With ``ctf`` (the
-    images then already CTF-multiplied), also their CTF^2 weight planes."""
-    ny, nx = shape
+    per group (half, class, quarter), over ``band`` (per half, cycles/px). With ``ctf``, of CTF X
+    (images read are filtered now, cached spectra already hold it) and their CTF^2 weight planes."""
     sums = SpectralSums.zeros(n_classes, shape, ctf=ctf is not None)
     for h in (0, 1):
         sel = chunk.of_half(h)
-        w_half = weights[sel].astype(np.float64)
-        if not w_half.any():
+        if not weights[sel].any():
             continue
-        s_half = np.ascontiguousarray(shifts[sel])
-        for k in np.unique(classes[sel][w_half != 0]):
-            for q in (0, 1):
-                # the group's weights over all the half's images (the others 0: skipped by the core)
-                w = np.where((classes[sel] == k) & (chunk.quarter[sel] == q), w_half, 0.0)
-                if not w.any():
-                    continue
-                out = sums.spectra[h, k, q]
-                if rotate:
-                    assert data.images is not None
-                    _add_real_space(out, data.images, sel, s_half, angles[sel], w, band[h], threads)
-                elif data.spectra is not None and _holds(data.crop, ny, nx, band[h]):
-                    idx = np.flatnonzero(w)
-                    if 4 * len(idx) <= len(w):  # few: pass just those (a small copy) rather than skip the rest
-                        _core.accumulate_spectra(data.spectra[h][idx], nx, s_half[idx], w[idx], out,
-                                                 threads=threads, band=float(band[h]))
-                    else:
-                        _core.accumulate_spectra(data.spectra[h], nx, s_half, w, out, threads=threads,
-                                                 band=float(band[h]))
-                else:
-                    assert data.images is not None
-                    _core.accumulate_images_spectra(data.images, s_half, w, out, threads=threads, band=float(band[h]),
-                                                    index=sel)
-                sums.weights[h, k, q] += w.sum()
+        images, index = data.images, sel
+        spectra = None if data.spectra is None else (data.spectra[h], data.crop)
+        if images is not None and ctf is not None:
+            sel = sel[weights[sel] != 0]  # only the images used are filtered: CTF X of each
+            if rotate:  # in real space (one FFT pair each)
+                images, index = ctf.filter(chunk, images, sel), np.arange(len(sel))
+            else:  # the band of its spectrum (one FFT each)
+                crop = crop_for(*shape, *band_extent(*shape, band[h]))
+                images, spectra = None, (_spectra(data, chunk, h, sel, crop, threads, ctf), crop)
+        _add_half(sums, h, images, index, shifts[sel], angles[sel], classes[sel], chunk.quarter[sel],
+                  weights[sel].astype(np.float64), band[h], rotate, threads, spectra)
         if ctf is not None:
-            ctf.add_squares(sums, chunk, h, sel, classes[sel], angles[sel] if rotate else None, w_half)
+            ctf.add_squares(sums, chunk, h, sel, classes[sel], angles[sel] if rotate else None, weights[sel], band[h])
     return sums
+
+
+def _add_half(sums: SpectralSums, h: int, images: Optional[np.ndarray], index: np.ndarray, shifts: np.ndarray,
+              angles: np.ndarray, classes: np.ndarray, quarters: np.ndarray, weights: np.ndarray, band: float,
+              rotate: bool, threads: int, spectra: Optional[tuple[np.ndarray, Optional[tuple[int, int]]]] = None
+              ) -> None:
+    """Add images[index] (or, when they hold the band, the half's cached spectra: all of them, in
+    order) moved back by their poses, times their weights, to half h's (class, quarter) groups;
+    the per-image arrays are per index entry."""
+    ny, nx = sums.shape
+    s = np.ascontiguousarray(shifts, np.float64)
+    for k in np.unique(classes[weights != 0]):
+        for q in (0, 1):
+            # the group's weights over all the entries (the others 0: skipped by the core)
+            w = np.where((classes == k) & (quarters == q), weights, 0.0)
+            if not w.any():
+                continue
+            out = sums.spectra[h, k, q]
+            if rotate:
+                assert images is not None
+                _add_real_space(out, images, index, s, angles, w, band, threads)
+            elif spectra is not None and _holds(spectra[1], ny, nx, band):
+                idx = np.flatnonzero(w)
+                if 4 * len(idx) <= len(w):  # few: pass just those (a small copy) rather than skip the rest
+                    _core.accumulate_spectra(spectra[0][idx], nx, s[idx], w[idx], out, threads=threads, band=float(band))
+                else:
+                    _core.accumulate_spectra(spectra[0], nx, s, w, out, threads=threads, band=float(band))
+            else:
+                assert images is not None
+                _core.accumulate_images_spectra(images, s, w, out, threads=threads, band=float(band), index=index)
+            sums.weights[h, k, q] += w.sum()
 
 
 def _settings(search: SearchOptions, lowpass: float) -> "_core.SearchSettings":
@@ -270,9 +288,11 @@ def search_extent(ny: int, nx: int, lowpass: float) -> tuple[int, int]:
     return _core.search_extent(ny, nx, _settings(SearchOptions(), lowpass))
 
 
-def chunk_spectra(chunk: Chunk, images: np.ndarray, crop: Optional[tuple[int, int]], threads: int) -> list[np.ndarray]:
-    """The chunk's images' half spectra per half, cropped to ``crop``: what the spectra cache keeps."""
-    return [_core.forward_stack(images, threads=threads, index=chunk.of_half(h), crop=crop) for h in (0, 1)]
+def chunk_spectra(chunk: Chunk, images: np.ndarray, crop: Optional[tuple[int, int]], threads: int,
+                  ctf: Optional[ChunkCtf] = None) -> list[np.ndarray]:
+    """The chunk's images' half spectra per half, cropped to ``crop`` (with ``ctf``, of CTF X): what
+    the spectra cache keeps."""
+    return [_spectra(ChunkData(images=images), chunk, h, chunk.of_half(h), crop, threads, ctf) for h in (0, 1)]
 
 
 def fit_pair(a1: np.ndarray, a2: np.ndarray, threads: int, rotate: bool,
@@ -303,12 +323,15 @@ def sum_image(image: np.ndarray, shift: np.ndarray, weight: float, out: np.ndarr
     _core.accumulate(image, np.asarray(shift, np.float64)[None], np.array([weight]), out, None, threads=1)
 
 
-def _spectra(data: ChunkData, h: int, sel: np.ndarray, crop: Optional[tuple[int, int]], threads: int) -> np.ndarray:
-    """The cropped spectra of half h's images of the chunk: cached, or made now (one FFT each)."""
+def _spectra(data: ChunkData, chunk: Chunk, h: int, sel: np.ndarray, crop: Optional[tuple[int, int]], threads: int,
+             ctf: Optional[ChunkCtf]) -> np.ndarray:
+    """The cropped spectra of half h's images of the chunk: cached, or made now (one FFT each,
+    times the CTF with ``ctf``, on the kept frequencies only)."""
     if data.spectra is not None:
         return data.spectra[h]
     assert data.images is not None
-    return _core.forward_stack(data.images, threads=threads, index=sel, crop=crop)
+    kw = {} if ctf is None else ctf.core_args(chunk, sel)
+    return _core.forward_stack(data.images, threads=threads, index=sel, crop=crop, **kw)
 
 
 def _holds(crop: Optional[tuple[int, int]], ny: int, nx: int, band: float) -> bool:
@@ -335,7 +358,7 @@ def _band_mask(ny: int, nx: int, band: float) -> Optional[np.ndarray]:
     """The rows and columns accumulate_spectra keeps for this band (None: all)."""
     if band >= 0.5:
         return None
-    ky = np.abs(np.fft.fftfreq(ny) * ny)
+    ky = np.abs(np.rint(np.fft.fftfreq(ny) * ny))  # integers (fftfreq * n can be 12.000000000000002)
     kx = np.arange(nx // 2 + 1)
     return (ky[:, None] <= np.floor(band * ny)) & (kx[None, :] <= np.floor(band * nx))
 
