@@ -44,9 +44,11 @@ void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t 
 // (Pearson, in [-1, 1]; 0 for a zero-variance image or reference), and
 // best_ref[i] (index of the best reference; may be null).
 // Throws std::invalid_argument naming the first image that holds NaN/inf.
+// ctf (may be null): each image's spectrum is multiplied by its CTF (on the
+// frequencies the search reads) before the search.
 void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
                     std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
-                    double* scores, std::int32_t* best_ref);
+                    double* scores, std::int32_t* best_ref, const CtfRows* ctf = nullptr);
 
 // The same from the images' half spectra (n images stored in `layout`, as
 // forward_stack makes them; their DC terms are ignored), so that the forward

@@ -50,7 +50,9 @@ Coefficients coefficients(const double* p, double psi_deg) {
   return c;
 }
 
-// -sin(gamma) * scale (or its square) for a band row of n entries: gamma
+// -sin(gamma) * scale (or its square) along a row of frequency Y (1/Å) at
+// the columns' X (x2 = X^2), n entries:
+//     u2 = X^2 + Y^2,  gamma = (a + bc) X^2 + 2 bs Y X + d u2^2 + (a - bc) Y^2 + e,
 // reduced by the nearest multiple m of pi (rounded with the 1.5 * 2^52 trick,
 // so that the loop vectorises without SSE4.1), then an odd polynomial on
 // [-pi/2, pi/2] (Taylor to x^15: error below 1e-11); branch-free.
@@ -58,15 +60,17 @@ Coefficients coefficients(const double* p, double psi_deg) {
 // to x^6, squared 12 times (relative error ~1e-12 for |x| < 700; x is
 // clamped there, where the envelope is below 1e-300 anyway).
 template <bool Squared, bool Envelope>
-CRYOCORE_HOT void minus_sine_row(const double* u2, const double* c2, const double* s2, const double* u4,
-                                 std::size_t n, const Coefficients& k, float* out) {
+CRYOCORE_HOT void minus_sine_row(const double* x, const double* x2, double y, std::size_t n, const Coefficients& k,
+                                 float* out) {
   constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
   constexpr double kInvPi = 1.0 / kPi;
-  const double a = k.a, bc = k.bc, bs = k.bs, d = k.d, e = k.e, sc = k.scale;
+  const double y2 = y * y;
+  const double cx2 = k.a + k.bc, cx = 2.0 * k.bs * y, d = k.d, c0 = (k.a - k.bc) * y2 + k.e, sc = k.scale;
   const double eb = -0.25 * k.bfactor / 4096.0;
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) {
-    const double g = a * u2[i] + bc * c2[i] + bs * s2[i] + d * u4[i] + e;
+    const double u2 = x2[i] + y2;
+    const double g = cx2 * x2[i] + cx * x[i] + d * (u2 * u2) + c0;
     const double m = (g * kInvPi + kMagic) - kMagic;       // nearest integer to g / pi
     const double r = g - m * kPi;                          // in [-pi/2, pi/2]
     const double odd = m - 2.0 * ((m * 0.5 + kMagic) - kMagic);  // -1, 0 or 1
@@ -77,17 +81,24 @@ CRYOCORE_HOT void minus_sine_row(const double* u2, const double* c2, const doubl
              r2 * (-1.0 / 39916800 + r2 * (1.0 / 6227020800 + r2 * (-1.0 / 1307674368000))))))));
     double v = sign * p * sc;
     if (Envelope) {
-      const double y = eb * u2[i];
+      const double z = eb * u2;
       constexpr double c = 700.0 / 4096.0;
-      const double hi = 0.5 * (y + c - std::fabs(y - c));        // min(y, c), branch-free
-      const double x = 0.5 * (hi - c + std::fabs(hi + c));       // max(hi, -c)
-      double t = 1.0 + x * (1.0 + x * (0.5 + x * (1.0 / 6 + x * (1.0 / 24 + x * (1.0 / 120 + x * (1.0 / 720))))));
+      const double hi = 0.5 * (z + c - std::fabs(z - c));        // min(z, c), branch-free
+      const double e = 0.5 * (hi - c + std::fabs(hi + c));       // max(hi, -c)
+      double t = 1.0 + e * (1.0 + e * (0.5 + e * (1.0 / 6 + e * (1.0 / 24 + e * (1.0 / 120 + e * (1.0 / 720))))));
       t *= t, t *= t, t *= t, t *= t, t *= t, t *= t;  // 12 squarings
       t *= t, t *= t, t *= t, t *= t, t *= t, t *= t;
       v *= t;
     }
     out[i] = static_cast<float>(Squared ? v * v : v);
   }
+}
+
+using RowFn = void (*)(const double*, const double*, double, std::size_t, const Coefficients&, float*);
+
+RowFn row_function(bool squared, bool envelope) {
+  return squared ? (envelope ? &minus_sine_row<true, true> : &minus_sine_row<true, false>)
+                 : (envelope ? &minus_sine_row<false, true> : &minus_sine_row<false, false>);
 }
 
 }  // namespace
@@ -119,42 +130,37 @@ CtfGrid::CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_ma
     throw std::invalid_argument("pixel_size_A must be a positive number, got " + std::to_string(pixel_size_A));
   kx_max_ = kx_max < 0 ? nxh_ - 1 : std::min<std::size_t>(static_cast<std::size_t>(kx_max), nxh_ - 1);
   for (std::size_t r = 0; r < ny; ++r)
-    if (ky_max < 0 || std::labs(signed_freq(r, ny)) <= ky_max) rows_.push_back(r);
-  const std::size_t w = kx_max_ + 1;
-  for (auto* v : {&u2_, &c2_, &s2_, &u4_}) v->resize(rows_.size() * w);
-  for (std::size_t j = 0; j < rows_.size(); ++j) {
-    const double Y = static_cast<double>(signed_freq(rows_[j], ny)) / (static_cast<double>(ny) * pixel_size_A);
-    for (std::size_t kx = 0; kx < w; ++kx) {
-      const double X = static_cast<double>(kx) / (static_cast<double>(nx) * pixel_size_A);
-      const std::size_t k = j * w + kx;
-      u2_[k] = X * X + Y * Y;
-      c2_[k] = X * X - Y * Y;  // u2 cos(2 theta)
-      s2_[k] = 2.0 * X * Y;    // u2 sin(2 theta)
-      u4_[k] = u2_[k] * u2_[k];
+    if (ky_max < 0 || std::labs(signed_freq(r, ny)) <= ky_max) {
+      rows_.push_back(r);
+      y_.push_back(static_cast<double>(signed_freq(r, ny)) / (static_cast<double>(ny) * pixel_size_A));
     }
+  for (std::size_t kx = 0; kx <= kx_max_; ++kx) {
+    x_.push_back(static_cast<double>(kx) / (static_cast<double>(nx) * pixel_size_A));
+    x2_.push_back(x_.back() * x_.back());
   }
 }
 
 void CtfGrid::evaluate(const double* params, double psi_deg, bool squared, float* out) const {
   const Coefficients k = coefficients(params, psi_deg);
-  const std::size_t w = kx_max_ + 1;
-  if (rows_.size() != ny_ || w != nxh_) std::fill(out, out + size(), 0.0f);
-  auto row = squared ? (k.bfactor != 0.0 ? &minus_sine_row<true, true> : &minus_sine_row<true, false>)
-                     : (k.bfactor != 0.0 ? &minus_sine_row<false, true> : &minus_sine_row<false, false>);
-  for (std::size_t j = 0; j < rows_.size(); ++j) {
-    const std::size_t at = j * w;
-    row(&u2_[at], &c2_[at], &s2_[at], &u4_[at], w, k, out + rows_[j] * nxh_);
-  }
+  const RowFn fn = row_function(squared, k.bfactor != 0.0);
+  if (rows_.size() != ny_ || x_.size() != nxh_) std::fill(out, out + size(), 0.0f);
+  for (std::size_t j = 0; j < rows_.size(); ++j) fn(x_.data(), x2_.data(), y_[j], x_.size(), k, out + rows_[j] * nxh_);
 }
 
-void CtfGrid::multiply(const double* params, cfloat* F, float* scratch) const {
-  evaluate(params, 0.0, false, scratch);
-  float* f = reinterpret_cast<float*>(F);
-  const std::size_t n = size();
+void CtfGrid::multiply(const double* params, cfloat* F, std::vector<float>& scratch) const {
+  const Coefficients k = coefficients(params, 0.0);
+  const RowFn fn = row_function(false, k.bfactor != 0.0);
+  const std::size_t w = x_.size();
+  scratch.resize(w);
+  float* h = scratch.data();
+  for (std::size_t j = 0; j < rows_.size(); ++j) {
+    fn(x_.data(), x2_.data(), y_[j], w, k, h);
+    float* f = reinterpret_cast<float*>(F + rows_[j] * nxh_);
 #pragma omp simd
-  for (std::size_t k = 0; k < n; ++k) {
-    f[2 * k] *= scratch[k];
-    f[2 * k + 1] *= scratch[k];
+    for (std::size_t c = 0; c < w; ++c) {
+      f[2 * c] *= h[c];
+      f[2 * c + 1] *= h[c];
+    }
   }
 }
 
@@ -174,11 +180,11 @@ void ctf_filter_stack(const float* images, std::size_t n, std::size_t ny, std::s
   std::vector<std::unique_ptr<Slot>> pool(static_cast<std::size_t>(threads));
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
     auto& s = pool[worker];
-    if (!s) s.reset(new Slot{RealArray(npx), ComplexArray(nsp), std::vector<float>(nsp)});
+    if (!s) s.reset(new Slot{RealArray(npx), ComplexArray(nsp), {}});
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
     plan->forward(fft_readable(images + src * npx, npx, s->img.data()), s->F.data());
     if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
-    grid.multiply(params + i * kCtfFields, s->F.data(), s->h.data());
+    grid.multiply(params + i * kCtfFields, s->F.data(), s->h);
     float* f = reinterpret_cast<float*>(s->F.data());
 #pragma omp simd
     for (std::size_t k = 0; k < 2 * nsp; ++k) f[k] *= scale;

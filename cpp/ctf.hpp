@@ -7,8 +7,8 @@
 // the astigmatic defocus written as (U+V)/2 + (U-V)/2 cos(2 (theta - angle)),
 //     gamma = A u2 + Bc (X^2 - Y^2) + Bs 2XY + D u2^2 + E,
 //     CTF   = -sin(gamma) exp(-B/4 u2) scale,
-// so the frequency terms are made once per grid and each particle costs a
-// few multiply-adds and one sine per frequency.
+// so each particle costs its coefficients once, then a few multiply-adds and
+// one sine per frequency.
 #pragma once
 
 #include <complex>
@@ -47,14 +47,15 @@ class CtfGrid {
   // on the whole half spectrum (size() floats); squared: CTF^2.
   void evaluate(const double* params, double psi_deg, bool squared, float* out) const;
 
-  // A whole half spectrum F (size() values) times this particle's CTF
-  // (zero outside the grid's extent); scratch: size() floats.
-  void multiply(const double* params, cfloat* F, float* scratch) const;
+  // A whole half spectrum F (size() values) times this particle's CTF within
+  // the grid's extent (the rest of F is left as it is); scratch: one row.
+  void multiply(const double* params, cfloat* F, std::vector<float>& scratch) const;
 
  private:
   std::size_t ny_, nx_, nxh_, kx_max_;
-  std::vector<std::size_t> rows_;             // the rows within the band
-  std::vector<double> u2_, c2_, s2_, u4_;      // per band entry (row-major over rows_ x kx <= kx_max)
+  std::vector<std::size_t> rows_;  // the rows within the band
+  std::vector<double> y_;          // their frequencies Y (1/Å)
+  std::vector<double> x_, x2_;     // the columns' X (1/Å) and X^2, kx <= kx_max
 };
 
 // The CTFs of the images of one call: row i (kCtfFields values) of params is

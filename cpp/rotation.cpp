@@ -218,8 +218,8 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
       const cfloat* F = image_spectrum(*plan, images + at * npx, at, ws);
       if (grid) {  // the search (and the sum) see CTF X
         auto& c = ctf_pool[worker];
-        if (!c) c.reset(new CtfScratch{std::vector<float>(grid->size()), ComplexArray(filtered ? grid->size() : 0)});
-        grid->multiply(ctf->params + i * kCtfFields, ws.F.data(), c->h.data());
+        if (!c) c.reset(new CtfScratch{{}, ComplexArray(filtered ? grid->size() : 0)});
+        grid->multiply(ctf->params + i * kCtfFields, ws.F.data(), c->h);
         if (filtered) {  // c2r overwrites its input: from a copy
           std::copy(ws.F.data(), ws.F.data() + grid->size(), c->G.data());
           float* out = filtered + i * npx;

@@ -21,20 +21,19 @@ class ImageScratch {
   struct Slot {
     RealArray img;
     ComplexArray F;
-    std::vector<float> h;  // a CTF plane (with_filter)
+    std::vector<float> h;  // a row of a CTF (CtfGrid::multiply)
   };
-  ImageScratch(int threads, std::size_t npx, std::size_t nsp, bool with_filter = false)
-      : slots_(static_cast<std::size_t>(threads)), npx_(npx), nsp_(nsp), filter_(with_filter) {}
+  ImageScratch(int threads, std::size_t npx, std::size_t nsp)
+      : slots_(static_cast<std::size_t>(threads)), npx_(npx), nsp_(nsp) {}
   Slot& get(std::size_t worker) {
     auto& s = slots_[worker];
-    if (!s) s.reset(new Slot{RealArray(npx_), ComplexArray(nsp_), std::vector<float>(filter_ ? nsp_ : 0)});
+    if (!s) s.reset(new Slot{RealArray(npx_), ComplexArray(nsp_), {}});
     return *s;
   }
 
  private:
   std::vector<std::unique_ptr<Slot>> slots_;
   std::size_t npx_, nsp_;
-  bool filter_;
 };
 
 }  // namespace
@@ -97,7 +96,7 @@ void forward_stack(const float* images, std::size_t n, const SpectrumLayout& lay
     grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, static_cast<long>(layout.ky_max()),
                            static_cast<long>(layout.kx_max())));
   }
-  ImageScratch pool(threads, npx, nsp, ctf != nullptr);
+  ImageScratch pool(threads, npx, nsp);
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
     ImageScratch::Slot* s = &pool.get(worker);
     const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
@@ -108,7 +107,7 @@ void forward_stack(const float* images, std::size_t n, const SpectrumLayout& lay
     cfloat* spec = direct ? o : s->F.data();
     plan->forward(fft_readable(images + src * npx, npx, s->img.data()), spec);
     if (!spectrum_finite(spec)) throw_non_finite_image(src);
-    if (grid) grid->multiply(ctf->params + i * kCtfFields, spec, s->h.data());
+    if (grid) grid->multiply(ctf->params + i * kCtfFields, spec, s->h);
     if (!direct) layout.store(spec, o);
   });
 }

@@ -428,26 +428,33 @@ void check_register_params(const RegisterParams& p, std::size_t ny, std::size_t 
 
 void register_stack(const float* refs, std::size_t n_refs, const float* images, std::size_t n,
                     std::size_t ny, std::size_t nx, const RegisterParams& p, double* shifts,
-                    double* scores, std::int32_t* best_ref) {
+                    double* scores, std::int32_t* best_ref, const CtfRows* ctf) {
   check_register_params(p, ny, nx);
   const Geometry geo = register_geometry(ny, nx, p);
-  if (geo.qx < nx) {
-    // Only the q block's columns are ever read: transform just those along y.
-    const auto pruned = get_pruned_forward(ny, nx, geo.qxh);
-    register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
-                  [&](std::size_t i, Workspace& ws) {
-                    // (non-finite pixels are caught on the spectrum: register_one)
-                    pruned->forward(fft_readable(images + i * ny * nx, ny * nx, ws.img.data()), ws.F.data());
-                    return static_cast<const cfloat*>(ws.F.data());
-                  });
-    return;
+  std::unique_ptr<CtfGrid> grid;  // the CTFs on the frequencies the search reads only
+  if (ctf) {
+    check_ctf_params(ctf->params, n);
+    std::size_t ky = 0, kx = 0;
+    geometry_extent(geo, ky, kx);
+    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, static_cast<long>(ky), static_cast<long>(kx)));
   }
-  const auto plan = get_fft2d(ny, nx);
-  register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref,
-                [&](std::size_t i, Workspace& ws) {
-                  plan->forward(fft_readable(images + i * ny * nx, ny * nx, ws.img.data()), ws.F.data());
-                  return static_cast<const cfloat*>(ws.F.data());
-                });
+  // Only the q block's columns are ever read: when that is fewer than all, transform just those along y.
+  std::shared_ptr<const PrunedForward> pruned;
+  std::shared_ptr<const Fft2d> plan;
+  if (geo.qx < nx)
+    pruned = get_pruned_forward(ny, nx, geo.qxh);
+  else
+    plan = get_fft2d(ny, nx);
+  register_impl(refs, n_refs, n, ny, nx, p, shifts, scores, best_ref, [&](std::size_t i, Workspace& ws) {
+    // (non-finite pixels are caught on the spectrum: register_one; NaN times a CTF stays NaN)
+    const float* image = fft_readable(images + i * ny * nx, ny * nx, ws.img.data());
+    if (pruned)
+      pruned->forward(image, ws.F.data());
+    else
+      plan->forward(image, ws.F.data());
+    if (grid) grid->multiply(ctf->params + i * kCtfFields, ws.F.data(), ws.ctf);
+    return static_cast<const cfloat*>(ws.F.data());
+  });
 }
 
 void search_extent(std::size_t ny, std::size_t nx, const RegisterParams& p, double band,

@@ -61,6 +61,7 @@ struct Workspace {
   std::vector<float> wre, wim;  // whitened product (phase correlation)
   std::vector<float> lre, lim;  // the product on the coarse map's block (sub-pixel search)
   std::vector<float> cols;      // per-column partial sums (block_energy, score_at)
+  std::vector<float> ctf;       // a row of an image's CTF (CtfGrid::multiply)
   LocalDft dft;
   explicit Workspace(const Geometry& g)
       : img(g.ny * g.nx),

@@ -421,3 +421,69 @@ def test_star_inputs_with_ctf_columns_are_corrected_by_default(tmp_path):
     with cryocore.io.open_stack(star) as stack:  # Python: the same default
         assert cryocore.align(stack, rotate=False, iterations=2, progress=False).parameters["ctf"] is True
         assert cryocore.align(stack, rotate=False, iterations=2, progress=False, ctf=None).parameters["ctf"] is False
+
+
+def test_forward_stack_multiplies_each_spectrum_by_its_ctf_on_the_kept_frequencies(rng):
+    from cryocore import _core
+
+    ny, nx = 40, 34
+    imgs = rng.standard_normal((4, ny, nx)).astype(np.float32)
+    rows = _random_ctf_rows(rng, 4)
+    want = np.fft.rfft2(imgs.astype(np.float64)) * _relion_rows(rows, ny, nx, 1.5)
+    got = _core.forward_stack(imgs, threads=2, ctf=rows, pixel_size_A=1.5)
+    np.testing.assert_allclose(got, want, atol=2e-5 * np.abs(want).max())
+    idx = np.array([2, 0])
+    cropped = _core.forward_stack(imgs, index=idx, crop=(5, 7), ctf=rows[:2], pixel_size_A=1.5)
+    keep = np.r_[0:6, ny - 5 : ny]
+    np.testing.assert_allclose(cropped, (np.fft.rfft2(imgs[idx].astype(np.float64)) *
+                                         _relion_rows(rows[:2], ny, nx, 1.5))[:, keep, :8], atol=2e-5 * np.abs(want).max())
+    with pytest.raises(ValueError, match="pixel_size_A"):
+        _core.forward_stack(imgs, ctf=rows)
+    with pytest.raises(ValueError, match="ctf must have shape"):
+        _core.forward_stack(imgs, ctf=rows[:3], pixel_size_A=1.5)
+
+
+def test_the_rotational_search_with_ctfs_searches_and_hands_back_ctf_x(rng):
+    """The search with ctf= is the search of the CTF-filtered images (numpy-filtered here), and
+    its filtered output is CTF X."""
+    from cryocore import _core
+
+    sim = cryocore.simulate(n_images=24, size=64, snr=2.0, ctf=True, pixel_size_A=2.5, seed=4)
+    rows = sim.ctf.array()
+    filtered_np = np.fft.irfft2(np.fft.rfft2(sim.images.astype(np.float64)) * _relion_rows(rows, 64, 64, 2.5),
+                                s=(64, 64)).astype(np.float32)
+    search = _core.RotationalSearch(sim.template[None].astype(np.float32), _core.SearchSettings(), angular_step=1.0)
+    out = np.empty_like(sim.images, dtype=np.float32)
+    idx = np.arange(24)[::-1].copy()
+    s, a, c, _ = search.register(sim.images, threads=2, index=idx, ctf=rows[idx], pixel_size_A=2.5, filtered=out)
+    np.testing.assert_allclose(out, filtered_np[idx], atol=1e-4 * np.abs(filtered_np).max())
+    s2, a2, c2, _ = search.register(filtered_np[idx], threads=1)
+    turn = np.abs((a - a2 + 180) % 360 - 180)
+    assert np.median(turn) < 0.02 and np.median(np.hypot(*(s - s2).T)) < 0.01
+    np.testing.assert_allclose(c, c2, atol=1e-3)
+    with pytest.raises(ValueError, match="filtered needs ctf"):
+        search.register(sim.images, filtered=out)
+
+
+def test_register_with_ctfs_finds_the_true_poses_better_than_without(rng):
+    for rotate in (False, True):
+        sim = cryocore.simulate(n_images=120, size=96, snr=0.1, ctf=True, pixel_size_A=2.0, seed=8, rotate=rotate)
+        plain = cryocore.register(sim.template, sim.images, rotate=rotate, threads=2)
+        with_ctf = cryocore.register(sim.template, sim.images, rotate=rotate, threads=2, ctf=sim.ctf, pixel_size_A=2.0)
+        err = [np.median(np.hypot(*(r.shifts - sim.shifts).T)) for r in (plain, with_ctf)]
+        assert err[1] < 0.25 and err[1] <= err[0], err
+        if rotate:
+            turn = [np.median(np.abs((r.angles - sim.angles + 180) % 360 - 180)) for r in (plain, with_ctf)]
+            assert turn[1] < 0.5 and turn[1] <= turn[0], turn
+        # the same as registering the images multiplied by their CTFs (numpy)
+        filt = np.fft.irfft2(np.fft.rfft2(sim.images.astype(np.float64)) *
+                             np.stack([sim.ctf.image(i, (96, 96), 2.0) for i in range(120)]), s=(96, 96))
+        ref = cryocore.register(sim.template, filt, rotate=rotate, threads=1)
+        assert np.median(np.hypot(*(ref.shifts - with_ctf.shifts).T)) < 0.01
+    with pytest.raises(ValueError, match="pixel_size_A"):
+        cryocore.register(sim.template, sim.images, ctf=sim.ctf)
+    with pytest.raises(ValueError, match="ctf gives 120 particles but there are 5"):
+        cryocore.register(sim.template, sim.images[:5], ctf=sim.ctf, pixel_size_A=2.0)
+    with pytest.raises(ValueError, match="amplitude"):
+        cryocore.register(sim.template, sim.images[:2], ctf=dict(defocus_u_A=[1e4, 1e4], amplitude_contrast=1.0),
+                          pixel_size_A=2.0)

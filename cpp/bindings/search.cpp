@@ -19,7 +19,7 @@ RegisterParams with_threads(RegisterParams p, int threads, std::size_t ny, std::
 }
 
 py::tuple py_register(const FloatArray& refs, const FloatArray& images, const RegisterParams& settings,
-                      int threads) {
+                      int threads, std::optional<DoubleArray> ctf, std::optional<double> pixel_size_A) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
@@ -28,8 +28,10 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, const Re
   const float* rp = refs.data();
   const float* ip = images.data();
   const std::size_t n_refs = dim(refs, 0);
+  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n);
+  const CtfRows* xp = rows ? &*rows : nullptr;
   return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
-    register_stack(rp, n_refs, ip, n, ny, nx, p, sp, cp, bp);
+    register_stack(rp, n_refs, ip, n, ny, nx, p, sp, cp, bp, xp);
   });
 }
 
@@ -214,9 +216,11 @@ void bind_search(py::module_& m) {
   const RegisterParams defaults = make_params(20, std::nullopt, std::nullopt, std::nullopt, 0.02, false, true, true, 1);
 
   m.def("register_stack", &py_register, py::arg("references"), py::arg("images"),
-        py::arg("settings") = defaults, py::arg("threads") = 1,
+        py::arg("settings") = defaults, py::arg("threads") = 1, py::arg("ctf") = py::none(),
+        py::arg("pixel_size_A") = py::none(),
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
-        "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32).");
+        "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32). "
+        "ctf (n, 9) and pixel_size_A: each image multiplied by its CTF first.");
   py::class_<RotationalSearch>(m, "RotationalSearch",
                                "register_rotate with its references prepared once, for many stacks "
                                "(chunks): the reference's rotations are made on first use and kept.")

@@ -7,6 +7,7 @@ a message that names the argument, what it got and what it expects.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
@@ -126,6 +127,17 @@ def as_threads(threads: Optional[int]) -> int:
     if not 1 <= int(threads) <= MAX_THREADS:
         raise ValueError(f"threads must be between 1 and {MAX_THREADS} (or None for all cores), got {threads}")
     return int(threads)
+
+
+def as_pixel_size(x: object, name: str = "pixel_size_A") -> float:
+    """A pixel size: a finite positive number of Å."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number of Å, got {x!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive number of Å, got {x!r}")
+    return v
 
 
 def as_edge(x: object, name: str = "filter_edge") -> float:

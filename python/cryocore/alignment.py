@@ -7,12 +7,11 @@ single online pass.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ._validate import as_image, as_threads
+from ._validate import as_image, as_pixel_size, as_threads
 from .ctf import CtfParameters
 from .io.stack import as_source
 from .pipeline.config import AlignConfig, SearchOptions, default_max_memory, parse_memory
@@ -165,8 +164,8 @@ def align(
             raise ValueError(f"threshold is a Pearson score and must be in [-1, 1], got {threshold!r}")
     if pixel_size_A is None:
         pixel_size_A = getattr(src, "pixel_size_A", None)
-    if pixel_size_A is not None and not (math.isfinite(float(pixel_size_A)) and float(pixel_size_A) > 0):
-        raise ValueError(f"pixel_size_A must be a positive number of Å, got {pixel_size_A!r}")
+    if pixel_size_A is not None:
+        pixel_size_A = as_pixel_size(pixel_size_A)
     if lowpass_A is not None:
         if pixel_size_A is None:
             raise ValueError("lowpass_A needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
@@ -214,16 +213,7 @@ def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float]
         if table is None or not table.has("rlnDefocusU"):
             return None
         ctf = table
-    if isinstance(ctf, CtfParameters):
-        params = ctf
-    elif isinstance(ctf, dict):
-        params = CtfParameters.from_arrays(n, ctf)
-    elif hasattr(ctf, "column") and hasattr(ctf, "has"):
-        params = CtfParameters.from_table(ctf)
-    else:
-        raise TypeError(f"ctf must be None, 'auto', CtfParameters, a ParticleTable or a dict, got {type(ctf).__name__}")
-    if len(params) != n:
-        raise ValueError(f"ctf gives {len(params)} particles but there are {n} images")
+    params = CtfParameters.of(ctf, n)
     if pixel_size_A is None:
         raise ValueError("CTF correction needs the pixel size: pass pixel_size_A (or a stack whose header has it), "
                          "or turn it off (ctf=None, --no-ctf)")

@@ -168,6 +168,22 @@ class CtfParameters:
         return len(self.defocus_u_A)
 
     @classmethod
+    def of(cls, ctf: Any, n: int) -> "CtfParameters":
+        """The CTF parameters of n images given as CtfParameters, a ParticleTable (its STAR
+        columns) or a dict of per-image arrays (:meth:`from_arrays`)."""
+        if isinstance(ctf, CtfParameters):
+            params = ctf
+        elif isinstance(ctf, Mapping):
+            params = cls.from_arrays(n, ctf)
+        elif hasattr(ctf, "column") and hasattr(ctf, "has"):
+            params = cls.from_table(ctf)
+        else:
+            raise TypeError(f"ctf must be CtfParameters, a ParticleTable or a dict of arrays, got {type(ctf).__name__}")
+        if len(params) != n:
+            raise ValueError(f"ctf gives {len(params)} particles but there are {n} images")
+        return params
+
+    @classmethod
     def from_arrays(cls, n: int, values: Mapping[str, Any]) -> "CtfParameters":
         """From a dict of per-particle arrays or scalars, named as :func:`ctf`'s parameters;
         ``defocus_u_A`` is required, the others default to :func:`ctf`'s defaults (V to U)."""

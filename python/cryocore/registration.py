@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -12,10 +12,12 @@ from ._validate import (
     as_edge,
     as_frequency,
     as_images,
+    as_pixel_size,
     as_positive_int,
     as_threads,
     describe,
 )
+from .ctf import CtfParameters
 
 __all__ = ["Registration", "register", "correlation_maps"]
 
@@ -77,6 +79,18 @@ def _max_shift(max_shift: Optional[float], shape: tuple[int, int]) -> Optional[f
     return m
 
 
+def _ctf_args(ctf: Any, pixel_size_A: Optional[float], n: int) -> dict:
+    """The core's ctf= and pixel_size_A= arguments (empty without a CTF)."""
+    if ctf is None:
+        if pixel_size_A is not None:
+            as_pixel_size(pixel_size_A)
+        return {}
+    params = CtfParameters.of(ctf, n)
+    if pixel_size_A is None:
+        raise ValueError("ctf needs pixel_size_A (Å per pixel)")
+    return dict(ctf=params.array(), pixel_size_A=as_pixel_size(pixel_size_A))
+
+
 def register(
     reference: np.ndarray,
     images: np.ndarray,
@@ -91,6 +105,8 @@ def register(
     rotate: bool = False,
     angular_step: Optional[float] = None,
     threads: Optional[int] = None,
+    ctf: Any = None,
+    pixel_size_A: Optional[float] = None,
 ) -> Registration:
     """Find the shift of each image relative to a reference.
 
@@ -144,6 +160,15 @@ def register(
     threads : int, optional
         Worker threads (default: all available cores). Results do not depend
         on it.
+    ctf : CtfParameters, ParticleTable or dict of per-image arrays, optional
+        Each image's CTF (RELION's convention, :func:`cryocore.ctf`; needs
+        ``pixel_size_A``). Each image's spectrum is multiplied by its CTF, computed
+        on the fly on the frequencies the search reads, and compared with the
+        reference: the cross-correlation of the image with the reference
+        multiplied by the image's CTF (RELION's way), scored as the Pearson
+        correlation of ``CTF X`` with the reference.
+    pixel_size_A : float, optional
+        Å per pixel (with ``ctf``).
 
     Returns
     -------
@@ -160,6 +185,7 @@ def register(
     hp = as_frequency(highpass, "highpass")
     if hp is not None and hp >= 0.5:
         raise ValueError(f"highpass must be below 0.5 cycles per pixel, got {highpass!r}")
+    ctf_args = _ctf_args(ctf, pixel_size_A, len(imgs))
     if rotate:
         step = 1.0 if angular_step is None else float(angular_step)
         if not 0.05 <= step <= 10.0:
@@ -169,16 +195,11 @@ def register(
         settings = _core.SearchSettings(upsample=up, max_shift=ms, lowpass=lp, highpass=hp, edge=as_edge(filter_edge),
                                         coarse=not bool(full_search))
         shifts, angles, scores, best = _core.register_rotate(refs, imgs, settings, angular_step=step,
-                                                             threads=as_threads(threads))
+                                                             threads=as_threads(threads), **ctf_args)
     else:
         settings = _core.SearchSettings(upsample=up, max_shift=ms, lowpass=lp, highpass=hp, edge=as_edge(filter_edge),
                                         phase=bool(phase_correlation), crop=True, coarse=not bool(full_search))
-        shifts, scores, best = _core.register_stack(
-            refs,
-            imgs,
-            settings,
-            threads=as_threads(threads),
-        )
+        shifts, scores, best = _core.register_stack(refs, imgs, settings, threads=as_threads(threads), **ctf_args)
         angles = np.zeros(len(scores))
     best = best.astype(np.intp)
     if single:

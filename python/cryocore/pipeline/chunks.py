@@ -72,15 +72,16 @@ class MemoryPlan:
 
 
 def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotate: bool,
-                angular_step: float = 1.0) -> MemoryPlan:
+                angular_step: float = 1.0, ctf: bool = False) -> MemoryPlan:
     """Split ``max_memory`` (bytes) between the working buffers and the spectra cache.
 
     Working memory: the sums (a partial and a total, 2 halves x K classes x 2
     quarters of complex128 half spectra), the prepared references (with
     rotations: every angle of each reference, both halves), and per image of
     a chunk its pixels (float32), its spectrum (complex64) and the real-space
-    sum's share. The chunk is as large as CHUNK images while that takes at most
-    a quarter of what is left; the spectra cache may use the rest.
+    sum's share, and with ``ctf`` its CTF-filtered copy (float32). The chunk is as
+    large as CHUNK images while that takes at most a quarter of what is left; the
+    spectra cache may use the rest.
     """
     fourier = ny * (nx // 2 + 1)
     sums = 2 * (2 * n_classes * 2 * fourier * 16)
@@ -88,7 +89,7 @@ def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotat
     if rotate:
         refs += int(2 * n_classes * (360.0 / angular_step) * fourier * 8 * ROTATION_BYTES)
     fixed = sums + refs + (64 << 20)  # + the interpreter's and FFTW's own
-    per_image = ny * nx * 4 + fourier * 8 * 2
+    per_image = ny * nx * 4 * (2 if ctf else 1) + fourier * 8 * 2
     room = max(0, max_memory - fixed)
     chunk = int(min(CHUNK, max(MIN_CHUNK, room // 4 // max(per_image, 1))))
     chunk = min(chunk, max(n, 1))

@@ -54,7 +54,7 @@ class _Stack:
         self.rotate = config.search.rotate
         self.K = config.n_classes
         self.memory = plan_memory(config.max_memory, self.n, self.ny, self.nx, self.K, self.rotate,
-                                  config.search.angular_step)
+                                  config.search.angular_step, ctf is not None)
         self.chunks = make_chunks(half, self.memory.chunk_size)
         self.executor = executor
         self.progress = progress

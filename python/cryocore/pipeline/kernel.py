@@ -155,6 +155,16 @@ class ChunkResult:
 
 _prepared: dict[tuple, object] = {}
 _prepared_lock = threading.Lock()
+_local = threading.local()  # per-thread scratch (_buffer)
+
+
+def _buffer(n: int, ny: int, nx: int) -> np.ndarray:
+    """A float32 (n, ny, nx) scratch array of this thread, kept from chunk to chunk (the memory
+    plan counts it: a fresh one per chunk would cost a page fault per 4 KiB each time)."""
+    buf = getattr(_local, "buffer", None)
+    if buf is None or buf.shape[1:] != (ny, nx) or len(buf) < n:
+        buf = _local.buffer = np.empty((n, ny, nx), np.float32)
+    return buf[:n]
 
 
 def _rotational_search(p: Pass, h: int) -> "_core.RotationalSearch":
@@ -195,7 +205,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             pa = None if prior_angles is None or K > 1 else np.ascontiguousarray(prior_angles[sel])
             kw: dict = {}
             if p.ctf is not None:  # the search multiplies by the CTFs and hands back CTF X for the sums
-                kw = dict(p.ctf.core_args(chunk, sel), filtered=np.empty((len(sel), ny, nx), np.float32))
+                kw = dict(p.ctf.core_args(chunk, sel), filtered=_buffer(len(sel), ny, nx))
             s, a, c, best = _rotational_search(p, h).register(
                 data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel, **kw)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
