@@ -38,16 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def ribosome_view(size):
-    """One projection of the 70S map (65 px) made at 64 px and Fourier-padded to ``size`` (so the
-    particle fills the box as a real one would), unit standard deviation."""
+    """One projection of the 70S map (65 voxels, one per pixel) in a ``size`` box, unit standard
+    deviation (as tests/conftest.ribosome_views)."""
     from cryocore.simulation import project, view_rotations
 
     volume = np.load(ROOT / "tests" / "data" / "volumes" / "ribosome70S_65.npy")
-    small = project(volume, view_rotations(1, seed=0)[0], 64)
-    spec = np.fft.fftshift(np.fft.fft2(small))
-    pad = (size - 64) // 2
-    big = np.fft.ifft2(np.fft.ifftshift(np.pad(spec, ((pad, size - 64 - pad), (pad, size - 64 - pad))))).real
-    return big / big.std()
+    view = project(volume, view_rotations(1, seed=0)[0], size)
+    return view / view.std()
 
 
 def ribosome_stack(n, size, snr, seed):
