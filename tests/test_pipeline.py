@@ -79,9 +79,10 @@ def test_align_within_a_small_memory_budget_gives_the_uncached_result():
     assert memory["max_memory"] == 70 << 20 and memory["chunk_size"] < 1024
     assert memory["working_bytes"] + memory["cache_budget"] == 70 << 20
     assert np.array_equal(tight.accepted, free.accepted)
-    # smaller chunks sum in another order: rounding-level differences only
+    # smaller chunks sum in another order: rounding-level differences, which can move an image's
+    # sub-pixel peak by at most a step of the finest grid (1/20 px)
     d = np.abs(tight.shifts - free.shifts)
-    assert np.median(d) < 1e-4 and d.max() < 0.01
+    assert np.median(d) < 1e-4 and d.max() < 0.05
     with pytest.raises(ValueError, match="max_memory"):
         cryocore.align(sim.images, max_memory="1M", **kw)
 

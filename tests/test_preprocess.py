@@ -70,3 +70,101 @@ def test_bad_arguments(rng, kw, word):
         bad = rng.standard_normal((2, 32, 32))
         bad[1, 3, 3] = np.nan
         preprocess(bad, pixel_size_A=1.0)
+
+
+def test_align_bins_for_speed_and_reports_in_the_input_units():
+    """target_pixel_size_A: the run works on 32 px images, the result is in the input's 64 px:
+    shifts in input pixels (checked against the truth), averages of the input's box, FRC and
+    pixel size of the input."""
+    sim = cryocore.simulate(300, 64, snr=1.0, max_shift=5, rotate=False, seed=4, pixel_size_A=1.0)
+    res = cryocore.align(sim.images, sim.template, rotate=False, pixel_size_A=1.0, target_pixel_size_A=2.0,
+                         progress=False, iterations=4)
+    pre = res.parameters["preprocessing"]
+    assert pre["working_box"] == [32, 32] and pre["working_pixel_size_A"] == pytest.approx(2.0)
+    assert res.average.shape == (64, 64) and res.half_averages.shape == (2, 64, 64)
+    assert res.pixel_size_A == pytest.approx(1.0) and len(res.frc.frequencies) == 33
+    # poses refer to the (recentred) average: the true shifts in input pixels (slope 1) but for
+    # a common offset, as an unbinned run's
+    full = cryocore.align(sim.images, sim.template, rotate=False, pixel_size_A=1.0, progress=False, iterations=4)
+    for axis in (0, 1):
+        slope = np.polyfit(sim.shifts[:, axis], res.shifts[:, axis], 1)[0]
+        assert slope == pytest.approx(1.0, abs=0.02)
+    d = res.shifts - sim.shifts
+    assert np.median(np.hypot(*(d - np.median(d, axis=0)).T)) < 0.3
+    d = res.shifts - full.shifts
+    assert np.median(np.hypot(*(d - np.median(d, axis=0)).T)) < 0.1
+    # the padded average is the template seen through the binning: correlated with it, nothing
+    # beyond the binned Nyquist frequency (0.25 cycles/input px)
+    fit = cryocore.register(sim.template, res.average, upsample=50)
+    moved = cryocore.transform(res.average, 0.0, fit.shifts, inverse=True)
+    assert np.corrcoef(moved.ravel(), sim.template.ravel())[0, 1] > 0.9
+    spec = np.abs(np.fft.rfft2(res.average))
+    assert spec[20:44, :].max() < 1e-3 * spec.max() and spec[:, 17:].max() < 1e-3 * spec.max()
+
+
+def test_align_inverts_black_particles_and_normalises_by_default():
+    sim = cryocore.simulate(200, 64, snr=0.5, max_shift=4, rotate=False, seed=5)
+    kw = dict(rotate=False, progress=False, iterations=3)
+    white = cryocore.align(sim.images, sim.template, **kw)
+    black = cryocore.align(-sim.images, sim.template, invert_contrast=True, **kw)
+    np.testing.assert_allclose(black.shifts, white.shifts, atol=1e-6)
+    np.testing.assert_allclose(black.average, white.average, atol=1e-5)
+    assert white.parameters["preprocessing"]["normalize"] is True
+    # normalised: the average is in units of the background's deviation (here the noise's)
+    raw = cryocore.align(sim.images, sim.template, normalize=False, **kw)
+    ratio = white.average.std() / raw.average.std()
+    assert ratio == pytest.approx(1.0 / sim.noise_sigma, rel=0.1)
+
+
+def test_cli_preprocessing_options(tmp_path):
+    from cryocore.cli import main
+
+    path = tmp_path / "stack.mrcs"
+    assert main(["simulate", "-o", str(path), "--n", "60", "--size", "64", "--snr", "1", "--no-rotate",
+                 "--max-shift", "3", "--pixel-size-A", "1.5"]) == 0
+    out = tmp_path / "out"
+    assert main(["align", str(path), "-o", str(out), "--quiet", "--iterations", "2", "--no-rotate",
+                 "--bin-to-A", "3", "--invert-contrast", "--hot-pixel-sigma", "6", "--particle-diameter-A", "60"]) == 0
+    import json
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["pixel_size_A"] == pytest.approx(1.5)
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "cryocore", "align", str(path), "-o", str(tmp_path / "bad"), "--quiet",
+                        "--bin-to-A", "1.0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "target_pixel_size_A" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
+def _numpy_steps(imgs, radius, invert, hot, normalize):
+    """The real-space steps written out with numpy (independent of the core)."""
+    out = imgs.astype(np.float64) * (-1.0 if invert else 1.0)
+    ny, nx = out.shape[1:]
+    bg = np.hypot(np.arange(ny)[:, None] - ny // 2, np.arange(nx)[None, :] - nx // 2) > radius
+    mean, std = out[:, bg].mean(axis=1)[:, None, None], out[:, bg].std(axis=1)[:, None, None]
+    if hot is not None:
+        out = np.where(np.abs(out - mean) > hot * std, mean, out)
+        mean, std = out[:, bg].mean(axis=1)[:, None, None], out[:, bg].std(axis=1)[:, None, None]
+    return (out - mean) / std if normalize else out
+
+
+@pytest.mark.parametrize("shape", [(48, 48), (47, 53)])
+def test_the_cores_normalisation_is_the_numpy_steps(rng, shape):
+    from cryocore import _core
+
+    imgs = (3.0 + 2.0 * rng.standard_normal((7,) + shape)).astype(np.float32)
+    imgs[2, 5, 7] = 400.0  # a hot pixel in the background
+    imgs[4, shape[0] // 2, shape[1] // 2] = -300.0  # and one in the particle
+    for invert, hot, normalize in ((False, None, True), (True, 5.0, True), (True, 4.0, False)):
+        want = _numpy_steps(imgs, 17.5, invert, hot, normalize)
+        got = _core.normalize_stack(imgs, 17.5, invert=invert, hot_sigma=hot, normalize=normalize, threads=2)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    idx = np.array([6, 1, 6])
+    np.testing.assert_array_equal(_core.normalize_stack(imgs, 17.5, index=idx), _core.normalize_stack(imgs[idx], 17.5))
+    with pytest.raises(ValueError, match="background pixels"):
+        _core.normalize_stack(imgs, 60.0)
+    imgs[3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="image 3"):
+        _core.normalize_stack(imgs, 17.5)

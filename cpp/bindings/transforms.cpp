@@ -2,6 +2,7 @@
 #include "common.hpp"
 
 #include "accumulate.hpp"
+#include "normalize.hpp"
 #include "rotate.hpp"
 #include "shift.hpp"
 
@@ -50,6 +51,25 @@ void py_accumulate(const FloatArray& images, std::optional<DoubleArray> shifts,
   run_without_gil([&] { accumulate(ip, n, ny, nx, sp, wp, threads, sump, sqp, ap, xp); });
 }
 
+py::array_t<float> py_normalize(const FloatArray& images, double radius_px, bool invert, std::optional<double> hot_sigma,
+                                bool normalize, int threads, std::optional<IndexArray> index) {
+  require_stack(images, "images");
+  const std::int64_t* xp = index ? checked_index(*index, dim(images, 0)) : nullptr;
+  const std::size_t n = index ? dim(*index, 0) : dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  if (hot_sigma && !(*hot_sigma > 0.0)) throw std::invalid_argument("hot_sigma must be > 0 (or None)");
+  NormalizeParams p;
+  p.radius_px = radius_px;
+  p.invert = invert;
+  p.hot_sigma = hot_sigma ? *hot_sigma : 0.0;
+  p.normalize = normalize;
+  p.threads = threads;
+  py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(ny), static_cast<py::ssize_t>(nx)});
+  const float* ip = images.data();
+  float* op = out.mutable_data();
+  run_without_gil([&] { normalize_stack(ip, n, ny, nx, p, op, xp); });
+  return out;
+}
+
 py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& angles,
                                 std::optional<DoubleArray> shifts, bool inverse, int threads) {
   require_stack(images, "images");
@@ -71,6 +91,12 @@ py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& ang
 void bind_transforms(py::module_& m) {
   m.def("shift_stack", &py_shift, py::arg("images"), py::arg("shifts"), py::arg("threads") = 1,
         "Moves each image by its (dy, dx) shift (pose convention), in Fourier space.");
+  m.def("normalize_stack", &py_normalize, py::arg("images"), py::arg("radius_px"), py::arg("invert") = false,
+        py::arg("hot_sigma") = py::none(), py::arg("normalize") = true, py::arg("threads") = 1,
+        py::arg("index") = py::none(),
+        "RELION's real-space preprocessing of each image: inversion, hot pixels beyond hot_sigma background "
+        "deviations set to the background mean, the background (farther than radius_px from (ny/2, nx/2)) "
+        "to zero mean and unit deviation. float32 (n, ny, nx).");
   m.def("transform_stack", &py_transform, py::arg("images"), py::arg("angles"),
         py::arg("shifts") = py::none(), py::arg("inverse") = false, py::arg("threads") = 1,
         "Applies poses (rotate by angles in degrees, then shift) by bicubic interpolation; "

@@ -185,6 +185,17 @@ def accumulate_ctf2(
 ) -> None:
     """Adds weights[i] * CTF_i^2 (turned by angles[i]) to out[groups[i]] (n_groups, ny, nx//2+1) float64 in place, within the band (cycles/px per axis); group < 0 or weight 0 skips a particle."""
 
+def normalize_stack(
+    images: npt.ArrayLike,
+    radius_px: float,
+    invert: bool = False,
+    hot_sigma: Optional[float] = None,
+    normalize: bool = True,
+    threads: int = 1,
+    index: Optional[npt.ArrayLike] = None,
+) -> npt.NDArray[np.float32]:
+    """RELION's real-space preprocessing of each image: inversion, hot pixels beyond hot_sigma background deviations set to the background mean, the background (farther than radius_px from (ny/2, nx/2)) to zero mean and unit deviation. float32 (n, ny, nx)."""
+
 def transform_stack(
     images: npt.ArrayLike,
     angles: npt.ArrayLike,

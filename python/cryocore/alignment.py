@@ -7,6 +7,7 @@ single online pass.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -20,7 +21,9 @@ from .pipeline.executor import Executor
 from .pipeline.kernel import ChunkCtf
 from .pipeline.geometry import centre_of_mass_offset, rotate_vectors
 from .pipeline.online import run_online
-from .pipeline.result import AlignResult
+from .pipeline.result import AlignResult, in_input_units
+from .preprocess import DEFAULTS as PREPROCESSING
+from .preprocess import PreprocessedSource, Preprocessing
 from .pipeline.selection import HalfSplit, auto_threshold, split_halves
 
 __all__ = ["AlignResult", "align", "split_halves", "auto_threshold", "centre_of_mass_offset", "rotate_vectors"]
@@ -52,6 +55,11 @@ def align(
     max_memory: Union[None, int, str] = None,
     executor: Optional[Executor] = None,
     ctf: Any = "auto",
+    normalize: bool = PREPROCESSING.normalize,
+    particle_diameter_A: Optional[float] = PREPROCESSING.particle_diameter_A,
+    invert_contrast: bool = PREPROCESSING.invert_contrast,
+    hot_pixel_sigma: Optional[float] = PREPROCESSING.hot_pixel_sigma,
+    target_pixel_size_A: Optional[float] = PREPROCESSING.target_pixel_size_A,
 ) -> AlignResult:
     """Align a particle stack and average it in two independent half-sets.
 
@@ -137,6 +145,14 @@ def align(
         STAR columns when it has ``rlnDefocusU`` (a RELION STAR input), else none. A
         dict holds per-image arrays (or scalars) named as :func:`cryocore.ctf`'s
         parameters. ``None``: no correction.
+    normalize, particle_diameter_A, invert_contrast, hot_pixel_sigma, target_pixel_size_A
+        Preprocessing, applied to each chunk as it is read (:func:`cryocore.preprocess`;
+        RELION's defaults: the background outside ``particle_diameter_A`` (default 0.75 of
+        the box) normalised to zero mean and unit deviation, nothing else).
+        ``target_pixel_size_A`` bins the images (Fourier cropping) to that coarser pixel
+        size for speed; the results come back in the input's units: shifts in input pixels,
+        averages Fourier-padded to the input's box, ``pixel_size_A`` the input's (the
+        averages hold nothing beyond the binned Nyquist frequency).
 
     Returns
     -------
@@ -166,26 +182,41 @@ def align(
         pixel_size_A = getattr(src, "pixel_size_A", None)
     if pixel_size_A is not None:
         pixel_size_A = as_pixel_size(pixel_size_A)
+    steps = Preprocessing(particle_diameter_A=particle_diameter_A, normalize=bool(normalize),
+                          invert_contrast=bool(invert_contrast), hot_pixel_sigma=hot_pixel_sigma,
+                          target_pixel_size_A=target_pixel_size_A)
+    input_box, input_apix = (ny, nx), pixel_size_A
+    pre: Optional[PreprocessedSource] = None
+    if steps.active:
+        src = pre = PreprocessedSource(src, steps, pixel_size_A, as_threads(threads))
+        pixel_size_A = pre.pixel_size_A
+    binning = (nx / src.shape[2], ny / src.shape[1])  # input px per working px, per axis (1: none)
+    n, ny, nx = (int(v) for v in src.shape)
     if lowpass_A is not None:
         if pixel_size_A is None:
             raise ValueError("lowpass_A needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
         if not float(lowpass_A) >= 2 * float(pixel_size_A):
             raise ValueError(f"lowpass_A must be at least twice the pixel size ({2 * float(pixel_size_A):g} Å), got {lowpass_A!r}")
-    if max_shift is not None and not 0 <= float(max_shift) <= min(ny, nx) / 2:
-        raise ValueError(f"max_shift must be between 0 and half the box ({min(ny, nx) / 2:g} px), got {max_shift!r}")
+    if max_shift is not None and not 0 <= float(max_shift) / binning[0] <= min(ny, nx) / 2:
+        raise ValueError(f"max_shift must be between 0 and half the box ({min(ny, nx) / 2 * binning[0]:g} px), "
+                         f"got {max_shift!r}")
     if mode == "online" and rotate:
         raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
-    refs, described = _check_reference(reference, n, (ny, nx))
+    refs, described = _check_reference(reference, n, input_box)
+    if pre is not None and refs is not None and not isinstance(refs, int) and binning != (1.0, 1.0):
+        refs = np.stack([pre.bin_image(r) for r in np.reshape(refs, (-1,) + refs.shape[-2:])])
     corrector = _ctf_correction(ctf, src, n, pixel_size_A, as_threads(threads))
     if mode == "online" and refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
         raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
     config = AlignConfig(
         search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
-                             max_shift=None if max_shift is None else float(max_shift), local_search=bool(local_search)),
+                             max_shift=None if max_shift is None else float(max_shift) / binning[0],
+                             local_search=bool(local_search)),
         threshold=threshold if isinstance(threshold, str) else float(threshold), iterations=int(iterations),
         tolerance_px=float(tolerance_px), half_split=half_split if isinstance(half_split, str) else "array",
         seed=seed, mode=mode, pixel_size_A=None if pixel_size_A is None else float(pixel_size_A),
-        lowpass_A=None if lowpass_A is None else float(lowpass_A), mask_radius=mask_radius,
+        lowpass_A=None if lowpass_A is None else float(lowpass_A),
+        mask_radius=None if mask_radius is None else float(mask_radius) / binning[0],
         threads=as_threads(threads), cache_spectra=(cache_spectra is None or bool(cache_spectra)) and mode == "iterative",
         max_memory=default_max_memory() if max_memory is None else parse_memory(max_memory),
         n_classes=1 if refs is None or np.ndim(refs) < 3 else int(refs.shape[0]), reference=described,
@@ -196,9 +227,15 @@ def align(
     if mode == "online":
         if corrector is not None:
             raise NotImplementedError("mode='online' has no CTF correction; use mode='iterative'")
-        return run_online(src, half, config, refs, progress=show)
-    return run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
-                         resume=resume, executor=executor, ctf=corrector)
+        result = run_online(src, half, config, refs, progress=show)
+    else:
+        result = run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
+                               resume=resume, executor=executor, ctf=corrector)
+    result.parameters["preprocessing"] = dict(dataclasses.asdict(steps), working_pixel_size_A=pixel_size_A,
+                                              working_box=[ny, nx])
+    if binning != (1.0, 1.0):
+        result = in_input_units(result, input_box, input_apix, mask_radius)
+    return result
 
 
 def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float],

@@ -198,6 +198,11 @@ def _run_align(args: argparse.Namespace) -> int:
             ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf],
             checkpoint=checkpoint if args.mode == "iterative" else None,
             resume=args.resume is not None,
+            normalize=args.normalize,
+            particle_diameter_A=args.particle_diameter_A,
+            invert_contrast=args.invert_contrast,
+            hot_pixel_sigma=args.hot_pixel_sigma,
+            target_pixel_size_A=args.bin_to_A,
         )
         paths = result.write(args.output, overwrite=True, inputs=[args.input])
     for name in (CHECKPOINT_FILE, RUN_FILE):  # the run is complete: nothing left to resume
@@ -255,14 +260,18 @@ def _demo(args: argparse.Namespace) -> int:
     from .simulation import simulate
 
     rot = not args.no_rotate
+    use_ctf = not args.no_ctf
     print(f"cryocore demo: the report's data set, simulated: {args.n} images of {args.size}x{args.size} px, "
-          f"SNR {args.snr:g}, shifts up to ±10 px, {'random in-plane rotations' if rot else 'no rotation'} "
-          f"(seed {args.seed})")
+          f"SNR {args.snr:g}, shifts up to ±10 px, {'random in-plane rotations' if rot else 'no rotation'}"
+          + (f", each filtered by its own CTF (defocus 0.8-2.5 µm, {args.pixel_size_A:g} Å/px)" if use_ctf else "")
+          + f" (seed {args.seed})")
     t0 = time.perf_counter()
-    sim = simulate(args.n, args.size, snr=args.snr, max_shift=10.0, rotate=rot, seed=args.seed)
+    sim = simulate(args.n, args.size, snr=args.snr, max_shift=10.0, rotate=rot, seed=args.seed, ctf=use_ctf,
+                   pixel_size_A=args.pixel_size_A)
     t1 = time.perf_counter()
     result = align(sim.images, None, rotate=rot, threshold="auto", iterations=10, half_split="random",
-                   seed=args.seed, pixel_size_A=args.pixel_size_A, threads=args.threads, progress=not args.quiet)
+                   seed=args.seed, pixel_size_A=args.pixel_size_A, threads=args.threads, progress=not args.quiet,
+                   ctf=sim.ctf)
     t2 = time.perf_counter()
     paths = result.write(args.output, overwrite=True)
     # Accuracy against the ground truth. Reference-free poses refer to the
@@ -274,11 +283,14 @@ def _demo(args: argparse.Namespace) -> int:
     pred_shifts = result.shifts + rotate_vectors(np.broadcast_to(fit.shifts, result.shifts.shape), result.angles)
     dist = np.hypot(*(pred_shifts - sim.shifts).T)
     dpsi = np.abs((pred_angles - sim.angles + 180.0) % 360.0 - 180.0)
-    oracle = register(sim.template, sim.images, rotate=rot, threads=args.threads)
+    ctf_args = dict(ctf=sim.ctf, pixel_size_A=args.pixel_size_A) if use_ctf else {}
+    oracle = register(sim.template, sim.images, rotate=rot, threads=args.threads, **ctf_args)
     d_oracle = np.hypot(*(oracle.shifts - sim.shifts).T)
     aligned = transform(result.average, psi_g, fit.shifts, inverse=True)
     corr = float(np.corrcoef(aligned.ravel(), sim.template.ravel())[0, 1])
-    print(f"  simulated in {t1 - t0:.1f} s, aligned in {t2 - t1:.1f} s")
+    print(f"  simulated in {t1 - t0:.1f} s, aligned in {t2 - t1:.1f} s"
+          + (" (CTF-corrected: each image compared with the reference times its CTF, Wiener-filtered averages)"
+             if use_ctf else ""))
     _print_summary(result, paths, t2 - t1)
     print()
     print("accuracy against the ground truth (kept images, after the average's global pose is fitted):")
@@ -335,6 +347,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
                    help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
                         "machine's memory; a memory-mapped input does not count)")
+    pre = a.add_argument_group("preprocessing (RELION's defaults: background normalisation only)")
+    pre.add_argument("--particle-diameter-A", type=_positive_float, default=None,
+                     help="particle diameter; the background is outside it (default: 0.75 of the box)")
+    pre.add_argument("--no-normalize", dest="normalize", action="store_false",
+                     help="keep the images' scale (no background normalisation)")
+    pre.add_argument("--invert-contrast", action="store_true", help="for black particles (raw micrograph contrast)")
+    pre.add_argument("--hot-pixel-sigma", type=_positive_float, default=None, metavar="K",
+                     help="replace pixels beyond K standard deviations of the background (default: off)")
+    pre.add_argument("--bin-to-A", type=_positive_float, default=None, metavar="APIX",
+                     help="Fourier-crop the images to this coarser pixel size for speed; results come back in "
+                          "the input's pixels and box")
     a.add_argument("--seed", type=int, default=0, help="seed of the random half split")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an existing output directory")
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
@@ -366,10 +389,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=_positive_int, default=500, help="number of images (default 500)")
     d.add_argument("--size", type=_positive_int, default=128, help="box size in pixels (default 128)")
     d.add_argument("--snr", type=_positive_float, default=0.1, help="signal-to-noise ratio (default 0.1)")
-    d.add_argument("--pixel-size-A", type=_positive_float, default=1.0)
+    d.add_argument("--pixel-size-A", type=_positive_float, default=2.0, help="Å per pixel (default 2)")
     d.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-rotate", action="store_true", help="simulate and align without rotations")
+    d.add_argument("--no-ctf", action="store_true",
+                   help="simulate a Gaussian blur instead of CTFs (and align without CTF correction)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_demo)
     return p

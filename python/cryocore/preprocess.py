@@ -1,16 +1,44 @@
 """Per-image preprocessing, RELION's steps: background normalisation, contrast inversion, hot
-pixels, Fourier cropping (binning) to a coarser pixel size."""
+pixels, Fourier cropping (binning) to a coarser pixel size.
+
+:func:`preprocess` applies them to an array; :class:`PreprocessedSource` applies them to a stack
+chunk by chunk as the pipeline reads it (``cryocore.align``'s preprocessing arguments)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 
-from ._validate import as_images
+from . import _core
+from ._validate import as_images, as_threads
 
-__all__ = ["background_mask", "binned_shape", "preprocess"]
+__all__ = ["PreprocessedSource", "Preprocessing", "background_mask", "binned_shape", "preprocess"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The preprocessing steps and their settings (see :func:`preprocess`); the defaults are
+    RELION's extraction's: normalisation on, the rest off."""
+
+    particle_diameter_A: Optional[float] = None
+    normalize: bool = True
+    invert_contrast: bool = False
+    hot_pixel_sigma: Optional[float] = None
+    target_pixel_size_A: Optional[float] = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.normalize or self.invert_contrast or self.hot_pixel_sigma is not None
+                    or self.target_pixel_size_A is not None)
+
+    def needs_pixel_size(self) -> bool:
+        return self.particle_diameter_A is not None or self.target_pixel_size_A is not None
+
+
+DEFAULTS = Preprocessing()
 
 
 def background_mask(shape: tuple[int, int], radius_px: float) -> np.ndarray:
@@ -28,9 +56,11 @@ def binned_shape(shape: tuple[int, int], pixel_size_A: float, target_pixel_size_
     return tuple(max(8, 2 * int(round(n * f / 2))) for n in shape)  # type: ignore[return-value]
 
 
-def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optional[float] = None,
-               normalize: bool = True, invert_contrast: bool = False, hot_pixel_sigma: Optional[float] = 5.0,
-               target_pixel_size_A: Optional[float] = None) -> tuple[np.ndarray, float]:
+def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optional[float] = DEFAULTS.particle_diameter_A,
+               normalize: bool = DEFAULTS.normalize, invert_contrast: bool = DEFAULTS.invert_contrast,
+               hot_pixel_sigma: Optional[float] = DEFAULTS.hot_pixel_sigma,
+               target_pixel_size_A: Optional[float] = DEFAULTS.target_pixel_size_A,
+               threads: Optional[int] = None) -> tuple[np.ndarray, float]:
     """Prepare particle images the way RELION's extraction does.
 
     Steps, in this order, each switchable:
@@ -40,7 +70,8 @@ def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optiona
     * ``invert_contrast``: multiply by -1 (for black particles, i.e. raw micrograph contrast;
       RELION extracts white particles);
     * ``hot_pixel_sigma``: pixels beyond that many standard deviations of the image's
-      background are set to the background mean (``None``: kept);
+      background are set to the background mean (``None``, the default: kept; RELION's
+      dust removal, off by default there too; 5 is a usual setting);
     * ``normalize``: the background (outside a circle of ``particle_diameter_A`` / 2) gets
       zero mean and unit standard deviation.
 
@@ -51,6 +82,8 @@ def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optiona
         Å per pixel of the input.
     particle_diameter_A : float, optional
         Diameter of the particle (Å); the background is outside it. Default: 0.75 of the box.
+    threads : int, optional
+        Worker threads of the real-space steps (default: all cores).
 
     Returns
     -------
@@ -60,53 +93,113 @@ def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optiona
     apix = float(pixel_size_A)
     if not (math.isfinite(apix) and apix > 0):
         raise ValueError(f"pixel_size_A must be a positive number of Å, got {pixel_size_A!r}")
-    out = np.asarray(imgs, np.float64)
-    bad = ~np.isfinite(out).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"image {int(np.argmax(bad))} contains NaN or infinity; all pixel values must be finite")
-    out_apix = apix
+    out, out_apix = imgs, apix
     if target_pixel_size_A is not None:
         t = float(target_pixel_size_A)
         if not (math.isfinite(t) and t >= apix):
             raise ValueError(f"target_pixel_size_A must be at least the pixel size ({apix:g} Å), got {target_pixel_size_A!r}")
-        shape = binned_shape(out.shape[1:], apix, t)
-        out = _fourier_crop(out, shape)
+        if not np.isfinite(imgs).all():  # (the core names the image; cropping would spread it first)
+            bad = ~np.isfinite(imgs).all(axis=(1, 2))
+            raise ValueError(f"image {int(np.argmax(bad))} contains NaN or infinity; all pixel values must be finite")
+        shape = binned_shape(imgs.shape[1:], apix, t)
+        out = _fourier_crop(imgs.astype(np.float64), shape).astype(np.float32)
         out_apix = apix * imgs.shape[2] / shape[1]
-    if invert_contrast:
-        out = -out
     ny, nx = out.shape[1:]
     radius_A = 0.75 * min(ny, nx) * out_apix / 2 if particle_diameter_A is None else float(particle_diameter_A) / 2
     if not (math.isfinite(radius_A) and radius_A > 0):
         raise ValueError(f"particle_diameter_A must be a positive number of Å, got {particle_diameter_A!r}")
-    bg = background_mask((ny, nx), radius_A / out_apix)
-    if bg.sum() < 10:
+    if background_mask((ny, nx), radius_A / out_apix).sum() < 10:
         raise ValueError(f"particle_diameter_A {2 * radius_A:g} Å leaves no background in a box of "
                          f"{ny} x {nx} px at {out_apix:g} Å/px")
-    mean = out[:, bg].mean(axis=1)[:, None, None]
-    std = out[:, bg].std(axis=1)[:, None, None]
-    if hot_pixel_sigma is not None:
-        k = float(hot_pixel_sigma)
-        if not k > 0:
-            raise ValueError(f"hot_pixel_sigma must be > 0 (or None), got {hot_pixel_sigma!r}")
-        hot = np.abs(out - mean) > k * np.where(std > 0, std, np.inf)
-        out = np.where(hot, mean, out)
-        mean = out[:, bg].mean(axis=1)[:, None, None]
-        std = out[:, bg].std(axis=1)[:, None, None]
-    if normalize:
-        out = (out - mean) / np.where(std > 0, std, 1.0)
-    result = out.astype(np.float32)
+    if hot_pixel_sigma is not None and not float(hot_pixel_sigma) > 0:
+        raise ValueError(f"hot_pixel_sigma must be > 0 (or None), got {hot_pixel_sigma!r}")
+    # the real-space steps, in the core (statistics in double precision, threads)
+    result = _core.normalize_stack(out, radius_A / out_apix, invert=bool(invert_contrast),
+                                   hot_sigma=None if hot_pixel_sigma is None else float(hot_pixel_sigma),
+                                   normalize=bool(normalize), threads=as_threads(threads))
     return (result[0] if single else result), out_apix
 
 
 def _fourier_crop(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Images (N, ny, nx) resampled to ``shape`` by cutting their spectra (band-limited binning)."""
+    """Images (N, ny, nx) resampled to ``shape`` by cutting their spectra (band-limited binning).
+    An even new box's Nyquist row and column gather both frequencies they stand for (+n/2 and
+    -n/2), so that cropping undoes :func:`fourier_pad` exactly."""
     n, ny, nx = images.shape
     my, mx = shape
     if (my, mx) == (ny, nx):
         return images
     f = np.fft.rfft2(images)
-    rows = np.r_[0 : (my + 1) // 2, ny - my // 2 : ny]  # frequencies |ky| < my/2 (and -my/2)
+    rows = np.r_[0 : (my + 1) // 2, ny - my // 2 : ny]  # frequencies 0.. and the negative ones (-my/2 with even my)
     g = f[:, rows, : mx // 2 + 1].copy()
-    if mx % 2 == 0:  # the new Nyquist column stands for both +mx/2 and -mx/2
-        g[:, :, mx // 2] = g[:, :, mx // 2].real
+    if my % 2 == 0:  # the Nyquist row -my/2 also gets +my/2
+        g[:, my // 2] += f[:, my // 2, : mx // 2 + 1]
+    if mx % 2 == 0:  # the Nyquist column +mx/2 also gets -mx/2: conj of (-ky, +mx/2)
+        neg = np.r_[0, ny - np.arange(1, ny)]  # the row of -ky for each row ky
+        g[:, :, mx // 2] = f[:, rows, mx // 2] + np.conj(f[:, neg[rows], mx // 2])
+        if my % 2 == 0:
+            g[:, my // 2, mx // 2] = (f[:, my // 2, mx // 2] + f[:, ny - my // 2, mx // 2]
+                                      + np.conj(f[:, ny - my // 2, mx // 2] + f[:, my // 2, mx // 2]))
+    return np.fft.irfft2(g, s=(my, mx)) * (my * mx) / (ny * nx)
+
+
+class PreprocessedSource:
+    """A stack source (``shape``, ``read``) whose images are preprocessed as they are read, chunk
+    by chunk (each read costs the steps again; nothing is stored). ``shape`` and
+    ``pixel_size_A`` are the output's (binned when ``steps.target_pixel_size_A`` is set);
+    ``input_shape`` and ``input_pixel_size_A`` the input's."""
+
+    def __init__(self, source: Any, steps: Preprocessing, pixel_size_A: Optional[float], threads: int = 1) -> None:
+        if pixel_size_A is None and steps.needs_pixel_size():
+            raise ValueError("particle_diameter_A and target_pixel_size_A need the pixel size: pass pixel_size_A "
+                             "(or a stack whose header has it)")
+        self.source = source
+        self.steps = steps
+        self.input_shape = tuple(int(v) for v in source.shape)
+        self.input_pixel_size_A = pixel_size_A
+        self.threads = threads
+        # validate once, on a first image, and learn the output's box and pixel size
+        first, apix = self._run(source.read(0, 1))
+        self.shape = (self.input_shape[0],) + tuple(int(v) for v in first.shape[1:])
+        self.pixel_size_A = None if pixel_size_A is None else apix
+        self.table = getattr(source, "table", None)
+        self.image_names = getattr(source, "image_names", None)
+
+    def _run(self, images: np.ndarray) -> tuple[np.ndarray, float]:
+        s = self.steps
+        return preprocess(images, pixel_size_A=1.0 if self.input_pixel_size_A is None else self.input_pixel_size_A,
+                          particle_diameter_A=s.particle_diameter_A, normalize=s.normalize,
+                          invert_contrast=s.invert_contrast, hot_pixel_sigma=s.hot_pixel_sigma,
+                          target_pixel_size_A=s.target_pixel_size_A, threads=self.threads)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Images start..stop-1, preprocessed: float32 (stop - start, ny', nx')."""
+        return self._run(self.source.read(start, stop))[0]
+
+    def bin_image(self, image: np.ndarray) -> np.ndarray:
+        """One image (ny, nx) of the input's box (e.g. a reference) resampled to the output's box
+        (no other step)."""
+        return _fourier_crop(np.asarray(image, np.float64)[None], self.shape[1:])[0]  # type: ignore[arg-type]
+
+
+def fourier_pad(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Images (N, ny, nx) resampled to a larger ``shape`` by zero-padding their spectra: the inverse
+    of Fourier cropping (cropping the result back gives the images again); the spectrum's Nyquist
+    row and column of an even box are split between the two frequencies they stand for."""
+    n, ny, nx = images.shape
+    my, mx = shape
+    if (my, mx) == (ny, nx):
+        return np.asarray(images, np.float64)
+    f = np.fft.rfft2(images)
+    g = np.zeros((n, my, mx // 2 + 1), np.complex128)
+    if nx % 2 == 0:
+        f[:, :, nx // 2] *= 0.5  # +nx/2 here, -nx/2 by the half spectrum's symmetry
+    low = (ny + 1) // 2  # rows 0..low-1 are the non-negative frequencies
+    g[:, :low, : nx // 2 + 1] = f[:, :low]
+    g[:, my - (ny - low) :, : nx // 2 + 1] = f[:, low:]
+    if ny % 2 == 0:  # the Nyquist row -ny/2 also stands for +ny/2
+        g[:, low, : nx // 2 + 1] = 0.5 * f[:, low]
+        g[:, my - ny // 2, : nx // 2 + 1] *= 0.5
     return np.fft.irfft2(g, s=(my, mx)) * (my * mx) / (ny * nx)
