@@ -3,6 +3,7 @@ RELION's formula, CONVENTIONS.md's worked values, per-particle parameters from S
 CTF-modulated simulations."""
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -487,3 +488,31 @@ def test_register_with_ctfs_finds_the_true_poses_better_than_without(rng):
     with pytest.raises(ValueError, match="amplitude"):
         cryocore.register(sim.template, sim.images[:2], ctf=dict(defocus_u_A=[1e4, 1e4], amplitude_contrast=1.0),
                           pixel_size_A=2.0)
+
+
+@pytest.mark.parametrize("block, column, value, words", [
+    ("particles", "rlnDefocusU", np.nan, "particle 4: defocus_u_A \\(rlnDefocusU\\)"),
+    ("optics", "rlnAmplitudeContrast", 1.2, "amplitude_contrast \\(rlnAmplitudeContrast\\) is 1.2"),
+    ("optics", "rlnVoltage", -300.0, "voltage_kV \\(rlnVoltage\\)"),
+])
+def test_cli_refuses_bad_ctf_columns_in_one_line_and_writes_nothing(tmp_path, block, column, value, words):
+    import subprocess
+    import sys
+
+    import starfile
+
+    from cryocore.cli import main
+
+    out = tmp_path / "sim" / "s.mrcs"
+    assert main(["simulate", "-o", str(out), "--n", "12", "--size", "32", "--ctf", "--pixel-size-A", "2",
+                 "--max-shift", "3"]) == 0
+    star = starfile.read(out.parent / "truth.star", always_dict=True)
+    star[block].loc[3 if block == "particles" else 0, column] = value
+    bad = out.parent / "bad.star"
+    starfile.write(star, bad)
+    before = bad.read_bytes()
+    r = subprocess.run([sys.executable, "-m", "cryocore", "align", str(bad), "-o", str(tmp_path / "o"), "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert re.search(words, r.stderr), r.stderr
+    assert not (tmp_path / "o").exists() and bad.read_bytes() == before

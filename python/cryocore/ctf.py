@@ -155,7 +155,7 @@ class CtfParameters:
         def bad(name: str, mask: np.ndarray, expected: str) -> None:
             if mask.any():
                 i = int(np.argmax(mask))
-                raise ValueError(f"particle {i + 1}: {name} ({STAR_COLUMNS[name]}) is {getattr(self, name)[i]!r}; "
+                raise ValueError(f"particle {i + 1}: {name} ({STAR_COLUMNS[name]}) is {float(getattr(self, name)[i]):g}; "
                                  f"expected {expected}")
         for f in fields(self):
             bad(f.name, ~np.isfinite(getattr(self, f.name)), "a finite number")
