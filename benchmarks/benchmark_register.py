@@ -162,3 +162,33 @@ class RegisterRotateSuite:
         return float(np.median(np.abs((est - self.angles + 180.0) % 360.0 - 180.0)))
 
     track_median_angle_error.unit = "degrees"
+
+
+class RegisterCtfSuite:
+    """cryocore.register with and without each image's CTF (computed on the fly in the core), on
+    the same posed stack (128 px, 2 Å/px, defocus 0.8-2.5 µm): the two timings' ratio is the
+    cost of CTF-aware registration (benchmarks/compare_ctf.py measures it in one run too)."""
+
+    params = ([False, True], [1000])
+    param_names = ["rotate", "batch"]
+    timeout = 300
+
+    def setup(self, rotate, batch):
+        import cryocore
+
+        cryocore.set_planning("measure")
+        self.register = cryocore.register
+        self.reference, self.images, _, _ = posed_stack(128, batch, rotate=rotate)
+        rng = np.random.default_rng(1)
+        self.ctf = cryocore.CtfParameters.from_arrays(batch, dict(defocus_u_A=rng.uniform(8000, 25000, batch),
+                                                                  defocus_v_A=rng.uniform(8000, 25000, batch),
+                                                                  defocus_angle_deg=rng.uniform(0, 180, batch)))
+        self.register(self.reference, self.images[:WARMUP_IMAGES], rotate=rotate)
+        self.register(self.reference, self.images[:WARMUP_IMAGES], rotate=rotate, ctf=self.ctf.take(slice(0, 8)),
+                      pixel_size_A=2.0)
+
+    def time_register_without_ctf(self, rotate, batch):
+        self.register(self.reference, self.images, rotate=rotate)
+
+    def time_register_with_ctf(self, rotate, batch):
+        self.register(self.reference, self.images, rotate=rotate, ctf=self.ctf, pixel_size_A=2.0)
