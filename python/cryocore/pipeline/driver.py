@@ -26,7 +26,7 @@ from .config import AlignConfig
 from .executor import Executor, LocalExecutor
 from .geometry import (align_pair, centre_of_mass_of_spectrum, centre_of_mass_offset, combine, half_resolution,
                        lowpass_image, rotate_vectors, shift_spectrum)
-from .kernel import ChunkCtf, ChunkData, Pass, chunk_spectra, search_chunk, sum_chunk
+from .kernel import ChunkCtf, ChunkData, Pass, chunk_spectra, release_scratch, search_chunk, sum_chunk
 from .result import AlignResult
 from .selection import auto_threshold
 from .state import AlignState, fingerprint, import_wisdom
@@ -218,6 +218,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
     empty = sums.counts().sum(axis=2) == 0
     avgs[empty] = st.refs[empty]  # a class without images keeps its reference
     timings["final_average_s"] = time.perf_counter() - t0
+    release_scratch()  # the prepared searches and scratch arrays of this run
     return finish(source, half, config, st, avgs, timings, t_start)
 
 

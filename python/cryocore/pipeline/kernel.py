@@ -29,8 +29,8 @@ from .chunks import Chunk, band_extent, crop_for
 from .config import SearchOptions
 from .sums import SpectralSums
 
-__all__ = ["ChunkCtf", "ChunkData", "ChunkResult", "Pass", "chunk_spectra", "fit_pair", "register_image", "search_chunk",
-           "search_extent", "sum_chunk", "sum_image"]
+__all__ = ["ChunkCtf", "ChunkData", "ChunkResult", "Pass", "chunk_spectra", "fit_pair", "register_image",
+           "release_scratch", "search_chunk", "search_extent", "sum_chunk", "sum_image"]
 
 
 @dataclass(frozen=True)
@@ -155,16 +155,26 @@ class ChunkResult:
 
 _prepared: dict[tuple, object] = {}
 _prepared_lock = threading.Lock()
-_local = threading.local()  # per-thread scratch (_buffer)
+_scratch: dict[int, np.ndarray] = {}  # per thread: _buffer's array
 
 
 def _buffer(n: int, ny: int, nx: int) -> np.ndarray:
-    """A float32 (n, ny, nx) scratch array of this thread, kept from chunk to chunk (the memory
-    plan counts it: a fresh one per chunk would cost a page fault per 4 KiB each time)."""
-    buf = getattr(_local, "buffer", None)
-    if buf is None or buf.shape[1:] != (ny, nx) or len(buf) < n:
-        buf = _local.buffer = np.empty((n, ny, nx), np.float32)
+    """A float32 (n, ny, nx) scratch array of this thread, kept from chunk to chunk until
+    :func:`release_scratch` (the memory plan counts it: a fresh one per chunk would cost a page
+    fault per 4 KiB each time)."""
+    key = threading.get_ident()
+    with _prepared_lock:
+        buf = _scratch.get(key)
+        if buf is None or buf.shape[1:] != (ny, nx) or len(buf) < n:
+            buf = _scratch[key] = np.empty((n, ny, nx), np.float32)
     return buf[:n]
+
+
+def release_scratch() -> None:
+    """Free the per-thread scratch arrays and the prepared searches (the end of a run)."""
+    with _prepared_lock:
+        _scratch.clear()
+        _prepared.clear()
 
 
 def _rotational_search(p: Pass, h: int) -> "_core.RotationalSearch":
