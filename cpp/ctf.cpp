@@ -59,18 +59,23 @@ Coefficients coefficients(const double* p, double psi_deg) {
 // With a B-factor, times exp(-B/4 u2): exp(x / 2^12) by its Taylor series
 // to x^6, squared 12 times (relative error ~1e-12 for |x| < 700; x is
 // clamped there, where the envelope is below 1e-300 anyway).
+// With intact_first_peak, frequencies before the first peak (|gamma - e| < pi/2,
+// RELION's --ctf_intact_first_peak) get 1 instead of -sin(gamma) (then the envelope
+// and scale as elsewhere).
 template <bool Squared, bool Envelope>
 CRYOCORE_HOT void minus_sine_row(const double* x, const double* x2, double y, std::size_t n, const Coefficients& k,
-                                 float* out) {
+                                 bool intact_first_peak, float* out) {
   constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
   constexpr double kInvPi = 1.0 / kPi;
   const double y2 = y * y;
   const double cx2 = k.a + k.bc, cx = 2.0 * k.bs * y, d = k.d, c0 = (k.a - k.bc) * y2 + k.e, sc = k.scale;
   const double eb = -0.25 * k.bfactor / 4096.0;
+  const double intact = intact_first_peak ? 0.5 * kPi : -1.0;  // |gamma - e| below this: 1
 #pragma omp simd
   for (std::size_t i = 0; i < n; ++i) {
     const double u2 = x2[i] + y2;
     const double g = cx2 * x2[i] + cx * x[i] + d * (u2 * u2) + c0;
+    const double before_peak = std::fabs(g - k.e) < intact ? 1.0 : 0.0;
     const double m = (g * kInvPi + kMagic) - kMagic;       // nearest integer to g / pi
     const double r = g - m * kPi;                          // in [-pi/2, pi/2]
     const double odd = m - 2.0 * ((m * 0.5 + kMagic) - kMagic);  // -1, 0 or 1
@@ -79,7 +84,7 @@ CRYOCORE_HOT void minus_sine_row(const double* x, const double* x2, double y, st
     const double p =
         r * (1.0 + r2 * (-1.0 / 6 + r2 * (1.0 / 120 + r2 * (-1.0 / 5040 + r2 * (1.0 / 362880 +
              r2 * (-1.0 / 39916800 + r2 * (1.0 / 6227020800 + r2 * (-1.0 / 1307674368000))))))));
-    double v = sign * p * sc;
+    double v = (sign * p * (1.0 - before_peak) + before_peak) * sc;
     if (Envelope) {
       const double z = eb * u2;
       constexpr double c = 700.0 / 4096.0;
@@ -94,7 +99,7 @@ CRYOCORE_HOT void minus_sine_row(const double* x, const double* x2, double y, st
   }
 }
 
-using RowFn = void (*)(const double*, const double*, double, std::size_t, const Coefficients&, float*);
+using RowFn = void (*)(const double*, const double*, double, std::size_t, const Coefficients&, bool, float*);
 
 RowFn row_function(bool squared, bool envelope) {
   return squared ? (envelope ? &minus_sine_row<true, true> : &minus_sine_row<true, false>)
@@ -124,8 +129,9 @@ void check_ctf_params(const double* params, std::size_t n) {
   }
 }
 
-CtfGrid::CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_max, long kx_max)
-    : ny_(ny), nx_(nx), nxh_(nx / 2 + 1) {
+CtfGrid::CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_max, long kx_max,
+                 bool intact_first_peak)
+    : ny_(ny), nx_(nx), nxh_(nx / 2 + 1), intact_(intact_first_peak) {
   if (!(pixel_size_A > 0) || !std::isfinite(pixel_size_A))
     throw std::invalid_argument("pixel_size_A must be a positive number, got " + std::to_string(pixel_size_A));
   kx_max_ = kx_max < 0 ? nxh_ - 1 : std::min<std::size_t>(static_cast<std::size_t>(kx_max), nxh_ - 1);
@@ -144,7 +150,7 @@ void CtfGrid::evaluate(const double* params, double psi_deg, bool squared, float
   const Coefficients k = coefficients(params, psi_deg);
   const RowFn fn = row_function(squared, k.bfactor != 0.0);
   if (rows_.size() != ny_ || x_.size() != nxh_) std::fill(out, out + size(), 0.0f);
-  for (std::size_t j = 0; j < rows_.size(); ++j) fn(x_.data(), x2_.data(), y_[j], x_.size(), k, out + rows_[j] * nxh_);
+  for (std::size_t j = 0; j < rows_.size(); ++j) fn(x_.data(), x2_.data(), y_[j], x_.size(), k, intact_, out + rows_[j] * nxh_);
 }
 
 void CtfGrid::multiply(const double* params, cfloat* F, std::vector<float>& scratch) const {
@@ -154,7 +160,7 @@ void CtfGrid::multiply(const double* params, cfloat* F, std::vector<float>& scra
   scratch.resize(w);
   float* h = scratch.data();
   for (std::size_t j = 0; j < rows_.size(); ++j) {
-    fn(x_.data(), x2_.data(), y_[j], w, k, h);
+    fn(x_.data(), x2_.data(), y_[j], w, k, intact_, h);
     float* f = reinterpret_cast<float*>(F + rows_[j] * nxh_);
 #pragma omp simd
     for (std::size_t c = 0; c < w; ++c) {
@@ -164,12 +170,13 @@ void CtfGrid::multiply(const double* params, cfloat* F, std::vector<float>& scra
   }
 }
 
-void ctf_filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const double* params,
-                      double pixel_size_A, int threads, float* out, const std::int64_t* index) {
+void ctf_filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const CtfRows& ctf,
+                      int threads, float* out, const std::int64_t* index) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const double* params = ctf.params;
   check_ctf_params(params, n);
   const auto plan = get_fft2d(ny, nx);
-  const CtfGrid grid(ny, nx, pixel_size_A);
+  const CtfGrid grid(ny, nx, ctf.pixel_size_A, -1, -1, ctf.intact_first_peak);
   const std::size_t npx = ny * nx, nsp = plan->complex_size();
   const float scale = 1.0f / static_cast<float>(npx);
   struct Slot {
@@ -192,20 +199,22 @@ void ctf_filter_stack(const float* images, std::size_t n, std::size_t ny, std::s
   });
 }
 
-void ctf_planes(const double* params, const double* angles, std::size_t n, std::size_t ny, std::size_t nx,
-                double pixel_size_A, bool squared, int threads, float* out) {
+void ctf_planes(const CtfRows& ctf, const double* angles, std::size_t n, std::size_t ny, std::size_t nx,
+                bool squared, int threads, float* out) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const double* params = ctf.params;
   check_ctf_params(params, n);
-  const CtfGrid grid(ny, nx, pixel_size_A);
+  const CtfGrid grid(ny, nx, ctf.pixel_size_A, -1, -1, ctf.intact_first_peak);
   parallel_for(n, threads, [&](std::size_t i, std::size_t) {
     grid.evaluate(params + i * kCtfFields, angles ? angles[i] : 0.0, squared, out + i * grid.size());
   });
 }
 
-void accumulate_ctf2(const double* params, const double* angles, const double* weights, const std::int32_t* group,
-                     std::size_t n, std::size_t n_groups, std::size_t ny, std::size_t nx, double pixel_size_A,
-                     double band, int threads, double* out) {
+void accumulate_ctf2(const CtfRows& ctf, const double* angles, const double* weights, const std::int32_t* group,
+                     std::size_t n, std::size_t n_groups, std::size_t ny, std::size_t nx, double band, int threads,
+                     double* out) {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const double* params = ctf.params;
   check_ctf_params(params, n);
   for (std::size_t i = 0; i < n; ++i) {
     if (group[i] >= 0 && static_cast<std::size_t>(group[i]) >= n_groups)
@@ -215,7 +224,8 @@ void accumulate_ctf2(const double* params, const double* angles, const double* w
       throw std::invalid_argument("the weight or angle of particle " + std::to_string(i) + " is not finite");
   }
   const SpectrumBand B(ny, nx, band);
-  const CtfGrid grid(ny, nx, pixel_size_A, static_cast<long>(B.ky_extent()), static_cast<long>(B.kx_extent()));
+  const CtfGrid grid(ny, nx, ctf.pixel_size_A, static_cast<long>(B.ky_extent()), static_cast<long>(B.kx_extent()),
+                     ctf.intact_first_peak);
   const std::size_t per = grid.size();
   std::vector<std::vector<float>> planes(static_cast<std::size_t>(threads), std::vector<float>(per));
   // Partial sums per chunk of 32 particles in single precision, added in chunk order.

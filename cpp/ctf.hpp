@@ -36,8 +36,10 @@ void check_ctf_params(const double* params, std::size_t n);
 // entries outside are written as 0).
 class CtfGrid {
  public:
-  // ky_max/kx_max < 0: the whole half spectrum.
-  CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_max = -1, long kx_max = -1);
+  // ky_max/kx_max < 0: the whole half spectrum. intact_first_peak: 1 before the
+  // first peak (|gamma - e| < pi/2, RELION's --ctf_intact_first_peak).
+  CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_max = -1, long kx_max = -1,
+          bool intact_first_peak = false);
   std::size_t ny() const noexcept { return ny_; }
   std::size_t nx() const noexcept { return nx_; }
   std::size_t size() const noexcept { return ny_ * nxh_; }
@@ -53,6 +55,7 @@ class CtfGrid {
 
  private:
   std::size_t ny_, nx_, nxh_, kx_max_;
+  bool intact_;
   std::vector<std::size_t> rows_;  // the rows within the band
   std::vector<double> y_;          // their frequencies Y (1/Å)
   std::vector<double> x_, x2_;     // the columns' X (1/Å) and X^2, kx <= kx_max
@@ -63,25 +66,26 @@ class CtfGrid {
 struct CtfRows {
   const double* params;
   double pixel_size_A;
+  bool intact_first_peak = false;  // 1 before the first peak (CtfGrid)
 };
 
 // Images (n, ny, nx) each filtered by its own CTF: the inverse FFT of CTF_i F_i
 // (params: n x kCtfFields). index (may be null): image i is images[index[i]].
 // Throws naming an image that holds NaN or infinity.
-void ctf_filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const double* params,
-                      double pixel_size_A, int threads, float* out, const std::int64_t* index = nullptr);
+void ctf_filter_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, const CtfRows& ctf,
+                      int threads, float* out, const std::int64_t* index = nullptr);
 
 // Each particle's CTF (or CTF^2) on the half spectrum, turned by its angle
 // (psi, degrees; may be null): out n x ny x (nx/2+1) float32.
-void ctf_planes(const double* params, const double* angles, std::size_t n, std::size_t ny, std::size_t nx,
-                double pixel_size_A, bool squared, int threads, float* out);
+void ctf_planes(const CtfRows& ctf, const double* angles, std::size_t n, std::size_t ny, std::size_t nx,
+                bool squared, int threads, float* out);
 
 // Adds weight_i CTF_i^2 (turned by angle_i; angles may be null) to
 // out[group_i] (n_groups x ny x (nx/2+1) float64) within the band (cycles/px
 // per axis, as accumulate_spectra's: |ky| <= band ny, kx <= band nx; >= 0.5:
 // all); group < 0 or weight 0: skipped. Deterministic for any thread count.
-void accumulate_ctf2(const double* params, const double* angles, const double* weights, const std::int32_t* group,
-                     std::size_t n, std::size_t n_groups, std::size_t ny, std::size_t nx, double pixel_size_A,
-                     double band, int threads, double* out);
+void accumulate_ctf2(const CtfRows& ctf, const double* angles, const double* weights, const std::int32_t* group,
+                     std::size_t n, std::size_t n_groups, std::size_t ny, std::size_t nx, double band, int threads,
+                     double* out);
 
 }  // namespace cryocore

@@ -199,7 +199,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
   std::unique_ptr<CtfGrid> grid;
   if (ctf) {
     check_ctf_params(ctf->params, n);
-    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A));
+    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, -1, -1, ctf->intact_first_peak));
   }
   const float scale = 1.0f / static_cast<float>(npx);
   struct CtfScratch {

@@ -94,7 +94,7 @@ void forward_stack(const float* images, std::size_t n, const SpectrumLayout& lay
   if (ctf) {
     check_ctf_params(ctf->params, n);
     grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, static_cast<long>(layout.ky_max()),
-                           static_cast<long>(layout.kx_max())));
+                           static_cast<long>(layout.kx_max()), ctf->intact_first_peak));
   }
   ImageScratch pool(threads, npx, nsp);
   parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {

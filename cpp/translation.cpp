@@ -436,7 +436,8 @@ void register_stack(const float* refs, std::size_t n_refs, const float* images, 
     check_ctf_params(ctf->params, n);
     std::size_t ky = 0, kx = 0;
     geometry_extent(geo, ky, kx);
-    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, static_cast<long>(ky), static_cast<long>(kx)));
+    grid.reset(new CtfGrid(ny, nx, ctf->pixel_size_A, static_cast<long>(ky), static_cast<long>(kx),
+                           ctf->intact_first_peak));
   }
   // Only the q block's columns are ever read: when that is fewer than all, transform just those along y.
   std::shared_ptr<const PrunedForward> pruned;

@@ -516,3 +516,31 @@ def test_cli_refuses_bad_ctf_columns_in_one_line_and_writes_nothing(tmp_path, bl
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert re.search(words, r.stderr), r.stderr
     assert not (tmp_path / "o").exists() and bad.read_bytes() == before
+
+
+def test_intact_first_peak_is_one_before_the_first_peak_as_relion(rng):
+    """RELION's --ctf_intact_first_peak: 1 where |the CTF's argument without its constant phase|
+    < pi/2 (before the first peak), the formula elsewhere; the envelope and scale still apply."""
+    from cryocore import _core
+
+    rows = _random_ctf_rows(rng, 5)
+    rows[:, 6] = 0.0  # no phase plate
+    ny = nx = 48
+    apix = 1.5
+    got = _core.ctf_planes(rows, ny, nx, apix, intact_first_peak=True)
+    plain = _relion_rows(rows, ny, nx, apix)
+    Y = (np.fft.fftfreq(ny) / apix)[:, None]
+    X = (np.fft.rfftfreq(nx) / apix)[None, :]
+    u2, theta = X * X + Y * Y, np.arctan2(Y, X)
+    for i, r in enumerate(rows):
+        lam = 12.2643247 / np.sqrt(r[3] * 1e3 * (1 + 0.978466e-6 * r[3] * 1e3))
+        dz = r[0] * np.cos(theta - np.radians(r[2])) ** 2 + r[1] * np.sin(theta - np.radians(r[2])) ** 2
+        argument = -np.pi * lam * dz * u2 + 0.5 * np.pi * r[4] * 1e7 * lam**3 * u2 * u2
+        intact = np.abs(argument) < np.pi / 2
+        want = np.where(intact, np.exp(-r[7] / 4 * u2) * r[8], plain[i])
+        assert intact.sum() > 3 and (~intact).sum() > 100
+        np.testing.assert_allclose(got[i], want, atol=1e-5)
+    # the same flag reaches the searches and filters
+    imgs = rng.standard_normal((5, ny, nx)).astype(np.float32)
+    f = _core.ctf_filter(imgs, rows, apix, intact_first_peak=True)
+    np.testing.assert_allclose(f, np.fft.irfft2(np.fft.rfft2(imgs.astype(np.float64)) * got, s=(ny, nx)), atol=1e-4)

@@ -93,13 +93,16 @@ def test_align_bins_for_speed_and_reports_in_the_input_units():
     assert np.median(np.hypot(*(d - np.median(d, axis=0)).T)) < 0.3
     d = res.shifts - full.shifts
     assert np.median(np.hypot(*(d - np.median(d, axis=0)).T)) < 0.1
-    # the padded average is the template seen through the binning: correlated with it, nothing
-    # beyond the binned Nyquist frequency (0.25 cycles/input px)
-    fit = cryocore.register(sim.template, res.average, upsample=50)
-    moved = cryocore.transform(res.average, 0.0, fit.shifts, inverse=True)
-    assert np.corrcoef(moved.ravel(), sim.template.ravel())[0, 1] > 0.9
+    # the final averages come from the input's images: as good as the unbinned run's, with
+    # detail beyond the binned Nyquist frequency (0.25 cycles/input px)
+    def fit(avg):
+        f = cryocore.register(sim.template, avg, upsample=50)
+        moved = cryocore.transform(avg, 0.0, f.shifts, inverse=True)
+        return np.corrcoef(moved.ravel(), sim.template.ravel())[0, 1]
+
+    assert fit(res.average) > 0.9 and fit(res.average) > fit(full.average) - 0.01
     spec = np.abs(np.fft.rfft2(res.average))
-    assert spec[20:44, :].max() < 1e-3 * spec.max() and spec[:, 17:].max() < 1e-3 * spec.max()
+    assert spec[20:44, :].max() > 1e-3 * spec.max()
 
 
 def test_align_inverts_black_particles_and_normalises_by_default():

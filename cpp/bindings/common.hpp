@@ -161,14 +161,14 @@ inline void require_ctf_params(const DoubleArray& params, std::size_t n, const c
 // The optional ctf= and pixel_size_A= arguments of a search or transform of n images (null: none).
 // The returned rows point into `params`, which the caller keeps alive.
 inline std::optional<CtfRows> ctf_rows(const std::optional<DoubleArray>& params, std::optional<double> pixel_size_A,
-                                       std::size_t n) {
+                                       std::size_t n, bool intact_first_peak = false) {
   if (!params) {
     if (pixel_size_A) throw std::invalid_argument("pixel_size_A is given without ctf parameters");
     return std::nullopt;
   }
   require_ctf_params(*params, n, "ctf");
   if (!pixel_size_A) throw std::invalid_argument("ctf needs pixel_size_A (Å per pixel)");
-  return CtfRows{params->data(), *pixel_size_A};
+  return CtfRows{params->data(), *pixel_size_A, intact_first_peak};
 }
 
 void bind_ctf(py::module_& m);

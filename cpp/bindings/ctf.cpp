@@ -13,7 +13,7 @@ void require_vector(const std::optional<DoubleArray>& a, std::size_t n, const ch
 }
 
 py::array_t<float> py_ctf_planes(const DoubleArray& params, std::size_t ny, std::size_t nx, double pixel_size_A,
-                                 std::optional<DoubleArray> angles, bool squared, int threads) {
+                                 std::optional<DoubleArray> angles, bool squared, int threads, bool intact_first_peak) {
   const std::size_t n = params.ndim() == 2 ? dim(params, 0) : 0;
   require_ctf_params(params, n);
   require_vector(angles, n, "angles");
@@ -23,12 +23,13 @@ py::array_t<float> py_ctf_planes(const DoubleArray& params, std::size_t ny, std:
   const double* pp = params.data();
   const double* ap = angles ? angles->data() : nullptr;
   float* op = out.mutable_data();
-  run_without_gil([&] { ctf_planes(pp, ap, n, ny, nx, pixel_size_A, squared, threads, op); });
+  const CtfRows rows{pp, pixel_size_A, intact_first_peak};
+  run_without_gil([&] { ctf_planes(rows, ap, n, ny, nx, squared, threads, op); });
   return out;
 }
 
 py::array_t<float> py_ctf_filter(const FloatArray& images, const DoubleArray& params, double pixel_size_A, int threads,
-                                 std::optional<IndexArray> index) {
+                                 std::optional<IndexArray> index, bool intact_first_peak) {
   require_stack(images, "images");
   const std::int64_t* xp = index ? checked_index(*index, dim(images, 0)) : nullptr;
   const std::size_t n = index ? dim(*index, 0) : dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
@@ -37,14 +38,15 @@ py::array_t<float> py_ctf_filter(const FloatArray& images, const DoubleArray& pa
   const float* ip = images.data();
   const double* pp = params.data();
   float* op = out.mutable_data();
-  run_without_gil([&] { ctf_filter_stack(ip, n, ny, nx, pp, pixel_size_A, threads, op, xp); });
+  const CtfRows rows{pp, pixel_size_A, intact_first_peak};
+  run_without_gil([&] { ctf_filter_stack(ip, n, ny, nx, rows, threads, op, xp); });
   return out;
 }
 
 void py_accumulate_ctf2(const DoubleArray& params, const DoubleArray& weights,
                         const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& groups,
                         py::array_t<double, py::array::c_style> out, std::size_t nx, double pixel_size_A, double band,
-                        std::optional<DoubleArray> angles, int threads) {
+                        std::optional<DoubleArray> angles, int threads, bool intact_first_peak) {
   const std::size_t n = params.ndim() == 2 ? dim(params, 0) : 0;
   require_ctf_params(params, n);
   require_vector(weights, n, "weights");
@@ -61,7 +63,8 @@ void py_accumulate_ctf2(const DoubleArray& params, const DoubleArray& weights,
   const double* ap = angles ? angles->data() : nullptr;
   const std::int32_t* gp = groups.data();
   double* op = out.mutable_data();
-  run_without_gil([&] { accumulate_ctf2(pp, ap, wp, gp, n, G, ny, nx, pixel_size_A, band, threads, op); });
+  const CtfRows rows{pp, pixel_size_A, intact_first_peak};
+  run_without_gil([&] { accumulate_ctf2(rows, ap, wp, gp, n, G, ny, nx, band, threads, op); });
 }
 
 }  // namespace
@@ -69,15 +72,17 @@ void py_accumulate_ctf2(const DoubleArray& params, const DoubleArray& weights,
 void bind_ctf(py::module_& m) {
   m.def("ctf_planes", &py_ctf_planes, py::arg("params"), py::arg("ny"), py::arg("nx"), py::arg("pixel_size_A"),
         py::arg("angles") = py::none(), py::arg("squared") = false, py::arg("threads") = 1,
+        py::arg("intact_first_peak") = false,
         "Each particle's CTF (params (n, 9), RELION's units) on the half spectrum (n, ny, nx//2+1) float32, "
-        "turned into the reference frame by angles (psi, degrees); squared: CTF^2.");
+        "turned into the reference frame by angles (psi, degrees); squared: CTF^2; intact_first_peak: 1 before "
+        "the first peak (RELION's --ctf_intact_first_peak).");
   m.def("ctf_filter", &py_ctf_filter, py::arg("images"), py::arg("params"), py::arg("pixel_size_A"),
-        py::arg("threads") = 1, py::arg("index") = py::none(),
+        py::arg("threads") = 1, py::arg("index") = py::none(), py::arg("intact_first_peak") = false,
         "Each image (n, ny, nx) filtered by its own CTF (params (n, 9)), computed on the fly: the inverse FFT "
         "of CTF_i F_i; with index, images[index] (one row of params per index entry).");
   m.def("accumulate_ctf2", &py_accumulate_ctf2, py::arg("params"), py::arg("weights"), py::arg("groups"),
         py::arg("out").noconvert(), py::arg("nx"), py::arg("pixel_size_A"), py::arg("band") = 0.5, py::arg("angles") = py::none(),
-        py::arg("threads") = 1,
+        py::arg("threads") = 1, py::arg("intact_first_peak") = false,
         "Adds weights[i] * CTF_i^2 (turned by angles[i]) to out[groups[i]] (n_groups, ny, nx//2+1) float64 in "
         "place, within the band (cycles/px per axis); group < 0 or weight 0 skips a particle.");
 }

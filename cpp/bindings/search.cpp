@@ -19,7 +19,8 @@ RegisterParams with_threads(RegisterParams p, int threads, std::size_t ny, std::
 }
 
 py::tuple py_register(const FloatArray& refs, const FloatArray& images, const RegisterParams& settings,
-                      int threads, std::optional<DoubleArray> ctf, std::optional<double> pixel_size_A) {
+                      int threads, std::optional<DoubleArray> ctf, std::optional<double> pixel_size_A,
+                      bool intact_first_peak) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
@@ -28,7 +29,7 @@ py::tuple py_register(const FloatArray& refs, const FloatArray& images, const Re
   const float* rp = refs.data();
   const float* ip = images.data();
   const std::size_t n_refs = dim(refs, 0);
-  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n);
+  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n, intact_first_peak);
   const CtfRows* xp = rows ? &*rows : nullptr;
   return registration_outputs(n, [&](double* sp, double* cp, std::int32_t* bp) {
     register_stack(rp, n_refs, ip, n, ny, nx, p, sp, cp, bp, xp);
@@ -41,7 +42,7 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
                          const std::optional<DoubleArray>& prior_shifts,
                          const std::optional<IndexArray>& index, const std::optional<DoubleArray>& ctf,
                          std::optional<double> pixel_size_A,
-                         std::optional<py::array_t<float, py::array::c_style>> filtered) {
+                         std::optional<py::array_t<float, py::array::c_style>> filtered, bool intact_first_peak) {
   require_stack(images, "images");
   if (dim(images, 1) != search.ny() || dim(images, 2) != search.nx())
     throw std::invalid_argument("images must have the references' box (" + std::to_string(search.ny()) + ", " +
@@ -66,7 +67,7 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
   double* ap = angles.mutable_data();
   double* cp = scores.mutable_data();
   std::int32_t* bp = best.mutable_data();
-  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n);
+  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n, intact_first_peak);
   const CtfRows* rp = rows ? &*rows : nullptr;
   float* fp = nullptr;
   if (filtered) {
@@ -97,13 +98,13 @@ std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, const 
 py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, const RegisterParams& settings,
                              double angular_step, int threads, std::optional<DoubleArray> prior_angles,
                              std::optional<DoubleArray> prior_shifts, std::optional<DoubleArray> ctf,
-                             std::optional<double> pixel_size_A) {
+                             std::optional<double> pixel_size_A, bool intact_first_peak) {
   require_stack(refs, "references");
   require_stack(images, "images");
   require_same_box(refs, images);
   const auto search = make_rotational(refs, settings, angular_step);
   return run_rotational(*search, images, threads, prior_angles, prior_shifts, std::nullopt, ctf, pixel_size_A,
-                        std::nullopt);
+                        std::nullopt, intact_first_peak);
 }
 
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
@@ -217,7 +218,7 @@ void bind_search(py::module_& m) {
 
   m.def("register_stack", &py_register, py::arg("references"), py::arg("images"),
         py::arg("settings") = defaults, py::arg("threads") = 1, py::arg("ctf") = py::none(),
-        py::arg("pixel_size_A") = py::none(),
+        py::arg("pixel_size_A") = py::none(), py::arg("intact_first_peak") = false,
         "Registers images (n, ny, nx) against references (k, ny, nx). Returns "
         "(shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32). "
         "ctf (n, 9) and pixel_size_A: each image multiplied by its CTF first.");
@@ -229,7 +230,7 @@ void bind_search(py::module_& m) {
       .def("register", &run_rotational, py::arg("images"), py::arg("threads") = 1,
            py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
            py::arg("index") = py::none(), py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(),
-           py::arg("filtered") = py::none(),
+           py::arg("filtered") = py::none(), py::arg("intact_first_peak") = false,
            "(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the "
            "prepared references: the same as register_rotate with the same arguments; with index, "
            "of images[index] only (no copy), the priors and results per index entry. With ctf (n, 9) "
@@ -238,7 +239,7 @@ void bind_search(py::module_& m) {
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
         py::arg("settings") = defaults, py::arg("angular_step") = 1.0, py::arg("threads") = 1,
         py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
-        py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(),
+        py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(), py::arg("intact_first_peak") = false,
         "Rotational + translational registration against references (k, ny, nx). Returns "
         "(shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). "
         "prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search "

@@ -13,7 +13,7 @@ py::array_t<std::complex<float>> py_forward(
     std::optional<py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>> index,
     std::optional<py::array_t<std::complex<float>, py::array::c_style>> out_arg,
     std::optional<std::pair<std::size_t, std::size_t>> crop, std::optional<DoubleArray> ctf,
-    std::optional<double> pixel_size_A) {
+    std::optional<double> pixel_size_A, bool intact_first_peak) {
   require_stack(images, "images");
   const std::size_t ny = dim(images, 1), nx = dim(images, 2);
   const SpectrumLayout layout = crop ? SpectrumLayout::cropped(ny, nx, crop->first, crop->second)
@@ -32,7 +32,7 @@ py::array_t<std::complex<float>> py_forward(
     out = py::array_t<std::complex<float>>({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(layout.rows),
                                             static_cast<py::ssize_t>(layout.cols)});
   }
-  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n);
+  const std::optional<CtfRows> rows = ctf_rows(ctf, pixel_size_A, n, intact_first_peak);
   const CtfRows* cp = rows ? &*rows : nullptr;
   const float* ip = images.data();
   cfloat* op = out.mutable_data();
@@ -84,7 +84,7 @@ void py_accumulate_images_spectra(
 void bind_spectra(py::module_& m) {
   m.def("forward_stack", &py_forward, py::arg("images"), py::arg("threads") = 1,
         py::arg("index") = py::none(), py::arg("out") = py::none(), py::arg("crop") = py::none(),
-        py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(),
+        py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(), py::arg("intact_first_peak") = false,
         "Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, "
         "of images[index] only; with out, written into that array (returned); with crop=(ky, kx), "
         "only the frequencies |ky| <= ky, kx <= kx: (n, 2*ky+1, kx+1), rows 0..ky then -ky..-1; "

@@ -27,6 +27,8 @@ from . import _core, io
 from .accumulate import Accumulator
 from .ctf import CtfParameters, ctf, wiener_average
 from .alignment import AlignResult, align
+from .classification import ClassResult, classify
+from .selection import select
 from .frc import FRC, frc
 from .preprocess import preprocess
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
@@ -40,6 +42,9 @@ fftw_version: str = _core.fftw_version
 __all__ = [
     "Accumulator",
     "AlignResult",
+    "ClassResult",
+    "classify",
+    "select",
     "CtfParameters",
     "ctf",
     "wiener_average",

@@ -43,8 +43,11 @@ def register_stack(
     images: npt.ArrayLike,
     settings: SearchSettings = ...,
     threads: int = 1,
+    ctf: Optional[npt.ArrayLike] = None,
+    pixel_size_A: Optional[float] = None,
+    intact_first_peak: bool = False,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
-    """Registers images (n, ny, nx) against references (k, ny, nx). Returns (shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32)."""
+    """Registers images (n, ny, nx) against references (k, ny, nx). Returns (shifts (n, 2) float64 (dy, dx), scores (n,) float64, best reference (n,) int32). ctf (n, 9) and pixel_size_A: each image multiplied by its CTF first (intact_first_peak: 1 before the CTF's first peak)."""
 
 def register_rotate(
     references: npt.ArrayLike,
@@ -54,6 +57,9 @@ def register_rotate(
     threads: int = 1,
     prior_angles: Optional[npt.ArrayLike] = None,
     prior_shifts: Optional[npt.ArrayLike] = None,
+    ctf: Optional[npt.ArrayLike] = None,
+    pixel_size_A: Optional[float] = None,
+    intact_first_peak: bool = False,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
     """Rotational + translational registration against references (k, ny, nx). Returns (shifts (n, 2), angles (n,) degrees in [0, 360), scores (n,), best reference (n,)). prior_angles (n,) and prior_shifts (n, 2), one reference: where finite, a local search from that pose."""
 
@@ -73,6 +79,10 @@ class RotationalSearch:
         prior_angles: Optional[npt.ArrayLike] = None,
         prior_shifts: Optional[npt.ArrayLike] = None,
         index: Optional[npt.ArrayLike] = None,
+        ctf: Optional[npt.ArrayLike] = None,
+        pixel_size_A: Optional[float] = None,
+        filtered: Optional[npt.NDArray[np.float32]] = None,
+        intact_first_peak: bool = False,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
         """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments; with index, of images[index] only (no copy)."""
 
@@ -105,6 +115,9 @@ def forward_stack(
     index: Optional[npt.ArrayLike] = None,
     out: Optional[npt.NDArray[np.complex64]] = None,
     crop: Optional[tuple[int, int]] = None,
+    ctf: Optional[npt.ArrayLike] = None,
+    pixel_size_A: Optional[float] = None,
+    intact_first_peak: bool = False,
 ) -> npt.NDArray[np.complex64]:
     """Half spectra (n, ny, nx//2+1) complex64 of a stack (unnormalised r2c); with index, of images[index] only; with out, written into that array (returned); with crop=(ky, kx), only |ky| <= ky, kx <= kx: (n, 2*ky+1, kx+1), rows 0..ky then -ky..-1."""
 
@@ -160,6 +173,7 @@ def ctf_planes(
     angles: Optional[npt.ArrayLike] = None,
     squared: bool = False,
     threads: int = 1,
+    intact_first_peak: bool = False,
 ) -> npt.NDArray[np.float32]:
     """Each particle's CTF (params (n, 9), RELION's units) on the half spectrum (n, ny, nx//2+1) float32, turned into the reference frame by angles (psi, degrees); squared: CTF^2."""
 
@@ -169,6 +183,7 @@ def ctf_filter(
     pixel_size_A: float,
     threads: int = 1,
     index: Optional[npt.ArrayLike] = None,
+    intact_first_peak: bool = False,
 ) -> npt.NDArray[np.float32]:
     """Each image (n, ny, nx) filtered by its own CTF (params (n, 9)), computed on the fly: the inverse FFT of CTF_i F_i; with index, images[index] (one row of params per index entry)."""
 
@@ -182,6 +197,7 @@ def accumulate_ctf2(
     band: float = 0.5,
     angles: Optional[npt.ArrayLike] = None,
     threads: int = 1,
+    intact_first_peak: bool = False,
 ) -> None:
     """Adds weights[i] * CTF_i^2 (turned by angles[i]) to out[groups[i]] (n_groups, ny, nx//2+1) float64 in place, within the band (cycles/px per axis); group < 0 or weight 0 skips a particle."""
 

@@ -8,6 +8,7 @@ single online pass.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -16,14 +17,14 @@ from ._validate import as_image, as_pixel_size, as_threads
 from .ctf import CtfParameters
 from .io.stack import as_source
 from .pipeline.config import AlignConfig, SearchOptions, default_max_memory, parse_memory
-from .pipeline.driver import run_iterative
+from .pipeline.driver import FinalSource, run_iterative
 from .pipeline.executor import Executor
 from .pipeline.kernel import ChunkCtf
 from .pipeline.geometry import centre_of_mass_offset, rotate_vectors
 from .pipeline.online import run_online
 from .pipeline.result import AlignResult, in_input_units
 from .preprocess import DEFAULTS as PREPROCESSING
-from .preprocess import PreprocessedSource, Preprocessing
+from .preprocess import PreprocessedSource, Preprocessing, fourier_pad
 from .pipeline.selection import HalfSplit, auto_threshold, split_halves
 
 __all__ = ["AlignResult", "align", "split_halves", "auto_threshold", "centre_of_mass_offset", "rotate_vectors"]
@@ -35,6 +36,7 @@ def align(
     *,
     rotate: bool = True,
     threshold: Union[str, float] = "auto",
+    threshold_mad: float = 4.0,
     iterations: int = 10,
     half_split: HalfSplit = "random",
     seed: Optional[int] = 0,
@@ -55,6 +57,7 @@ def align(
     max_memory: Union[None, int, str] = None,
     executor: Optional[Executor] = None,
     ctf: Any = "auto",
+    ctf_intact_first_peak: bool = False,
     normalize: bool = PREPROCESSING.normalize,
     particle_diameter_A: Optional[float] = PREPROCESSING.particle_diameter_A,
     invert_contrast: bool = PREPROCESSING.invert_contrast,
@@ -79,9 +82,12 @@ def align(
         ``rotate=True``); the images are then averaged by one bicubic
         interpolation of their whole pose, and the spectra cache is not used.
     threshold : "auto" or float
-        ``"auto"``: per half, reject scores below ``median - 4 * 1.4826 * MAD``
-        (:func:`auto_threshold`). A float is a Pearson score (CONVENTIONS.md):
+        ``"auto"``: per half (and class), reject scores below ``median - threshold_mad *
+        1.4826 * MAD`` (:func:`auto_threshold`). A float is a Pearson score (CONVENTIONS.md):
         images scoring below it are rejected.
+    threshold_mad : float
+        The ``"auto"`` threshold's number of robust deviations (default 4: about 0.003% of
+        normally distributed good images rejected; 2.5: about 0.6%).
     iterations : int
         Most iterations (``mode="iterative"``); stops earlier when the RMS pose
         change of both halves is below ``tolerance_px`` and the accepted sets
@@ -145,14 +151,19 @@ def align(
         STAR columns when it has ``rlnDefocusU`` (a RELION STAR input), else none. A
         dict holds per-image arrays (or scalars) named as :func:`cryocore.ctf`'s
         parameters. ``None``: no correction.
+    ctf_intact_first_peak : bool
+        In the iterations, treat each CTF as 1 up to its first peak (RELION's
+        ``--ctf_intact_first_peak``): no correction, and no amplification, of the lowest
+        frequencies (where images that are not particles, e.g. ice or carbon, hold most of
+        their power). The final averages are fully corrected.
     normalize, particle_diameter_A, invert_contrast, hot_pixel_sigma, target_pixel_size_A
         Preprocessing, applied to each chunk as it is read (:func:`cryocore.preprocess`;
         RELION's defaults: the background outside ``particle_diameter_A`` (default 0.75 of
         the box) normalised to zero mean and unit deviation, nothing else).
         ``target_pixel_size_A`` bins the images (Fourier cropping) to that coarser pixel
-        size for speed; the results come back in the input's units: shifts in input pixels,
-        averages Fourier-padded to the input's box, ``pixel_size_A`` the input's (the
-        averages hold nothing beyond the binned Nyquist frequency).
+        size for the iterations, for speed; the final averages are made from the input's
+        images at the last poses, so the results are in the input's units and resolution:
+        shifts in input pixels, averages of the input's box, ``pixel_size_A`` the input's.
 
     Returns
     -------
@@ -168,6 +179,9 @@ def align(
         raise ValueError(f"mode must be 'iterative' or 'online', got {mode!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if not (isinstance(threshold_mad, (int, float)) and not isinstance(threshold_mad, bool)
+            and math.isfinite(float(threshold_mad)) and float(threshold_mad) > 0):
+        raise ValueError(f"threshold_mad must be a positive number of deviations, got {threshold_mad!r}")
     if isinstance(threshold, str):
         if threshold != "auto":
             raise ValueError(f"threshold must be 'auto' or a number in [-1, 1], got {threshold!r}")
@@ -185,7 +199,7 @@ def align(
     steps = Preprocessing(particle_diameter_A=particle_diameter_A, normalize=bool(normalize),
                           invert_contrast=bool(invert_contrast), hot_pixel_sigma=hot_pixel_sigma,
                           target_pixel_size_A=target_pixel_size_A)
-    input_box, input_apix = (ny, nx), pixel_size_A
+    input_src, input_box, input_apix = src, (ny, nx), pixel_size_A
     pre: Optional[PreprocessedSource] = None
     if steps.active:
         src = pre = PreprocessedSource(src, steps, pixel_size_A, as_threads(threads))
@@ -205,14 +219,15 @@ def align(
     refs, described = _check_reference(reference, n, input_box)
     if pre is not None and refs is not None and not isinstance(refs, int) and binning != (1.0, 1.0):
         refs = np.stack([pre.bin_image(r) for r in np.reshape(refs, (-1,) + refs.shape[-2:])])
-    corrector = _ctf_correction(ctf, src, n, pixel_size_A, as_threads(threads))
+    corrector = _ctf_correction(ctf, src, n, pixel_size_A, as_threads(threads), bool(ctf_intact_first_peak))
     if mode == "online" and refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
         raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
     config = AlignConfig(
         search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
                              max_shift=None if max_shift is None else float(max_shift) / binning[0],
                              local_search=bool(local_search)),
-        threshold=threshold if isinstance(threshold, str) else float(threshold), iterations=int(iterations),
+        threshold=threshold if isinstance(threshold, str) else float(threshold), threshold_mad=float(threshold_mad),
+        iterations=int(iterations),
         tolerance_px=float(tolerance_px), half_split=half_split if isinstance(half_split, str) else "array",
         seed=seed, mode=mode, pixel_size_A=None if pixel_size_A is None else float(pixel_size_A),
         lowpass_A=None if lowpass_A is None else float(lowpass_A),
@@ -220,26 +235,36 @@ def align(
         threads=as_threads(threads), cache_spectra=(cache_spectra is None or bool(cache_spectra)) and mode == "iterative",
         max_memory=default_max_memory() if max_memory is None else parse_memory(max_memory),
         n_classes=1 if refs is None or np.ndim(refs) < 3 else int(refs.shape[0]), reference=described,
-        ctf=corrector is not None,
+        ctf=corrector is not None, ctf_intact_first_peak=corrector is not None and bool(ctf_intact_first_peak),
     )
     half = split_halves(n, half_split, seed)
     show = _tqdm_progress if progress else _no_progress
+    binned = binning != (1.0, 1.0)
     if mode == "online":
         if corrector is not None:
             raise NotImplementedError("mode='online' has no CTF correction; use mode='iterative'")
+        if binned:
+            raise NotImplementedError("mode='online' does not bin; use mode='iterative' with target_pixel_size_A")
         result = run_online(src, half, config, refs, progress=show)
     else:
+        final = None
+        if binned or config.ctf_intact_first_peak:
+            # the final averages from the input's images (binned iterations), fully CTF-corrected
+            unbinned = dataclasses.replace(steps, target_pixel_size_A=None)
+            fine = PreprocessedSource(input_src, unbinned, input_apix, config.threads) if unbinned.active else input_src
+            final = FinalSource(fine, input_apix, _ctf_correction(ctf, input_src, n, input_apix, config.threads),
+                                lambda a: fourier_pad(a, input_box))
         result = run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
-                               resume=resume, executor=executor, ctf=corrector)
+                               resume=resume, executor=executor, ctf=corrector, final=final)
     result.parameters["preprocessing"] = dict(dataclasses.asdict(steps), working_pixel_size_A=pixel_size_A,
                                               working_box=[ny, nx])
-    if binning != (1.0, 1.0):
-        result = in_input_units(result, input_box, input_apix, mask_radius)
+    if binned:
+        result = in_input_units(result, binning[0])
     return result
 
 
 def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float],
-                    threads: int) -> Optional[ChunkCtf]:
+                    threads: int, intact_first_peak: bool = False) -> Optional[ChunkCtf]:
     """The CTF correction asked for (see :func:`align`), or None."""
     if ctf is None:
         return None
@@ -254,7 +279,7 @@ def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float]
     if pixel_size_A is None:
         raise ValueError("CTF correction needs the pixel size: pass pixel_size_A (or a stack whose header has it), "
                          "or turn it off (ctf=None, --no-ctf)")
-    return ChunkCtf(params, float(pixel_size_A), threads)
+    return ChunkCtf(params, float(pixel_size_A), threads, intact_first_peak)
 
 
 def _check_reference(reference: Any, n: int, box: tuple[int, int]) -> tuple[Any, str]:

@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .classification import ClassResult
     from .pipeline.result import AlignResult
 
-__all__ = ["write_result", "prepare_outdir"]
+__all__ = ["write_classification", "write_result", "prepare_outdir"]
 
 OUTPUT_FILES = (
     "average.mrc", "half1.mrc", "half2.mrc", "classes.mrcs", "average.png", "particles.star", "particles.csv",
     "convergence.png", "frc.png", "scores.png", "progress.gif", "report.json",
 )
+CLASSIFICATION_FILES = ("model.star", "gallery.png")
 
 
 def prepare_outdir(outdir: str, *, overwrite: bool = False, inputs: Sequence[str] = ()) -> Path:
@@ -36,7 +38,7 @@ def prepare_outdir(outdir: str, *, overwrite: bool = False, inputs: Sequence[str
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"output directory {out} already exists and is not empty; use --overwrite (overwrite=True) to replace its files")
     resolved_inputs = {Path(p).resolve() for p in inputs}
-    for name in OUTPUT_FILES:
+    for name in OUTPUT_FILES + CLASSIFICATION_FILES:
         if (out / name).resolve() in resolved_inputs:
             raise ValueError(f"output file {out / name} is one of the inputs; choose another output directory")
     try:
@@ -132,4 +134,28 @@ def write_result(result: "AlignResult", outdir: str, *, overwrite: bool = False,
     )
     with io.atomic_write(paths["report.json"], "w") as f:
         json.dump(_jsonable(report), f, indent=1, allow_nan=False)
+    return paths
+
+
+def write_classification(result: "ClassResult", outdir: str, *, overwrite: bool = False,
+                         inputs: Sequence[str] = ()) -> dict:
+    """Write a classification into ``outdir``: the alignment's files (``classes.mrcs`` sorted by
+    size, ``particles.star`` with rlnClassNumber, plots, ``report.json``), RELION's ``model.star``
+    and ``gallery.png`` (each class with its particles and resolution); returns {name: path}."""
+    from . import io, plot
+
+    paths = write_result(result, outdir, overwrite=overwrite, inputs=inputs)
+    out = Path(outdir)
+    counts = result.class_counts()
+    res = np.array([f.resolution_A(0.143) or math.nan for f in result.class_frcs], np.float64)
+    paths["model.star"] = str(out / "model.star")
+    io.write_model_star(paths["model.star"], classes_file="classes.mrcs", distribution=result.class_distribution(),
+                        accuracy_rotations_deg=result.accuracy_rotations_deg,
+                        accuracy_translations_A=result.accuracy_translations_A, resolution_A=res, particles=counts,
+                        overwrite=True)
+    labels = [f"{k + 1}: {int(counts[k])}" + (f", {res[k]:.0f} Å" if math.isfinite(res[k]) else "")
+              for k in range(result.n_classes)]
+    paths["gallery.png"] = str(out / "gallery.png")
+    plot.save_gallery_png(paths["gallery.png"], result.class_averages, labels,
+                          title=f"{result.n_classes} classes of {int(result.accepted.sum())} particles")
     return paths

@@ -186,6 +186,33 @@ def save_image_png(
     _save_figure(fig, path)
 
 
+def save_gallery_png(path: PathLike, images: np.ndarray, labels: Sequence[str], *, columns: int = 10,
+                     title: Optional[str] = None) -> None:
+    """Save images (K, ny, nx) as a gallery PNG, row by row, each with its label below it
+    (e.g. a class's number, particle count and resolution); each image has its own contrast
+    (1st to 99th percentile). Written atomically."""
+    a = np.asarray(images, np.float64)
+    if a.ndim != 3 or len(a) == 0 or not np.isfinite(a).all():
+        raise ValueError(f"images must be a finite stack (K, ny, nx), got shape {a.shape}")
+    if len(labels) != len(a):
+        raise ValueError(f"need one label per image: {len(a)} images, {len(labels)} labels")
+    k = len(a)
+    cols = max(1, min(int(columns), k))
+    rows = int(math.ceil(k / cols))
+    fig = Figure(figsize=(1.5 * cols, 1.75 * rows + (0.4 if title else 0.0)), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i >= k:
+            continue
+        vmin, vmax = _contrast_limits(a[i])
+        ax.imshow(a[i], cmap="gray", origin="upper", vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(str(labels[i]), fontsize=7)
+    if title:
+        fig.suptitle(str(title))
+    _save_figure(fig, path)
+
+
 # --------------------------------------------------------------------------
 # Convergence
 # --------------------------------------------------------------------------

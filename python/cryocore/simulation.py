@@ -36,7 +36,7 @@ class Simulation:
     snr : float
         Signal variance over noise variance of each image.
     classes : ndarray (N,) int, optional
-        With ``templates``: which template (1..K) each image shows.
+        With ``templates``: which template (1..K) each image shows; 0 for junk (``junk_fraction``).
     templates : ndarray (K, n, n) float32, optional
         The templates given to :func:`simulate`.
     ctf : CtfParameters, optional
@@ -205,6 +205,30 @@ def _blur(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(images) * otf, s=(ny, nx))
 
 
+def _add_junk(images: np.ndarray, classes: np.ndarray, noise_sigma: np.ndarray, fraction: float, snr: float,
+              rng: np.random.Generator) -> None:
+    """Replace ``fraction`` of the images, in place, by junk of class 0: every other one pure noise,
+    the others a cluster of 3-7 Gaussian blobs (ice, aggregates) as strong as a particle, both at
+    the images' noise level."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"junk_fraction must be in [0, 1), got {fraction!r}")
+    n, size = images.shape[0], images.shape[1]
+    picked = np.sort(rng.choice(n, int(round(fraction * n)), replace=False))
+    y, x = np.mgrid[:size, :size]
+    for j, i in enumerate(picked):
+        sigma = float(noise_sigma[i])
+        strength = sigma * math.sqrt(snr) if sigma > 0 else float(images[i].std())
+        junk = np.zeros((size, size))
+        if j % 2:
+            for _ in range(int(rng.integers(3, 8))):
+                cy, cx = rng.uniform(0.3 * size, 0.7 * size, 2)
+                r = rng.uniform(0.02, 0.08) * size
+                junk += np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+            junk *= strength / max(float(junk.std()), 1e-12)
+        images[i] = junk + rng.standard_normal((size, size)) * sigma
+        classes[i] = 0
+
+
 def simulate(
     n_images: int = 500,
     size: int = 128,
@@ -219,6 +243,7 @@ def simulate(
     astigmatism_A: float = 200.0,
     bfactor_A2: float = 0.0,
     pixel_size_A: float = 1.0,
+    junk_fraction: float = 0.0,
 ) -> Simulation:
     """Simulate noisy projections of a ring-shaped particle with known poses.
 
@@ -233,6 +258,9 @@ def simulate(
     ``templates`` (K, size, size): images of K particles instead, each image
     showing a template drawn at random (``Simulation.classes``, 1..K), posed
     by bilinear interpolation (:func:`pose_images`).
+
+    ``junk_fraction``: that fraction of the images replaced by junk (``Simulation.classes`` 0):
+    every other one pure noise, the others clusters of Gaussian blobs, at the same noise level.
 
     ``ctf=True``: instead of the Gaussian PSF, each posed image is filtered by
     its CTF (RELION's convention, :func:`cryocore.ctf`; 300 kV, Cs 2.7 mm,
@@ -301,6 +329,10 @@ def simulate(
             noise_sigma[sl] = np.sqrt(clean.var(axis=(1, 2)) / snr)
             clean += rng.standard_normal(clean.shape) * noise_sigma[sl, None, None]
         images[sl] = clean
+    if junk_fraction:
+        if classes is None:
+            classes = np.ones(n, np.int64)
+        _add_junk(images, classes, noise_sigma, float(junk_fraction), snr, rng)
     return Simulation(
         images=images,
         shifts=shifts,

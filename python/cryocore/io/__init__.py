@@ -55,8 +55,8 @@ from .images import TIFF_EXTENSIONS, _open_image_dir, _open_npy, _open_tiff
 from .mrc import MRC_EXTENSIONS, _open_mrc_stack, write_mrc
 from .stack import ArraySource, ParticleStack, StackSource, as_source
 from .star import _open_star
-from .tables import (ParticleTable, read_particles_csv, read_particles_star, write_particles_csv,
-                     write_particles_star)
+from .tables import (ParticleTable, read_particles_csv, read_particles_star, write_model_star, write_particles_csv,
+                     write_particles_star, write_star_table)
 
 __all__ = [
     "ArraySource",
@@ -68,9 +68,11 @@ __all__ = [
     "open_stack",
     "read_particles_csv",
     "read_particles_star",
+    "write_model_star",
     "write_mrc",
     "write_particles_csv",
     "write_particles_star",
+    "write_star_table",
 ]
 
 SUPPORTED = ".mrc, .mrcs, .npy, .tif, .tiff, .star, or a directory of .png/.tif/.tiff images"

@@ -388,6 +388,52 @@ def write_particles_star(
         f.write(text)
 
 
+def write_star_table(path: PathLike, table: ParticleTable, *, overwrite: bool = False) -> None:
+    """Write a particle table as a RELION 3.1 STAR file (``data_optics`` when it has optics groups,
+    ``data_particles``), every column and value as they are, atomically."""
+    from starfile.writer import StarWriter
+
+    p = _check_overwrite(path, overwrite)
+    blocks = {"particles": _exact_columns(table.particles)}
+    if table.optics is not None:
+        blocks = {"optics": _exact_columns(table.optics), **blocks}
+    text = StarWriter(blocks).to_string()
+    text = text.replace("data_optics\n", "# version 30001\n\ndata_optics\n", 1)
+    text = text.replace("data_particles\n", "# version 30001\n\ndata_particles\n", 1)
+    with atomic_write(p, "w", newline="\n") as f:
+        f.write(text)
+
+
+def write_model_star(path: PathLike, *, classes_file: str, distribution: np.ndarray, accuracy_rotations_deg: np.ndarray,
+                     accuracy_translations_A: np.ndarray, resolution_A: np.ndarray, particles: np.ndarray,
+                     overwrite: bool = False) -> None:
+    """Write RELION's ``model.star`` class table, atomically: ``data_model_classes`` with one row per
+    class k (1..K): rlnReferenceImage ``k@classes_file``, rlnClassDistribution (fraction of the
+    accepted particles), rlnAccuracyRotations (degrees), rlnAccuracyTranslationsAngst,
+    rlnEstimatedResolution (Å, the class's half-set FRC 0.143; 999 when unknown, as RELION writes
+    for an empty class) and rlnCryocoreParticles (accepted particles)."""
+    import pandas as pd
+    from starfile.writer import StarWriter
+
+    p = _check_overwrite(path, overwrite)
+    k = len(distribution)
+    res = np.where(np.isfinite(resolution_A), resolution_A, 999.0)
+    table = pd.DataFrame({
+        "rlnReferenceImage": [f"{i + 1:06d}@{classes_file}" for i in range(k)],
+        "rlnClassDistribution": [_fmt(v) for v in distribution],
+        "rlnAccuracyRotations": [_fmt(v) for v in np.where(np.isfinite(accuracy_rotations_deg),
+                                                          accuracy_rotations_deg, 999.0)],
+        "rlnAccuracyTranslationsAngst": [_fmt(v) for v in np.where(np.isfinite(accuracy_translations_A),
+                                                                  accuracy_translations_A, 999.0)],
+        "rlnEstimatedResolution": [_fmt(v) for v in res],
+        "rlnCryocoreParticles": np.asarray(particles, np.int64),
+    })
+    general = pd.DataFrame({"rlnNrClasses": [k], "rlnReferenceDimensionality": [2]})
+    text = StarWriter({"model_general": general, "model_classes": table}).to_string()
+    with atomic_write(p, "w", newline="\n") as f:
+        f.write(text)
+
+
 def _exact_columns(df: Any) -> Any:
     """A copy whose float columns are text that reads back as exactly the same float64."""
     out = df.copy().reset_index(drop=True)

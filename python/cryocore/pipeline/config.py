@@ -51,6 +51,7 @@ class AlignConfig:
 
     search: SearchOptions = field(default_factory=SearchOptions)
     threshold: Union[str, float] = "auto"
+    threshold_mad: float = 4.0  # "auto": reject scores below median - threshold_mad x 1.4826 x MAD
     iterations: int = 10
     tolerance_px: float = 0.01
     half_split: str = "random"
@@ -65,6 +66,7 @@ class AlignConfig:
     n_classes: int = 1
     reference: str = "reference-free"
     ctf: bool = False
+    ctf_intact_first_peak: bool = False
 
     @property
     def cap(self) -> float:

@@ -32,7 +32,7 @@ from .selection import auto_threshold
 from .state import AlignState, fingerprint, import_wisdom
 from .sums import SpectralSums
 
-__all__ = ["run_iterative", "finish"]
+__all__ = ["FinalSource", "run_iterative", "finish"]
 
 LOCAL_SHIFT_PX = 0.5  # local search for poses that moved less than this between two iterations
 LOCAL_ANGLE_DEG = 1.0  # ... and turned less than this
@@ -176,9 +176,11 @@ def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: 
 def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference: Any, *, progress: Progress,
                   callback: Optional[Callable[[dict], None]] = None, checkpoint: Optional[str] = None,
                   resume: bool = False, executor: Optional[Executor] = None,
-                  ctf: Optional[ChunkCtf] = None) -> AlignResult:
+                  ctf: Optional[ChunkCtf] = None, final: Optional["FinalSource"] = None) -> AlignResult:
     """Iterative reference-based (or reference-free) alignment of both halves; see :func:`cryocore.align`.
-    With ``ctf``, images are compared and averaged CTF-corrected (Wiener averages per half and class)."""
+    With ``ctf``, images are compared and averaged CTF-corrected (Wiener averages per half and class).
+    With ``final``, the iterations run on ``source`` (binned) and the final averages are made from
+    ``final.source`` (the same particles, a finer pixel), the poses scaled to it."""
     t_start = time.perf_counter()
     stack = _Stack(source, half, config, executor or LocalExecutor(), progress, ctf)
     n, ny, nx = stack.n, stack.ny, stack.nx
@@ -210,16 +212,38 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
             break
     timings["iterations_s"] = time.perf_counter() - t_iter
     timings["iteration_phases_s"] = dict(stack.phase_s)
-    # Final: whole-band half averages at the last poses.
+    # Final: whole-band half averages at the last poses (of the finer source, with one).
     t0 = time.perf_counter()
+    refs = st.refs
+    if final is not None:
+        f = final.source.shape[2] / nx  # finer px per working px
+        config = dataclasses.replace(config, pixel_size_A=final.pixel_size_A,
+                                     mask_radius=None if config.mask_radius is None else config.mask_radius * f)
+        st = dataclasses.replace(st, shifts=st.shifts * f)
+        source, stack = final.source, _Stack(final.source, half, config, executor or LocalExecutor(), progress,
+                                             final.ctf)
+        ny, nx = stack.ny, stack.nx
+        refs = final.pad(st.refs.reshape((-1,) + st.refs.shape[2:])).reshape(st.refs.shape[:2] + (ny, nx))
     sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,
                       quarters=stack.final_quarters)
     avgs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
     empty = sums.counts().sum(axis=2) == 0
-    avgs[empty] = st.refs[empty]  # a class without images keeps its reference
+    avgs[empty] = refs[empty]  # a class without images keeps its reference
     timings["final_average_s"] = time.perf_counter() - t0
     release_scratch()  # the prepared searches and scratch arrays of this run
     return finish(source, half, config, st, avgs, timings, t_start)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalSource:
+    """Where a binned run's final averages come from: ``source`` (N, ny, nx) the same particles at
+    the finer pixel size ``pixel_size_A``, ``ctf`` their CTF correction at that pixel size (or
+    None), ``pad`` resampling (M, ny', nx') working images to the finer box."""
+
+    source: Any
+    pixel_size_A: Optional[float]
+    ctf: Optional[ChunkCtf]
+    pad: Callable[[np.ndarray], np.ndarray]
 
 
 def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.ndarray]:
@@ -279,7 +303,7 @@ def _thresholds(config: AlignConfig, half: np.ndarray, scores: np.ndarray, class
         for k in range(K):
             m = (half == h + 1) & (classes == k)
             if m.any():
-                thresholds[h, k] = auto_threshold(scores[m]) if config.threshold == "auto" else float(config.threshold)
+                thresholds[h, k] = auto_threshold(scores[m], config.threshold_mad) if config.threshold == "auto" else float(config.threshold)
                 acc[m] = scores[m] >= thresholds[h, k]
         if not acc[half == h + 1].any():
             raise ValueError(

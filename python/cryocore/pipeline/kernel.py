@@ -84,6 +84,7 @@ class ChunkCtf:
     params: CtfParameters
     pixel_size_A: float
     threads: int = 1
+    intact_first_peak: bool = False  # 1 before each CTF's first peak (RELION's --ctf_intact_first_peak)
     rows: np.ndarray = field(init=False, repr=False)  # (N, 9) float64: the core's parameter rows
 
     def __post_init__(self) -> None:
@@ -94,11 +95,12 @@ class ChunkCtf:
         (CTF X): (len(index), ny, nx) float32."""
         idx = np.asarray(index, np.int64)
         return _core.ctf_filter(images, self.rows[chunk.start + idx], self.pixel_size_A, threads=self.threads,
-                                index=idx)
+                                index=idx, intact_first_peak=self.intact_first_peak)
 
     def core_args(self, chunk: Chunk, index: np.ndarray) -> dict:
         """The core's ``ctf=``, ``pixel_size_A=`` arguments for the chunk's images at ``index``."""
-        return dict(ctf=self.rows[chunk.start + np.asarray(index)], pixel_size_A=self.pixel_size_A)
+        return dict(ctf=self.rows[chunk.start + np.asarray(index)], pixel_size_A=self.pixel_size_A,
+                    intact_first_peak=self.intact_first_peak)
 
     def add_squares(self, sums: SpectralSums, chunk: Chunk, h: int, sel: np.ndarray, classes: np.ndarray,
                     angles: Optional[np.ndarray], weights: np.ndarray, band: float = 0.5) -> None:
@@ -111,7 +113,7 @@ class ChunkCtf:
         _core.accumulate_ctf2(self.rows[chunk.start + sel], np.asarray(weights, np.float64), groups, flat,
                               sums.shape[1], self.pixel_size_A, band=float(band),
                               angles=None if angles is None else np.ascontiguousarray(angles, np.float64),
-                              threads=self.threads)
+                              threads=self.threads, intact_first_peak=self.intact_first_peak)
 
     def add_all_squares(self, sums: SpectralSums, chunk: Chunk, h: int) -> None:
         """One class, no rotation: add the CTF^2 of all half h's images of the chunk to their quarters'
@@ -121,7 +123,7 @@ class ChunkCtf:
         sel = chunk.of_half(h)
         digest = hashlib.sha1(np.concatenate([self.rows[chunk.start + sel].ravel(),
                                               chunk.quarter[sel].astype(np.float64)]).tobytes()).hexdigest()
-        key = (digest, self.pixel_size_A, sums.shape)
+        key = (digest, self.pixel_size_A, self.intact_first_peak, sums.shape)
         with _prepared_lock:
             planes = _ctf_squares.get(key)
         if planes is None:
@@ -382,3 +384,33 @@ def _band_mask(ny: int, nx: int, band: float) -> Optional[np.ndarray]:
     kx = np.arange(nx // 2 + 1)
     return (ky[:, None] <= np.floor(band * ny)) & (kx[None, :] <= np.floor(band * nx))
 
+
+
+def pairwise_poses(images: np.ndarray, lowpass: float, rotate: bool, threads: int,
+                   ctf: Optional[tuple[np.ndarray, float, bool]] = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every image (m, ny, nx) registered against every other, low-passed at ``lowpass``
+    (cycles/px), at a coarse sampling (1 px and 5 degrees): scores (m, m) (row i: the images
+    against image i), angles (m, m), shifts (m, m, 2), and the images as compared, float32 (with
+    ``ctf`` = (rows (m, 9), pixel size, intact first peak): each multiplied by its CTF)."""
+    imgs = np.ascontiguousarray(images, np.float32)
+    if ctf is not None:
+        imgs = _core.ctf_filter(imgs, ctf[0], ctf[1], threads=threads, intact_first_peak=ctf[2])
+    m = len(imgs)
+    scores, angles, shifts = np.zeros((m, m)), np.zeros((m, m)), np.zeros((m, m, 2))
+    settings = _core.SearchSettings(upsample=1, lowpass=float(lowpass))
+    for i in range(m):
+        ref = imgs[i : i + 1]
+        if rotate:
+            s, a, c, _ = _core.register_rotate(ref, imgs, settings, angular_step=5.0, threads=threads)
+            angles[i] = a
+        else:
+            s, c, _ = _core.register_stack(ref, imgs, settings, threads=threads)
+        scores[i], shifts[i] = c, s
+    return scores, angles, shifts, imgs
+
+
+def move_back(images: np.ndarray, angles: np.ndarray, shifts: np.ndarray, threads: int) -> np.ndarray:
+    """Images (n, ny, nx) moved back by their poses (bicubic; angles in degrees), float32."""
+    return _core.transform_stack(np.ascontiguousarray(images, np.float32), np.ascontiguousarray(angles, np.float64),
+                                 np.ascontiguousarray(shifts, np.float64), inverse=True, threads=threads)

@@ -118,29 +118,19 @@ class AlignResult:
         return write_result(self, outdir, overwrite=overwrite, inputs=inputs)
 
 
-def in_input_units(result: AlignResult, box: Sequence[int], pixel_size_A: Optional[float],
-                   mask_radius: Optional[float]) -> AlignResult:
-    """A result computed on binned images brought back to the input's units: shifts in input
-    pixels, averages and frames Fourier-padded to the input's ``box`` (ny, nx), the FRCs of the
-    padded halves (``mask_radius`` in input pixels), history in input pixels and cycles/px."""
-    from ..frc import frc
+def in_input_units(result: AlignResult, f: float) -> AlignResult:
+    """A binned run's history and frames in the input's units (``f`` input px per binned px):
+    pose changes in input pixels, low-pass and resolution in cycles per input pixel, one class's
+    frames Fourier-padded to the input's box (frames of several classes are galleries: kept at
+    the binned scale, a movie only). Poses, averages and FRCs are the input's already."""
     from ..preprocess import fourier_pad
 
-    ny, nx = (int(v) for v in box)
-    f = nx / result.class_averages.shape[2]  # input px per binned px
-
-    def pad(a: np.ndarray) -> np.ndarray:
-        flat = np.reshape(a, (-1,) + a.shape[-2:])
-        return fourier_pad(flat, (ny, nx)).reshape(a.shape[:-2] + (ny, nx)).astype(np.float32)
-
-    halves = pad(result.class_half_averages)
     history = [dict(row) for row in result.history]
     for row in history:
         for key, scale in (("pose_change", f), ("lowpass", 1 / f), ("resolution", 1 / f)):
             if isinstance(row.get(key), (int, float)):
                 row[key] = row[key] * scale
-    return dataclasses.replace(
-        result, shifts=result.shifts * f, class_averages=pad(result.class_averages), class_half_averages=halves,
-        class_frcs=[frc(h[0], h[1], mask_radius=mask_radius, pixel_size_A=pixel_size_A) for h in halves],
-        frames=pad(result.frames) if len(result.frames) else np.zeros((0, ny, nx), np.float32), history=history,
-        pixel_size_A=pixel_size_A, parameters=dict(result.parameters, box=[ny, nx]))
+    frames = result.frames
+    if len(frames) and frames.shape[1:] != result.class_averages.shape[1:] and result.n_classes == 1:
+        frames = fourier_pad(frames, result.class_averages.shape[1:]).astype(np.float32)
+    return dataclasses.replace(result, history=history, frames=frames)
