@@ -304,6 +304,110 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_preprocessing(parser: argparse.ArgumentParser, binning_help: str = "") -> None:
+    pre = parser.add_argument_group("preprocessing (RELION's defaults: background normalisation only)")
+    pre.add_argument("--particle-diameter-A", type=_positive_float, default=None,
+                     help="particle diameter; the background is outside it (default: 0.75 of the box)")
+    pre.add_argument("--no-normalize", dest="normalize", action="store_false",
+                     help="keep the images' scale (no background normalisation)")
+    pre.add_argument("--invert-contrast", action="store_true", help="for black particles (raw micrograph contrast)")
+    pre.add_argument("--hot-pixel-sigma", type=_positive_float, default=None, metavar="K",
+                     help="replace pixels beyond K standard deviations of the background (default: off)")
+    pre.add_argument("--bin-to-A", type=_positive_float, default=None, metavar="APIX",
+                     help=binning_help or "iterate on images Fourier-cropped to this coarser pixel size, for speed; "
+                     "the final averages and poses are in the input's pixels and box")
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from .classification import classify
+    from .io import open_stack
+    from .output import prepare_outdir
+
+    created = not Path(args.output).exists()
+    prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
+    t0 = time.perf_counter()
+    try:
+        with open_stack(args.input) as stack:
+            if not args.quiet:
+                apix = args.pixel_size_A or stack.pixel_size_A
+                print(f"cryocore classify: {len(stack)} images of {stack.shape[1]}x{stack.shape[2]} px from "
+                      f"{args.input} into {args.k} classes" + (f", {apix:g} Å/px" if apix else ""))
+            result = classify(
+                stack, args.k, iterations=args.iterations, rotate=args.rotate,
+                ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf], pixel_size_A=args.pixel_size_A,
+                target_pixel_size_A="auto" if args.bin_to_A is None else args.bin_to_A, seed=args.seed,
+                threads=args.threads, max_memory=args.max_memory, progress=not args.quiet,
+                junk_classes=args.junk_classes, normalize=args.normalize,
+                particle_diameter_A=args.particle_diameter_A, invert_contrast=args.invert_contrast,
+                hot_pixel_sigma=args.hot_pixel_sigma)
+            paths = result.write(args.output, overwrite=True, inputs=[args.input])
+    except (UserError,) + USER_ERRORS:
+        _discard_run(Path(args.output), created)
+        raise
+    if not args.quiet:
+        counts = result.class_counts()
+        print(f"{int(result.accepted.sum())} of {len(result.scores)} particles kept in {args.k} classes"
+              + (f" (junk classes {result.junk_classes}: their particles rejected)" if result.junk_classes else "")
+              + f", in {time.perf_counter() - t0:.1f} s")
+        for k in range(result.n_classes):
+            res = result.class_frcs[k].resolution_A(0.143)
+            print(f"class {k + 1:<4}{int(counts[k]):>8} particles" + (f", {res:.1f} Å" if res else "")
+                  + ("  (junk)" if k + 1 in result.junk_classes else ""))
+        print("outputs: " + ", ".join(sorted(Path(p).name for p in paths.values())) + f"\n   in {args.output}")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from .selection import select
+
+    classes = None
+    if args.classes:
+        try:
+            classes = [int(v) for v in args.classes.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"--classes must be class numbers separated by commas, got {args.classes!r}") from None
+    table = select(args.run, classes=classes, min_resolution_A=args.min_resolution_A,
+                   min_particles=args.min_particles, output=args.output, overwrite=args.overwrite)
+    print(f"wrote {len(table)} particles of classes {', '.join(str(int(c)) for c in table.classes)} to {args.output}")
+    return 0
+
+
+def _demo_classify(args: argparse.Namespace) -> int:
+    from .classification import classify
+    from .simulation import make_views, simulate
+
+    views = make_views(args.views, args.size, seed=args.seed)
+    print(f"cryocore demo-classify: {args.n} images of {args.views} synthetic particles ({args.size}x{args.size} px, "
+          f"2 Å/px), random in-plane rotations and shifts, each with its own CTF (defocus 0.8-2.5 µm), SNR "
+          f"{args.snr:g}, 10% junk (noise and blobs); sorted into {args.k} classes (seed {args.seed})")
+    sim = simulate(args.n, args.size, snr=args.snr, templates=views, max_shift=args.size / 16, ctf=True,
+                   pixel_size_A=2.0, seed=args.seed, junk_fraction=0.1)
+    t0 = time.perf_counter()
+    result = classify(sim.images, args.k, ctf=sim.ctf, pixel_size_A=2.0, seed=args.seed, threads=args.threads,
+                      progress=not args.quiet)
+    elapsed = time.perf_counter() - t0
+    paths = result.write(args.output, overwrite=True)
+    truth = np.asarray(sim.classes)
+    good = truth > 0
+    purity = 0
+    for c in np.unique(result.classes[good]):
+        m = good & (result.classes == c)
+        purity += int(np.bincount(truth[m]).max())
+    junk_ok = ~result.accepted[~good] | np.isin(result.classes[~good], result.junk_classes)
+    counts = result.class_counts()
+    print(f"  classified in {elapsed:.1f} s ({result.timings.get('seeding_s', 0):.1f} s for the starting classes)")
+    for k in range(result.n_classes):
+        m = good & (result.classes == k + 1) & result.accepted
+        major = int(np.bincount(truth[m]).argmax()) if m.any() else 0
+        res = result.class_frcs[k].resolution_A(0.143)
+        print(f"  class {k + 1:<3}{int(counts[k]):>6} particles" + (f", {res:5.1f} Å" if res else "")
+              + ("  junk class" if k + 1 in result.junk_classes else f"  mostly particle {major}"))
+    print(f"accuracy against the ground truth: purity {purity / good.sum():.3f} (fraction of particles whose class's "
+          f"majority is their own); junk rejected or in junk classes: {junk_ok.mean():.2f}")
+    print(f"outputs (gallery.png, classes.mrcs, model.star, particles.star, ...) in {Path(paths['gallery.png']).parent}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -347,21 +451,45 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
                    help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
                         "machine's memory; a memory-mapped input does not count)")
-    pre = a.add_argument_group("preprocessing (RELION's defaults: background normalisation only)")
-    pre.add_argument("--particle-diameter-A", type=_positive_float, default=None,
-                     help="particle diameter; the background is outside it (default: 0.75 of the box)")
-    pre.add_argument("--no-normalize", dest="normalize", action="store_false",
-                     help="keep the images' scale (no background normalisation)")
-    pre.add_argument("--invert-contrast", action="store_true", help="for black particles (raw micrograph contrast)")
-    pre.add_argument("--hot-pixel-sigma", type=_positive_float, default=None, metavar="K",
-                     help="replace pixels beyond K standard deviations of the background (default: off)")
-    pre.add_argument("--bin-to-A", type=_positive_float, default=None, metavar="APIX",
-                     help="Fourier-crop the images to this coarser pixel size for speed; results come back in "
-                          "the input's pixels and box")
+    _add_preprocessing(a)
     a.add_argument("--seed", type=int, default=0, help="seed of the random half split")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an existing output directory")
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     a.set_defaults(func=_align)
+
+    c = sub.add_parser("classify", help="sort a particle stack into K 2D classes, reference-free",
+                       description="Sort a particle stack into K 2D classes (reference-free; each class averaged "
+                                   "in two independent half-sets, CTF-corrected), sorted by size.")
+    c.add_argument("input", help="particle stack or STAR file")
+    c.add_argument("-o", "--output", required=True, help="output directory")
+    c.add_argument("-k", type=_positive_int, default=50, help="number of classes (default 50)")
+    c.add_argument("--iterations", type=_positive_int, default=20)
+    c.add_argument("--no-rotate", dest="rotate", action="store_false", help="translations only")
+    c.add_argument("--pixel-size-A", type=_positive_float, default=None, help="Å per pixel (default: from the input)")
+    c.add_argument("--ctf", dest="ctf", action="store_const", const="on",
+                   help="CTF correction from the STAR file's columns (the default when it has them)")
+    c.add_argument("--no-ctf", dest="ctf", action="store_const", const="off", help="no CTF correction")
+    c.set_defaults(ctf="auto")
+    c.add_argument("--no-junk-classes", dest="junk_classes", action="store_false",
+                   help="no junk classes for featureless clusters (for particles whose views all look round)")
+    c.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
+    c.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE", help="memory bound, e.g. 4G")
+    _add_preprocessing(c, "classify images Fourier-cropped to this pixel size (default: boxes over 64 px are "
+                          "binned to about 64 px); averages and poses come back in the input's units")
+    c.add_argument("--seed", type=int, default=0, help="seed of the starting subset and the half split")
+    c.add_argument("--overwrite", action="store_true", help="replace the files of an existing output directory")
+    c.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    c.set_defaults(func=_classify)
+
+    e = sub.add_parser("select", help="write the particles of chosen classes of a classification as a STAR file")
+    e.add_argument("run", help="a cryocore classify output directory")
+    e.add_argument("-o", "--output", required=True, help="output STAR file")
+    e.add_argument("--classes", default=None, help="class numbers, e.g. 3,7,12 (default: all)")
+    e.add_argument("--min-resolution-A", type=_positive_float, default=None,
+                   help="keep classes whose FRC 0.143 resolution is this fine or finer")
+    e.add_argument("--min-particles", type=_positive_int, default=None, help="keep classes with this many particles")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    e.set_defaults(func=_select)
 
     s = sub.add_parser("simulate", help="write a simulated stack with its ground truth (truth.star)")
     s.add_argument("-o", "--output", required=True, help="output stack (.mrcs); truth.star and template.mrc go beside it")
@@ -397,6 +525,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulate a Gaussian blur instead of CTFs (and align without CTF correction)")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_demo)
+
+    dc = sub.add_parser("demo-classify", help="simulate a stack of several particles with junk and classify it")
+    dc.add_argument("-o", "--output", default="demo_classify_out", help="output directory (replaced)")
+    dc.add_argument("--n", type=_positive_int, default=1200, help="number of images (default 1200)")
+    dc.add_argument("--views", type=_positive_int, default=6, help="distinct particles (default 6)")
+    dc.add_argument("-k", type=_positive_int, default=6, help="classes (default 6)")
+    dc.add_argument("--size", type=_positive_int, default=64, help="box size in pixels (default 64)")
+    dc.add_argument("--snr", type=_positive_float, default=0.1, help="signal-to-noise ratio (default 0.1)")
+    dc.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
+    dc.add_argument("--seed", type=int, default=0)
+    dc.add_argument("--quiet", action="store_true")
+    dc.set_defaults(func=_demo_classify)
     return p
 
 

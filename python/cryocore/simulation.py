@@ -103,6 +103,23 @@ def make_template(size: int = 128) -> np.ndarray:
     return _particle(x + 0 * y, y + 0 * x, size).astype(np.float32)
 
 
+def make_views(k: int, size: int = 128, seed: Optional[int] = 0) -> np.ndarray:
+    """K distinct, asymmetric synthetic particles (K, size, size) float32, unit standard deviation:
+    each a cluster of 14 Gaussian blobs of random sizes and weights within a third of the box
+    (licence-free stand-ins for views of a molecule, for demos and tests of classification)."""
+    rng = np.random.default_rng(seed)
+    y, x = _grid(size, size)
+    out = np.zeros((int(k), size, size))
+    for i in range(int(k)):
+        for _ in range(14):
+            r = 0.3 * size * np.sqrt(rng.uniform())
+            t = rng.uniform(0.0, 2.0 * np.pi)
+            w = rng.uniform(0.025, 0.06) * size
+            out[i] += rng.uniform(0.5, 1.0) * np.exp(-((x - r * np.cos(t)) ** 2 + (y - r * np.sin(t)) ** 2) / (2 * w * w))
+        out[i] /= out[i].std()
+    return out.astype(np.float32)
+
+
 def render(size: int, angles: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """The particle posed exactly (analytic, no interpolation): (N, size, size) float64.
 
