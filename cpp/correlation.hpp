@@ -129,9 +129,13 @@ class RotationalSearch {
   // ctf (may be null): each image's spectrum is multiplied by its CTF before the search (the
   // search compares CTF X with the references); filtered (n x ny x nx, may be null with ctf):
   // receives each CTF X in real space, for sums made in the same read.
+  // candidates > 0 (fewer than the references): each image gets the full search against only
+  // that many references, those whose power spectra's rotational correlation with its own
+  // peaks highest (stage 1's correlation: invariant to the image's pose; 2D classification).
   void run(const float* images, std::size_t n, int threads, double* shifts, double* angles, double* scores,
            std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts,
-           const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr, float* filtered = nullptr) const;
+           const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr, float* filtered = nullptr,
+           std::size_t candidates = 0) const;
 
  private:
   struct Impl;

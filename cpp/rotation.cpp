@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -178,7 +179,7 @@ std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
 void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
                            double* scores, std::int32_t* best_ref, const double* prior_angles,
                            const double* prior_shifts, const std::int64_t* index, const CtfRows* ctf,
-                           float* filtered) const {
+                           float* filtered, std::size_t candidates) const {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   if (filtered && !ctf) throw std::invalid_argument("filtered images need CTFs");
   const Impl& m = *impl_;
@@ -212,6 +213,8 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
     Workspace& cws = coarse_pool.get(worker);
     PolarWork& pw = polar_pool[worker];
     fine.prepare_workspace(ws);
+    std::vector<std::size_t> chosen;
+    std::vector<float> screen;
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const std::size_t at = index ? static_cast<std::size_t>(index[i]) : i;
@@ -238,7 +241,23 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
                               std::isfinite(prior_shifts[2 * i]) && std::isfinite(prior_shifts[2 * i + 1]);
       const double prior_psi = have_prior ? std::fmod(std::fmod(prior_angles[i], 360.0) + 360.0, 360.0) : 0.0;
       if (inv != 0.0f && cinv != 0.0f && !have_prior) polar.ring_spectra(F, pw);
-      for (std::size_t r = 0; r < n_refs; ++r) {
+      // The references searched: all, or with `candidates` the ones whose power spectra's
+      // rotational correlation with the image's peaks highest (invariant to the image's
+      // rotation and shift: a cheap pre-screen), in their own order.
+      chosen.resize(n_refs);
+      for (std::size_t r = 0; r < n_refs; ++r) chosen[r] = r;
+      if (candidates > 0 && n_refs > candidates && !have_prior && inv != 0.0f && cinv != 0.0f) {
+        screen.assign(n_refs, -std::numeric_limits<float>::infinity());
+        for (std::size_t r = 0; r < n_refs; ++r) {
+          if (flat_ref[r]) continue;
+          polar.correlate(polar_refs[r], pw);
+          screen[r] = *std::max_element(pw.corr.data(), pw.corr.data() + M);
+        }
+        std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) { return screen[a] > screen[b]; });
+        chosen.resize(candidates);
+        std::sort(chosen.begin(), chosen.end());
+      }
+      for (const std::size_t r : chosen) {
         if (inv == 0.0f || cinv == 0.0f || flat_ref[r]) {
           if (best.value < 0.0) best = Refined{0.0, 0.0, 0.0};
           continue;

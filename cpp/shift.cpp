@@ -113,3 +113,55 @@ void forward_stack(const float* images, std::size_t n, const SpectrumLayout& lay
 }
 
 }  // namespace cryocore
+
+namespace cryocore {
+
+void fourier_crop_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, std::size_t my,
+                        std::size_t mx, int threads, float* out, const std::int64_t* index) {
+  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  if (my < 2 || mx < 2 || my > ny || mx > nx)
+    throw std::invalid_argument("the cropped box must be at least 2 x 2 and at most the images' box");
+  const auto big = get_fft2d(ny, nx);
+  const auto small = get_fft2d(my, mx);
+  const std::size_t npx = ny * nx, nxh = nx / 2 + 1, mxh = mx / 2 + 1;
+  const float scale = static_cast<float>(static_cast<double>(my * mx) / static_cast<double>(npx)) /
+                      static_cast<float>(my * mx);  // (the crop's scale) x (the small inverse's 1/(my mx))
+  // F(ky, kx) of the big half spectrum at any signed frequency (kx < 0 by conjugate symmetry).
+  auto at = [&](const cfloat* F, long ky, long kx) {
+    const std::size_t row = static_cast<std::size_t>((ky % static_cast<long>(ny) + static_cast<long>(ny)) %
+                                                     static_cast<long>(ny));
+    if (kx >= 0) return F[row * nxh + static_cast<std::size_t>(kx)];
+    const std::size_t neg = (ny - row) % ny;
+    return std::conj(F[neg * nxh + static_cast<std::size_t>(-kx)]);
+  };
+  struct Slot {
+    RealArray img;
+    ComplexArray F, G;
+  };
+  std::vector<std::unique_ptr<Slot>> pool(static_cast<std::size_t>(threads));
+  parallel_for(n, threads, [&](std::size_t i, std::size_t worker) {
+    auto& s = pool[worker];
+    if (!s) s.reset(new Slot{RealArray(npx), ComplexArray(big->complex_size()), ComplexArray(small->complex_size())});
+    const std::size_t src = index ? static_cast<std::size_t>(index[i]) : i;
+    big->forward(fft_readable(images + src * npx, npx, s->img.data()), s->F.data());
+    if (!spectrum_finite(s->F.data())) throw_non_finite_image(src);
+    const cfloat* F = s->F.data();
+    for (std::size_t r = 0; r < my; ++r) {
+      const long ky = signed_freq(r, my);
+      // an even crop's Nyquist row (-my/2) and column (+mx/2) gather both frequencies they stand for
+      const bool fold_y = my % 2 == 0 && 2 * static_cast<std::size_t>(-ky) == my && ky < 0;
+      for (std::size_t c = 0; c < mxh; ++c) {
+        const long kx = static_cast<long>(c);
+        const bool fold_x = mx % 2 == 0 && 2 * c == mx;
+        cfloat v = at(F, ky, kx);
+        if (fold_y) v += at(F, -ky, kx);
+        if (fold_x) v += at(F, ky, -kx);
+        if (fold_y && fold_x) v += at(F, -ky, -kx);
+        s->G[r * mxh + c] = v * scale;
+      }
+    }
+    small->inverse(s->G.data(), out + i * my * mx);
+  });
+}
+
+}  // namespace cryocore

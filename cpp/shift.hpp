@@ -38,4 +38,10 @@ namespace cryocore {
 void forward_stack(const float* images, std::size_t n, const SpectrumLayout& layout, int threads,
                    cfloat* out, const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr);
 
+// Images (n, ny, nx; images[index[i]] when index is given) resampled to (my, mx) <= (ny, nx) by
+// cutting their spectra (band-limited binning); an even crop's Nyquist row and column gather
+// both frequencies they stand for (+m/2 and -m/2). out: n x my x mx. Throws for NaN/inf pixels.
+void fourier_crop_stack(const float* images, std::size_t n, std::size_t ny, std::size_t nx, std::size_t my,
+                        std::size_t mx, int threads, float* out, const std::int64_t* index = nullptr);
+
 }  // namespace cryocore

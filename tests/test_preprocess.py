@@ -171,3 +171,37 @@ def test_the_cores_normalisation_is_the_numpy_steps(rng, shape):
     imgs[3, 0, 0] = np.nan
     with pytest.raises(ValueError, match="image 3"):
         _core.normalize_stack(imgs, 17.5)
+
+
+def _numpy_crop(images, shape):
+    """Fourier cropping written out with numpy (independent of the core): the spectrum cut to
+    ``shape``, an even crop's Nyquist row and column gathering both frequencies they stand for."""
+    n, ny, nx = images.shape
+    my, mx = shape
+    f = np.fft.rfft2(images.astype(np.float64))
+    rows = np.r_[0 : (my + 1) // 2, ny - my // 2 : ny]
+    g = f[:, rows, : mx // 2 + 1].copy()
+    if my % 2 == 0:
+        g[:, my // 2] += f[:, my // 2, : mx // 2 + 1]
+    if mx % 2 == 0:
+        neg = np.r_[0, ny - np.arange(1, ny)]
+        g[:, :, mx // 2] = f[:, rows, mx // 2] + np.conj(f[:, neg[rows], mx // 2])
+        if my % 2 == 0:
+            g[:, my // 2, mx // 2] = (f[:, my // 2, mx // 2] + f[:, ny - my // 2, mx // 2]
+                                      + np.conj(f[:, ny - my // 2, mx // 2] + f[:, my // 2, mx // 2]))
+    return np.fft.irfft2(g, s=(my, mx)) * (my * mx) / (ny * nx)
+
+
+@pytest.mark.parametrize("shapes", [((64, 64), (32, 32)), ((65, 63), (33, 32)), ((64, 60), (31, 30))])
+def test_the_cores_fourier_crop_is_numpys_and_undoes_fourier_pad(rng, shapes):
+    from cryocore import _core
+    from cryocore.preprocess import fourier_pad
+
+    (ny, nx), (my, mx) = shapes
+    x = rng.standard_normal((4, ny, nx)).astype(np.float32)
+    np.testing.assert_allclose(_core.fourier_crop(x, my, mx, threads=2), _numpy_crop(x, (my, mx)), atol=2e-6)
+    idx = np.array([3, 1])
+    np.testing.assert_array_equal(_core.fourier_crop(x, my, mx, index=idx), _core.fourier_crop(x[idx], my, mx))
+    small = rng.standard_normal((3, my, mx))
+    back = _core.fourier_crop(fourier_pad(small, (ny, nx)).astype(np.float32), my, mx)
+    np.testing.assert_allclose(back, small, atol=1e-5)

@@ -70,6 +70,18 @@ py::array_t<float> py_normalize(const FloatArray& images, double radius_px, bool
   return out;
 }
 
+py::array_t<float> py_fourier_crop(const FloatArray& images, std::size_t my, std::size_t mx, int threads,
+                                   std::optional<IndexArray> index) {
+  require_stack(images, "images");
+  const std::int64_t* xp = index ? checked_index(*index, dim(images, 0)) : nullptr;
+  const std::size_t n = index ? dim(*index, 0) : dim(images, 0), ny = dim(images, 1), nx = dim(images, 2);
+  py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(my), static_cast<py::ssize_t>(mx)});
+  const float* ip = images.data();
+  float* op = out.mutable_data();
+  run_without_gil([&] { fourier_crop_stack(ip, n, ny, nx, my, mx, threads, op, xp); });
+  return out;
+}
+
 py::array_t<float> py_transform(const FloatArray& images, const DoubleArray& angles,
                                 std::optional<DoubleArray> shifts, bool inverse, int threads) {
   require_stack(images, "images");
@@ -97,6 +109,10 @@ void bind_transforms(py::module_& m) {
         "RELION's real-space preprocessing of each image: inversion, hot pixels beyond hot_sigma background "
         "deviations set to the background mean, the background (farther than radius_px from (ny/2, nx/2)) "
         "to zero mean and unit deviation. float32 (n, ny, nx).");
+  m.def("fourier_crop", &py_fourier_crop, py::arg("images"), py::arg("ny"), py::arg("nx"), py::arg("threads") = 1,
+        py::arg("index") = py::none(),
+        "Images (n, ny0, nx0) resampled to (ny, nx) by cutting their spectra (binning); an even crop's Nyquist "
+        "row and column gather both frequencies they stand for. float32 (n, ny, nx).");
   m.def("transform_stack", &py_transform, py::arg("images"), py::arg("angles"),
         py::arg("shifts") = py::none(), py::arg("inverse") = false, py::arg("threads") = 1,
         "Applies poses (rotate by angles in degrees, then shift) by bicubic interpolation; "

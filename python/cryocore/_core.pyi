@@ -83,6 +83,7 @@ class RotationalSearch:
         pixel_size_A: Optional[float] = None,
         filtered: Optional[npt.NDArray[np.float32]] = None,
         intact_first_peak: bool = False,
+        candidates: int = 0,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
         """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments; with index, of images[index] only (no copy)."""
 
@@ -211,6 +212,15 @@ def normalize_stack(
     index: Optional[npt.ArrayLike] = None,
 ) -> npt.NDArray[np.float32]:
     """RELION's real-space preprocessing of each image: inversion, hot pixels beyond hot_sigma background deviations set to the background mean, the background (farther than radius_px from (ny/2, nx/2)) to zero mean and unit deviation. float32 (n, ny, nx)."""
+
+def fourier_crop(
+    images: npt.ArrayLike,
+    ny: int,
+    nx: int,
+    threads: int = 1,
+    index: Optional[npt.ArrayLike] = None,
+) -> npt.NDArray[np.float32]:
+    """Images (n, ny0, nx0) resampled to (ny, nx) by cutting their spectra (binning); an even crop's Nyquist row and column gather both frequencies they stand for. float32 (n, ny, nx)."""
 
 def transform_stack(
     images: npt.ArrayLike,

@@ -58,6 +58,7 @@ def align(
     executor: Optional[Executor] = None,
     ctf: Any = "auto",
     ctf_intact_first_peak: bool = False,
+    class_candidates: int = 0,
     normalize: bool = PREPROCESSING.normalize,
     particle_diameter_A: Optional[float] = PREPROCESSING.particle_diameter_A,
     invert_contrast: bool = PREPROCESSING.invert_contrast,
@@ -156,6 +157,10 @@ def align(
         ``--ctf_intact_first_peak``): no correction, and no amplification, of the lowest
         frequencies (where images that are not particles, e.g. ice or carbon, hold most of
         their power). The final averages are fully corrected.
+    class_candidates : int
+        With rotations and K references: search each image fully against only this many of
+        them, those whose power spectra's rotational correlation with the image's peaks
+        highest (a pre-screen invariant to the image's pose; 0, the default: all K).
     normalize, particle_diameter_A, invert_contrast, hot_pixel_sigma, target_pixel_size_A
         Preprocessing, applied to each chunk as it is read (:func:`cryocore.preprocess`;
         RELION's defaults: the background outside ``particle_diameter_A`` (default 0.75 of
@@ -179,6 +184,8 @@ def align(
         raise ValueError(f"mode must be 'iterative' or 'online', got {mode!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if isinstance(class_candidates, bool) or not isinstance(class_candidates, (int, np.integer)) or class_candidates < 0:
+        raise ValueError(f"class_candidates must be a non-negative integer, got {class_candidates!r}")
     if not (isinstance(threshold_mad, (int, float)) and not isinstance(threshold_mad, bool)
             and math.isfinite(float(threshold_mad)) and float(threshold_mad) > 0):
         raise ValueError(f"threshold_mad must be a positive number of deviations, got {threshold_mad!r}")
@@ -225,7 +232,7 @@ def align(
     config = AlignConfig(
         search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
                              max_shift=None if max_shift is None else float(max_shift) / binning[0],
-                             local_search=bool(local_search)),
+                             local_search=bool(local_search), class_candidates=int(class_candidates)),
         threshold=threshold if isinstance(threshold, str) else float(threshold), threshold_mad=float(threshold_mad),
         iterations=int(iterations),
         tolerance_px=float(tolerance_px), half_split=half_split if isinstance(half_split, str) else "array",

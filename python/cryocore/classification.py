@@ -83,6 +83,7 @@ def classify(
     callback: Optional[Callable[[dict], None]] = None,
     per_class: int = 30,
     junk_classes: bool = True,
+    candidates: int = 5,
     normalize: bool = PREPROCESSING.normalize,
     particle_diameter_A: Optional[float] = PREPROCESSING.particle_diameter_A,
     invert_contrast: bool = PREPROCESSING.invert_contrast,
@@ -119,6 +120,9 @@ def classify(
         same classes (for any thread count).
     per_class : int
         Images per class in the starting subset (at most 1200 in all).
+    candidates : int
+        Each image gets the full search against only this many classes, those whose power
+        spectra's rotational correlation with the image's peaks highest (0: all classes).
     junk_classes : bool
         Keep featureless clusters of the starting subset (nearly round averages: blobs,
         aggregates, ice) as junk classes next to the K, whose particles are rejected at the
@@ -162,7 +166,8 @@ def classify(
     seeds = seed_classes(images_of, n, k, rotate=rotate, lowpass=lowpass, threads=nt, seed=seed,
                          per_class=per_class, ctf=corrector, junk=bool(junk_classes))
     seeding_s = time.perf_counter() - t0
-    kw = dict(rotate=rotate, threshold=threshold, threshold_mad=threshold_mad, iterations=iterations, seed=seed, pixel_size_A=apix,
+    kw = dict(rotate=rotate, threshold=threshold, threshold_mad=threshold_mad, iterations=iterations,
+              class_candidates=int(candidates), seed=seed, pixel_size_A=apix,
               threads=nt, progress=progress, callback=callback, max_memory=max_memory, executor=executor,
               ctf=ctf, ctf_intact_first_peak=True, normalize=normalize, particle_diameter_A=particle_diameter_A,
               invert_contrast=invert_contrast, hot_pixel_sigma=hot_pixel_sigma, target_pixel_size_A=work_apix)

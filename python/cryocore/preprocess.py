@@ -102,7 +102,7 @@ def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optiona
             bad = ~np.isfinite(imgs).all(axis=(1, 2))
             raise ValueError(f"image {int(np.argmax(bad))} contains NaN or infinity; all pixel values must be finite")
         shape = binned_shape(imgs.shape[1:], apix, t)
-        out = _fourier_crop(imgs.astype(np.float64), shape).astype(np.float32)
+        out = _core.fourier_crop(imgs, shape[0], shape[1], threads=as_threads(threads))
         out_apix = apix * imgs.shape[2] / shape[1]
     ny, nx = out.shape[1:]
     radius_A = 0.75 * min(ny, nx) * out_apix / 2 if particle_diameter_A is None else float(particle_diameter_A) / 2
@@ -118,28 +118,6 @@ def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optiona
                                    hot_sigma=None if hot_pixel_sigma is None else float(hot_pixel_sigma),
                                    normalize=bool(normalize), threads=as_threads(threads))
     return (result[0] if single else result), out_apix
-
-
-def _fourier_crop(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Images (N, ny, nx) resampled to ``shape`` by cutting their spectra (band-limited binning).
-    An even new box's Nyquist row and column gather both frequencies they stand for (+n/2 and
-    -n/2), so that cropping undoes :func:`fourier_pad` exactly."""
-    n, ny, nx = images.shape
-    my, mx = shape
-    if (my, mx) == (ny, nx):
-        return images
-    f = np.fft.rfft2(images)
-    rows = np.r_[0 : (my + 1) // 2, ny - my // 2 : ny]  # frequencies 0.. and the negative ones (-my/2 with even my)
-    g = f[:, rows, : mx // 2 + 1].copy()
-    if my % 2 == 0:  # the Nyquist row -my/2 also gets +my/2
-        g[:, my // 2] += f[:, my // 2, : mx // 2 + 1]
-    if mx % 2 == 0:  # the Nyquist column +mx/2 also gets -mx/2: conj of (-ky, +mx/2)
-        neg = np.r_[0, ny - np.arange(1, ny)]  # the row of -ky for each row ky
-        g[:, :, mx // 2] = f[:, rows, mx // 2] + np.conj(f[:, neg[rows], mx // 2])
-        if my % 2 == 0:
-            g[:, my // 2, mx // 2] = (f[:, my // 2, mx // 2] + f[:, ny - my // 2, mx // 2]
-                                      + np.conj(f[:, ny - my // 2, mx // 2] + f[:, my // 2, mx // 2]))
-    return np.fft.irfft2(g, s=(my, mx)) * (my * mx) / (ny * nx)
 
 
 class PreprocessedSource:
@@ -181,12 +159,12 @@ class PreprocessedSource:
     def bin_image(self, image: np.ndarray) -> np.ndarray:
         """One image (ny, nx) of the input's box (e.g. a reference) resampled to the output's box
         (no other step)."""
-        return _fourier_crop(np.asarray(image, np.float64)[None], self.shape[1:])[0]  # type: ignore[arg-type]
+        return _core.fourier_crop(np.asarray(image, np.float32)[None], self.shape[1], self.shape[2])[0].astype(np.float64)
 
 
 def fourier_pad(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Images (N, ny, nx) resampled to a larger ``shape`` by zero-padding their spectra: the inverse
-    of Fourier cropping (cropping the result back gives the images again); the spectrum's Nyquist
+    of Fourier cropping (``_core.fourier_crop`` of the result gives the images again); the spectrum's Nyquist
     row and column of an even box are split between the two frequencies they stand for."""
     n, ny, nx = images.shape
     my, mx = shape

@@ -27,6 +27,8 @@ class SearchOptions:
     max_shift : search radius in px (None: the whole box)
     local_search : search settled poses locally around their last pose
     angular_step : degrees between the references' pre-made rotations
+    class_candidates : with rotations and K references, the full search runs against only this
+        many, pre-screened per image (0: all)
     """
 
     rotate: bool = True
@@ -34,6 +36,7 @@ class SearchOptions:
     max_shift: Optional[float] = None
     local_search: bool = True
     angular_step: float = 1.0
+    class_candidates: int = 0
 
     def settings(self, lowpass: float) -> dict[str, Any]:
         """The core's search settings (``_core.SearchSettings`` keywords) at this low-pass (cycles/px)."""

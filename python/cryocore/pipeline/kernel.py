@@ -219,7 +219,8 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             if p.ctf is not None:  # the search multiplies by the CTFs and hands back CTF X for the sums
                 kw = dict(p.ctf.core_args(chunk, sel), filtered=_buffer(len(sel), ny, nx))
             s, a, c, best = _rotational_search(p, h).register(
-                data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel, **kw)
+                data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel,
+                candidates=int(p.search.class_candidates), **kw)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
             images, index = (kw["filtered"], np.arange(len(sel))) if kw else (data.images, sel)
             _add_half(sums, h, images, index, s, a, best, chunk.quarter[sel], np.ones(len(sel)), p.band[h], True,
