@@ -132,10 +132,12 @@ class RotationalSearch {
   // candidates > 0 (fewer than the references): each image gets the full search against only
   // that many references, those whose power spectra's rotational correlation with its own
   // peaks highest (stage 1's correlation: invariant to the image's pose; 2D classification).
+  // prior_class (n, may be null): with several references, an image with a finite prior pose
+  // and a prior class >= 0 is searched locally around that pose against that class only.
   void run(const float* images, std::size_t n, int threads, double* shifts, double* angles, double* scores,
            std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts,
            const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr, float* filtered = nullptr,
-           std::size_t candidates = 0) const;
+           std::size_t candidates = 0, const std::int32_t* prior_class = nullptr) const;
 
  private:
   struct Impl;

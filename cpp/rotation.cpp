@@ -179,7 +179,7 @@ std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
 void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
                            double* scores, std::int32_t* best_ref, const double* prior_angles,
                            const double* prior_shifts, const std::int64_t* index, const CtfRows* ctf,
-                           float* filtered, std::size_t candidates) const {
+                           float* filtered, std::size_t candidates, const std::int32_t* prior_class) const {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
   if (filtered && !ctf) throw std::invalid_argument("filtered images need CTFs");
   const Impl& m = *impl_;
@@ -237,8 +237,11 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
       double best_psi = 0.0;
       std::int32_t bref = 0;
       // A finite prior pose (one reference only) replaces the global search.
-      const bool have_prior = prior_angles && prior_shifts && n_refs == 1 && std::isfinite(prior_angles[i]) &&
-                              std::isfinite(prior_shifts[2 * i]) && std::isfinite(prior_shifts[2 * i + 1]);
+      // (with several references: around the prior pose against the prior class only)
+      const std::int32_t pc = n_refs == 1 ? 0 : (prior_class ? prior_class[i] : -1);
+      const bool have_prior = prior_angles && prior_shifts && pc >= 0 && static_cast<std::size_t>(pc) < n_refs &&
+                              std::isfinite(prior_angles[i]) && std::isfinite(prior_shifts[2 * i]) &&
+                              std::isfinite(prior_shifts[2 * i + 1]);
       const double prior_psi = have_prior ? std::fmod(std::fmod(prior_angles[i], 360.0) + 360.0, 360.0) : 0.0;
       if (inv != 0.0f && cinv != 0.0f && !have_prior) polar.ring_spectra(F, pw);
       // The references searched: all, or with `candidates` the ones whose power spectra's
@@ -246,6 +249,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
       // rotation and shift: a cheap pre-screen), in their own order.
       chosen.resize(n_refs);
       for (std::size_t r = 0; r < n_refs; ++r) chosen[r] = r;
+      if (have_prior) chosen.assign(1, static_cast<std::size_t>(pc));
       if (candidates > 0 && n_refs > candidates && !have_prior && inv != 0.0f && cinv != 0.0f) {
         screen.assign(n_refs, -std::numeric_limits<float>::infinity());
         for (std::size_t r = 0; r < n_refs; ++r) {

@@ -84,6 +84,7 @@ class RotationalSearch:
         filtered: Optional[npt.NDArray[np.float32]] = None,
         intact_first_peak: bool = False,
         candidates: int = 0,
+        prior_classes: Optional[npt.ArrayLike] = None,
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
         """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments; with index, of images[index] only (no copy)."""
 

@@ -98,8 +98,9 @@ class _Stack:
         self.fill_cache(ky + math.ceil(CACHE_BAND_STEP * self.ny), kx + math.ceil(CACHE_BAND_STEP * self.nx))
 
     # -- passes
-    def search(self, p: Pass, prior_shifts: Optional[np.ndarray],
-               prior_angles: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, SpectralSums]:
+    def search(self, p: Pass, prior_shifts: Optional[np.ndarray], prior_angles: Optional[np.ndarray],
+               prior_classes: Optional[np.ndarray] = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, SpectralSums]:
         """One search pass: poses, scores, classes (0-based) of every image and the sums (weight 1 each)."""
         n = self.n
         shifts, angles, scores, classes = np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
@@ -109,7 +110,8 @@ class _Stack:
             sl = slice(chunk.start, chunk.stop)
             return search_chunk(chunk, self.data(chunk, images=self.rotate), p,
                                 None if prior_shifts is None else prior_shifts[sl],
-                                None if prior_angles is None else prior_angles[sl], self.threads)
+                                None if prior_angles is None else prior_angles[sl], self.threads,
+                                None if prior_classes is None else prior_classes[sl])
 
         for r in self.executor.map(task, self.chunks):
             c = self.chunks[r.index]
@@ -259,7 +261,7 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
              band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),),
              ctf=stack.ctf)
     t0 = time.perf_counter()
-    s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles)
+    s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles, st.classes)
     t0 = stack.clock("search_s", t0)
     thresholds, acc = _thresholds(config, half, c, cls, stack.K, it)
     if (~acc).any():  # the rejected images come out of the sums again

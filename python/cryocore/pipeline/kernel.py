@@ -194,11 +194,13 @@ def _rotational_search(p: Pass, h: int) -> "_core.RotationalSearch":
 
 
 def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[np.ndarray],
-                 prior_angles: Optional[np.ndarray], threads: int) -> ChunkResult:
+                 prior_angles: Optional[np.ndarray], threads: int,
+                 prior_classes: Optional[np.ndarray] = None) -> ChunkResult:
     """Register the chunk's images against their half's references and sum them (weight 1).
 
     prior_shifts (n, 2), prior_angles (n,): where finite, the image is searched
-    locally around that pose (one reference only).
+    locally around that pose (one reference; with rotations and K references, against its
+    ``prior_classes`` (n,) (0-based) class only).
     """
     n = len(chunk)
     ny, nx = p.shape
@@ -214,13 +216,16 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
         ps = None if prior_shifts is None or K > 1 else np.ascontiguousarray(prior_shifts[sel])
         if p.search.rotate:
             assert data.images is not None
-            pa = None if prior_angles is None or K > 1 else np.ascontiguousarray(prior_angles[sel])
+            local = prior_angles is not None and prior_shifts is not None and (K == 1 or prior_classes is not None)
+            pa = np.ascontiguousarray(prior_angles[sel]) if local else None  # type: ignore[index]
+            ps = np.ascontiguousarray(prior_shifts[sel]) if local else None  # type: ignore[index]
+            pc = None if not local or K == 1 else np.ascontiguousarray(prior_classes[sel], np.int32)  # type: ignore[index]
             kw: dict = {}
             if p.ctf is not None:  # the search multiplies by the CTFs and hands back CTF X for the sums
                 kw = dict(p.ctf.core_args(chunk, sel), filtered=_buffer(len(sel), ny, nx))
             s, a, c, best = _rotational_search(p, h).register(
-                data.images, threads=threads, prior_angles=pa, prior_shifts=None if pa is None else ps, index=sel,
-                candidates=int(p.search.class_candidates), **kw)
+                data.images, threads=threads, prior_angles=pa, prior_shifts=ps, index=sel,
+                candidates=int(p.search.class_candidates), prior_classes=pc, **kw)
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
             images, index = (kw["filtered"], np.arange(len(sel))) if kw else (data.images, sel)
             _add_half(sums, h, images, index, s, a, best, chunk.quarter[sel], np.ones(len(sel)), p.band[h], True,
