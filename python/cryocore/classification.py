@@ -4,7 +4,7 @@ The starting classes come from the data (:mod:`cryocore.pipeline.seeding`: a sub
 image against image and clustered); then the multi-reference alignment of :func:`cryocore.align`
 refines poses and classes in two independent half-sets, with CTF correction (the CTF kept intact
 up to its first peak, as RELION's 2D classification option) at a coarse working pixel size.
-Featureless clusters of the starting subset (blobs, aggregates) become junk classes, refined
+Incoherent clusters of the starting subset (blobs, aggregates) become junk classes, refined
 with the others so that junk has somewhere to go; their particles are rejected at the end.
 Classes that empty out are re-seeded by splitting the largest class; at the end the classes are
 sorted by size, the junk classes last. The result writes RELION's layout (``classes.mrcs``, ``model.star``,
@@ -32,7 +32,7 @@ __all__ = ["ClassResult", "classify"]
 
 WORKING_BOX = 64  # px: "auto" bins larger boxes to about this for classification
 SEED_RESOLUTION_A = 30.0  # the starting classes compare images at this resolution
-MIN_CLASS_FRACTION = 0.2  # a class with fewer accepted images than this x N / K is re-seeded
+MIN_CLASS_FRACTION = 0.05  # a class with fewer accepted images than this x N / K has emptied: re-seeded
 
 
 @dataclasses.dataclass
@@ -124,10 +124,9 @@ def classify(
         Each image gets the full search against only this many classes, those whose power
         spectra's rotational correlation with the image's peaks highest (0: all classes).
     junk_classes : bool
-        Keep featureless clusters of the starting subset (nearly round averages: blobs,
-        aggregates, ice) as junk classes next to the K, whose particles are rejected at the
-        end (default). A particle whose views all look round would be taken for junk: turn it
-        off then.
+        Keep incoherent clusters of the starting subset (whose members agree only at low
+        resolution: blobs, aggregates, ice) as junk classes next to the K, whose particles are
+        rejected at the end (default).
     threads, max_memory, progress, callback, executor, normalize, particle_diameter_A,
     invert_contrast, hot_pixel_sigma
         As :func:`cryocore.align`.
@@ -171,14 +170,16 @@ def classify(
               threads=nt, progress=progress, callback=callback, max_memory=max_memory, executor=executor,
               ctf=ctf, ctf_intact_first_peak=True, normalize=normalize, particle_diameter_A=particle_diameter_A,
               invert_contrast=invert_contrast, hot_pixel_sigma=hot_pixel_sigma, target_pixel_size_A=work_apix)
+    t0 = time.perf_counter()
     result = align(src, _to_input_box(seeds.refs, (ny, nx)), **kw)
+    first_run_s = time.perf_counter() - t0
     reseeded: list[int] = []
     small = np.flatnonzero(result.class_counts()[:k] < MIN_CLASS_FRACTION * n / k)
     if len(small):  # split the largest classes into the ones that emptied, then refine again
         refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx), (wy, wx))
         reseeded = [int(c) + 1 for c in small]
-        result = align(src, refs, **dict(kw, iterations=max(2, iterations // 2)))
-    timings = dict(result.timings, seeding_s=seeding_s, total_s=time.perf_counter() - t_start)
+        result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)))
+    timings = dict(result.timings, seeding_s=seeding_s, first_run_s=first_run_s, total_s=time.perf_counter() - t_start)
     params = dict(result.parameters, k=k, per_class=per_class, seed_subset=int(len(seeds.subset)),
                   reseeded_classes=reseeded, seed_lowpass_per_px=lowpass)
     return _sorted(result, k, timings, dict(params, junk_classes=seeds.n_junk))

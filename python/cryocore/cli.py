@@ -471,7 +471,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--no-ctf", dest="ctf", action="store_const", const="off", help="no CTF correction")
     c.set_defaults(ctf="auto")
     c.add_argument("--no-junk-classes", dest="junk_classes", action="store_false",
-                   help="no junk classes for featureless clusters (for particles whose views all look round)")
+                   help="no junk classes for incoherent clusters of the starting subset")
     c.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     c.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE", help="memory bound, e.g. 4G")
     _add_preprocessing(c, "classify images Fourier-cropped to this pixel size (default: boxes over 64 px are "

@@ -5,9 +5,10 @@ at low resolution (rotations and shifts, each image multiplied by its CTF); the 
 nearest neighbours match worst (pure-noise junk, mostly) are set aside; the rest are clustered
 by spectral clustering of their nearest-neighbour graph (k-means on the graph Laplacian's first
 eigenvectors) into K + J clusters (J = 1 + K // 10 spare ones); each cluster's members are moved
-onto its medoid and averaged. Clusters whose average is featureless (nearly its own rotational
-average: blobs, aggregates, ice) are kept apart as junk classes; of the others, the two whose
-averages match best are merged until K remain. The subset is small (at most ``MAX_SUBSET``
+onto its medoid and averaged. Clusters whose members do not agree beyond low resolution (the
+correlation of their even and odd members' averages between 0.1 and 0.25 cycles/px below half
+the clusters' median: blobs, aggregates, ice that only look alike when blurred) are kept apart
+as junk classes; of the others, the two whose averages match best are merged until K remain. The subset is small (at most ``MAX_SUBSET``
 images), so this costs little next to one pass over the stack, and the starting classes are
 distinct views rather than random blurs.
 """
@@ -21,13 +22,14 @@ import numpy as np
 
 from .kernel import move_back, pairwise_poses
 
-__all__ = ["Seeds", "anisotropy", "kmeans", "seed_classes", "spectral_clusters"]
+__all__ = ["Seeds", "kmeans", "seed_classes", "spectral_clusters", "split_half_coherence"]
 
 MAX_SUBSET = 1200  # images in the pairwise subset at most (its cost grows as its square)
 OUTLIER_FRACTION = 0.15  # of the subset, set aside as the worst-matching
 NEIGHBOURS = 10  # of each image in the similarity graph
 TEMPERATURE = 0.1  # graph weights exp((score - 1) / TEMPERATURE)
-FEATURELESS = 0.7  # a cluster average whose anisotropy is below this x the median is junk
+COHERENCE_BAND = (0.1, 0.25)  # cycles/px: where a cluster's split-half coherence is measured
+INCOHERENT = 0.5  # a cluster whose split-half coherence is below this x the median is junk
 
 
 @dataclass
@@ -90,19 +92,19 @@ def spectral_clusters(similarity: np.ndarray, k: int, rng: np.random.Generator,
     return kmeans(z, k, rng)
 
 
-def anisotropy(image: np.ndarray) -> float:
-    """1 - R^2 of an image (ny, nx) against its own rotational average about the box centre,
-    inside the inscribed circle: near 0 for a featureless, round blob; near 1 for a view of a
-    particle."""
-    ny, nx = image.shape
-    y, x = np.mgrid[:ny, :nx]
-    r = np.hypot(y - ny // 2, x - nx // 2).round().astype(np.int64)
-    inside = r < min(ny, nx) // 2
-    profile = np.bincount(r[inside], image[inside]) / np.maximum(np.bincount(r[inside]), 1)
-    a, b = image[inside], profile[r[inside]]
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(1.0 - np.corrcoef(a, b)[0, 1] ** 2)
+def split_half_coherence(moved: np.ndarray, band: tuple[float, float] = COHERENCE_BAND) -> float:
+    """The correlation, over the spectral band (cycles/px), of the averages of a cluster's even and
+    odd members (m, ny, nx) moved onto its medoid: near 1 for images of one view, near 0 for junk
+    that only looks alike at low resolution (blobs, aggregates)."""
+    if len(moved) < 2:
+        return 1.0
+    ny, nx = moved.shape[1:]
+    f = np.hypot(np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :])
+    keep = (f > band[0]) & (f < band[1])
+    a = np.fft.rfft2(moved[0::2].mean(axis=0))[keep]
+    b = np.fft.rfft2(moved[1::2].mean(axis=0))[keep]
+    norm = np.sqrt(np.sum(np.abs(a) ** 2) * np.sum(np.abs(b) ** 2))
+    return float(np.real(np.sum(a * np.conj(b))) / norm) if norm > 0 else 0.0
 
 
 def seed_classes(images_of: Any, n: int, k: int, *, rotate: bool, lowpass: float, threads: int, seed: Optional[int],
@@ -128,26 +130,27 @@ def seed_classes(images_of: Any, n: int, k: int, *, rotate: bool, lowpass: float
     labels = np.full(m, -1)
     labels[keep] = spectral_clusters(sym[np.ix_(keep, keep)], c, rng)
 
-    def average(members: np.ndarray) -> np.ndarray:
+    def moved_members(members: np.ndarray) -> np.ndarray:
         block = sym[np.ix_(members, members)]
         medoid = members[int(np.argmax(np.where(np.isfinite(block), block, 0.0).sum(axis=1)))]
-        return move_back(compared[members], angles[medoid, members], shifts[medoid, members], threads).mean(axis=0)
+        return move_back(compared[members], angles[medoid, members], shifts[medoid, members], threads)
 
     groups = [np.flatnonzero(labels == j) for j in range(c)]
     groups = [g for g in groups if len(g)]
-    refs = [average(g) for g in groups]
-    aniso = np.array([anisotropy(r) for r in refs])
-    featureless = aniso < FEATURELESS * np.median(aniso) if junk else np.zeros(len(refs), bool)
-    good = [i for i in np.argsort(-aniso) if not featureless[i]]
-    bad = [i for i in np.argsort(aniso) if featureless[i]]
-    while len(good) < k and bad:  # (more featureless clusters than spare ones: the least featureless count)
+    moved = [moved_members(g) for g in groups]
+    refs = [mv.mean(axis=0) for mv in moved]
+    coherence = np.array([split_half_coherence(mv) for mv in moved])
+    incoherent = coherence < INCOHERENT * np.median(coherence) if junk else np.zeros(len(refs), bool)
+    good = [i for i in np.argsort(-coherence) if not incoherent[i]]
+    bad = [i for i in np.argsort(coherence) if incoherent[i]]
+    while len(good) < k and bad:  # (more incoherent clusters than spare ones: the most coherent of them count)
         good.append(bad.pop())
     while len(good) > k:  # merge the two good classes whose averages match best
         pair_scores = _average_scores([refs[i] for i in good], lowpass, rotate, threads)
         a, b = np.unravel_index(int(np.argmax(pair_scores)), pair_scores.shape)
         ia, ib = good[a], good[b]
         groups[ia] = np.concatenate([groups[ia], groups[ib]])
-        refs[ia] = average(groups[ia])
+        refs[ia] = moved_members(groups[ia]).mean(axis=0)
         good.remove(ib)
         groups[ib] = np.zeros(0, np.int64)
     order = good + bad

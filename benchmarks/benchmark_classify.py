@@ -1,0 +1,54 @@
+"""asv benchmarks for 2D classification: one multi-reference iteration at K = 10 and 50 (time and
+peak memory), and the starting classes (the subset registered image against image).
+
+``setup`` simulates 1 000 images of 10 synthetic particles (64 px, rotations, SNR 0.1) and
+warms FFTW's plans; the iteration is ``cryocore.align`` with K references (the class averages
+of a classification) and ``class_candidates=5``, as ``cryocore.classify`` runs it.
+"""
+
+import numpy as np
+
+
+class ClassifyIterationSuite:
+    params = ([10, 50],)
+    param_names = ["k"]
+    timeout = 600
+
+    def setup(self, k):
+        import cryocore
+        from cryocore.simulation import make_views
+
+        self.cryocore = cryocore
+        views = make_views(10, 64, seed=0)
+        self.sim = cryocore.simulate(1000, 64, snr=0.1, templates=views, max_shift=3, seed=1)
+        rng = np.random.default_rng(2)
+        self.refs = np.stack([views[i % 10] for i in range(k)]) + 0.05 * rng.standard_normal((k, 64, 64))
+        self._run(iterations=1)
+
+    def _run(self, iterations):
+        return self.cryocore.align(self.sim.images, self.refs, iterations=iterations, class_candidates=5,
+                                   progress=False, threshold_mad=2.5)
+
+    def time_one_iteration(self, k):
+        self._run(iterations=1)
+
+    def peakmem_one_iteration(self, k):
+        self._run(iterations=1)
+
+
+class SeedingSuite:
+    """The starting classes of a classification: 300 images registered against each other."""
+
+    timeout = 300
+
+    def setup(self):
+        import cryocore
+        from cryocore.simulation import make_views
+
+        views = make_views(10, 64, seed=0)
+        self.sim = cryocore.simulate(1000, 64, snr=0.1, templates=views, max_shift=3, seed=1)
+
+    def time_seed_classes(self):
+        from cryocore.pipeline.seeding import seed_classes
+
+        seed_classes(lambda idx: self.sim.images[idx], 1000, 10, rotate=True, lowpass=0.12, threads=2, seed=0)
