@@ -8,6 +8,7 @@ README): an image is the reference rotated by ``psi`` and then shifted by
 Main entry points
 -----------------
 align           the pipeline: half-sets, iterations, thresholds, FRC, outputs
+classify        2D classification into K classes, reference-free (select: keep chosen classes)
 register        shifts and Pearson scores of images against references
 correlation_maps  normalised cross-correlation maps
 shift           exact Fourier-space sub-pixel shifts
@@ -28,7 +29,7 @@ from .accumulate import Accumulator
 from .ctf import CtfParameters, ctf, wiener_average
 from .alignment import AlignResult, align
 from .classification import ClassResult, classify
-from .selection import select
+from .class_selection import select
 from .frc import FRC, frc
 from .preprocess import preprocess
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning

@@ -358,7 +358,7 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from .selection import select
+    from .class_selection import select
 
     classes = None
     if args.classes:
