@@ -133,3 +133,30 @@ def test_demo_classify_shows_the_classes(tmp_path, capsys):
     purity_line = [line for line in text.splitlines() if "purity" in line][0]
     assert float(purity_line.split("purity ")[1].split()[0]) >= 0.9
     assert (out / "gallery.png").stat().st_size > 0 and (out / "model.star").exists()
+
+
+def test_an_interrupted_classification_resumes_to_the_same_result(tmp_path):
+    views = cryocore.simulation.make_views(3, 48, seed=2)
+    sim = cryocore.simulate(330, 48, snr=0.2, templates=views, max_shift=2, seed=3)
+    kw = dict(seed=1, threads=2, progress=False, iterations=4)
+    whole = cryocore.classify(sim.images, 3, **kw)
+    checkpoint = str(tmp_path / "ck.npz")
+
+    def stop(info):
+        if info["iteration"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cryocore.classify(sim.images, 3, checkpoint=checkpoint, callback=stop, **kw)
+    assert (tmp_path / "ck-seeds.npz").exists() and (tmp_path / "ck-run1.npz").exists()
+    resumed = cryocore.classify(sim.images, 3, checkpoint=checkpoint, resume=True, **kw)
+    np.testing.assert_array_equal(resumed.classes, whole.classes)
+    np.testing.assert_allclose(resumed.class_averages, whole.class_averages, atol=1e-5)
+    with pytest.raises(ValueError, match="another classification"):
+        cryocore.classify(sim.images, 4, checkpoint=checkpoint, resume=True, **kw)
+
+
+def test_cli_classify_resume_needs_an_interrupted_run(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "cryocore", "classify", "--resume", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no interrupted cryocore run" in r.stderr

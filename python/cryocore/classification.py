@@ -84,6 +84,8 @@ def classify(
     per_class: int = 30,
     junk_classes: bool = True,
     candidates: int = 5,
+    checkpoint: Optional[str] = None,
+    resume: bool = False,
     normalize: bool = PREPROCESSING.normalize,
     particle_diameter_A: Optional[float] = PREPROCESSING.particle_diameter_A,
     invert_contrast: bool = PREPROCESSING.invert_contrast,
@@ -127,6 +129,12 @@ def classify(
         Keep incoherent clusters of the starting subset (whose members agree only at low
         resolution: blobs, aggregates, ice) as junk classes next to the K, whose particles are
         rejected at the end (default).
+    checkpoint : str, optional
+        A ``.npz`` path: the starting classes and each refinement's state are saved beside it
+        (``<checkpoint>-seeds.npz``, ``-run1.npz``, ``-run2.npz``), atomically, as they are made.
+    resume : bool
+        Continue from the checkpoint files that exist (the same input and options); the result
+        is the same as that of an uninterrupted run.
     threads, max_memory, progress, callback, executor, normalize, particle_diameter_A,
     invert_contrast, hot_pixel_sigma
         As :func:`cryocore.align`.
@@ -162,27 +170,64 @@ def classify(
         return np.stack([working.read(int(i), int(i) + 1)[0] for i in index])
 
     t0 = time.perf_counter()
-    seeds = seed_classes(images_of, n, k, rotate=rotate, lowpass=lowpass, threads=nt, seed=seed,
-                         per_class=per_class, ctf=corrector, junk=bool(junk_classes))
+    stem = None if checkpoint is None else str(checkpoint).removesuffix(".npz")
+    key = dict(n=n, box=[ny, nx], k=k, seed=seed, per_class=per_class, junk=bool(junk_classes), rotate=bool(rotate),
+               lowpass=lowpass, ctf=corrector is not None)
+    seeds = _load_seeds(f"{stem}-seeds.npz", key) if stem is not None and resume else None
+    if seeds is None:
+        seeds = seed_classes(images_of, n, k, rotate=rotate, lowpass=lowpass, threads=nt, seed=seed,
+                             per_class=per_class, ctf=corrector, junk=bool(junk_classes))
+        if stem is not None:
+            _save_seeds(f"{stem}-seeds.npz", key, seeds)
     seeding_s = time.perf_counter() - t0
     kw = dict(rotate=rotate, threshold=threshold, threshold_mad=threshold_mad, iterations=iterations,
               class_candidates=int(candidates), seed=seed, pixel_size_A=apix,
               threads=nt, progress=progress, callback=callback, max_memory=max_memory, executor=executor,
               ctf=ctf, ctf_intact_first_peak=True, normalize=normalize, particle_diameter_A=particle_diameter_A,
               invert_contrast=invert_contrast, hot_pixel_sigma=hot_pixel_sigma, target_pixel_size_A=work_apix)
+    def runs(i: int) -> dict:
+        return {} if stem is None else dict(checkpoint=f"{stem}-run{i}.npz", resume=bool(resume))
+
     t0 = time.perf_counter()
-    result = align(src, _to_input_box(seeds.refs, (ny, nx)), **kw)
+    result = align(src, _to_input_box(seeds.refs, (ny, nx)), **kw, **runs(1))
     first_run_s = time.perf_counter() - t0
     reseeded: list[int] = []
     small = np.flatnonzero(result.class_counts()[:k] < MIN_CLASS_FRACTION * n / k)
     if len(small):  # split the largest classes into the ones that emptied, then refine again
         refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx), (wy, wx))
         reseeded = [int(c) + 1 for c in small]
-        result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)))
+        result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)), **runs(2))
     timings = dict(result.timings, seeding_s=seeding_s, first_run_s=first_run_s, total_s=time.perf_counter() - t_start)
     params = dict(result.parameters, k=k, per_class=per_class, seed_subset=int(len(seeds.subset)),
                   reseeded_classes=reseeded, seed_lowpass_per_px=lowpass)
     return _sorted(result, k, timings, dict(params, junk_classes=seeds.n_junk))
+
+
+def _save_seeds(path: str, key: dict, seeds: Any) -> None:
+    import json
+
+    from .io import atomic_write
+
+    with atomic_write(path, "wb") as f:
+        np.savez(f, refs=seeds.refs, subset=seeds.subset, labels=seeds.labels, n_junk=np.array(seeds.n_junk),
+                 key=np.array(json.dumps(key)))
+
+
+def _load_seeds(path: str, key: dict) -> Any:
+    """The starting classes saved by an interrupted run with the same input and options (None if
+    there are none); ValueError for another run's."""
+    import json
+    import os
+
+    from .pipeline.seeding import Seeds
+
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as z:
+        if json.loads(str(z["key"])) != json.loads(json.dumps(key)):
+            raise ValueError(f"{path} holds the starting classes of another classification (other input or options); "
+                             "start afresh without resuming")
+        return Seeds(z["refs"], z["subset"], z["labels"], int(z["n_junk"]))
 
 
 def _working_pixel_size(target: Union[str, None, float], apix: Optional[float], box: int) -> Optional[float]:

@@ -125,43 +125,66 @@ RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_sp
              "max_memory", "ctf")
 
 
+CLASSIFY_RESUMABLE = ("input", "output", "k", "iterations", "rotate", "pixel_size_A", "ctf", "junk_classes",
+                      "threads", "max_memory", "particle_diameter_A", "normalize", "invert_contrast",
+                      "hot_pixel_sigma", "bin_to_A", "seed", "quiet")
+
+
 def _align(args: argparse.Namespace) -> int:
+    return _resumable(args, RESUMABLE, _run_align)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    return _resumable(args, CLASSIFY_RESUMABLE, _run_classify)
+
+
+def _resumable(args: argparse.Namespace, keys: Sequence[str], run: Any) -> int:
+    """A run that can be interrupted and continued: its options are saved in OUTDIR/RUN_FILE
+    before the work; ``--resume OUTDIR`` reads them back (the command must be the same)."""
     import json
 
     from .io import atomic_write
     from .output import prepare_outdir
 
     if args.resume is not None:
-        run = Path(args.resume) / RUN_FILE
-        if not run.exists():
+        saved_file = Path(args.resume) / RUN_FILE
+        if not saved_file.exists():
             raise FileNotFoundError(f"{args.resume} holds no interrupted cryocore run to resume ({RUN_FILE} is missing)")
-        saved = json.loads(run.read_text())
-        for k in RESUMABLE:
+        saved = json.loads(saved_file.read_text())
+        if saved.get("command", "align") != args.command:
+            raise UserError(f"{args.resume} holds an interrupted 'cryocore {saved.get('command', 'align')}' run; "
+                            f"resume it with that command")
+        for k in keys:
             if k in saved:
                 setattr(args, k, saved[k])
         args.output = args.resume
-    else:
-        if args.input is None or args.output is None:
-            raise UserError("align needs INPUT and -o OUTDIR (or --resume OUTDIR)")
-        # Refuse a bad output directory before the work, not after it.
-        created = not Path(args.output).exists()
-        prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
-        with atomic_write(str(Path(args.output) / RUN_FILE), "w") as f:
-            json.dump({k: getattr(args, k) for k in RESUMABLE}, f)
-        try:
-            return _run_align(args)
-        except (UserError,) + USER_ERRORS:
-            # A user error will not go away on --resume: leave nothing behind.
-            _discard_run(Path(args.output), created)
-            raise
-    return _run_align(args)
+        return int(run(args))
+    if args.input is None or args.output is None:
+        raise UserError(f"{args.command} needs INPUT and -o OUTDIR (or --resume OUTDIR)")
+    # Refuse a bad output directory before the work, not after it.
+    created = not Path(args.output).exists()
+    prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
+    with atomic_write(str(Path(args.output) / RUN_FILE), "w") as f:
+        json.dump({"command": args.command, **{k: getattr(args, k) for k in keys}}, f)
+    try:
+        return int(run(args))
+    except (UserError,) + USER_ERRORS:
+        # A user error will not go away on --resume: leave nothing behind.
+        _discard_run(Path(args.output), created)
+        raise
 
 
 def _discard_run(out: Path, created: bool) -> None:
-    for name in (CHECKPOINT_FILE, RUN_FILE):
-        (out / name).unlink(missing_ok=True)
+    _forget_run(out)
     if created and out.is_dir() and not any(out.iterdir()):
         out.rmdir()
+
+
+def _forget_run(out: Path) -> None:
+    """Remove a run's resume files (the run file and every checkpoint)."""
+    (out / RUN_FILE).unlink(missing_ok=True)
+    for p in out.glob(CHECKPOINT_FILE.removesuffix(".npz") + "*"):
+        p.unlink(missing_ok=True)
 
 
 def _run_align(args: argparse.Namespace) -> int:
@@ -205,8 +228,7 @@ def _run_align(args: argparse.Namespace) -> int:
             target_pixel_size_A=args.bin_to_A,
         )
         paths = result.write(args.output, overwrite=True, inputs=[args.input])
-    for name in (CHECKPOINT_FILE, RUN_FILE):  # the run is complete: nothing left to resume
-        (Path(args.output) / name).unlink(missing_ok=True)
+    _forget_run(Path(args.output))  # the run is complete: nothing left to resume
     if not args.quiet:
         _print_summary(result, paths, time.perf_counter() - t0)
     return 0
@@ -318,32 +340,27 @@ def _add_preprocessing(parser: argparse.ArgumentParser, binning_help: str = "") 
                      "the final averages and poses are in the input's pixels and box")
 
 
-def _classify(args: argparse.Namespace) -> int:
+def _run_classify(args: argparse.Namespace) -> int:
     from .classification import classify
     from .io import open_stack
-    from .output import prepare_outdir
 
-    created = not Path(args.output).exists()
-    prepare_outdir(args.output, overwrite=args.overwrite, inputs=[args.input])
     t0 = time.perf_counter()
-    try:
-        with open_stack(args.input) as stack:
-            if not args.quiet:
-                apix = args.pixel_size_A or stack.pixel_size_A
-                print(f"cryocore classify: {len(stack)} images of {stack.shape[1]}x{stack.shape[2]} px from "
-                      f"{args.input} into {args.k} classes" + (f", {apix:g} Å/px" if apix else ""))
-            result = classify(
-                stack, args.k, iterations=args.iterations, rotate=args.rotate,
-                ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf], pixel_size_A=args.pixel_size_A,
-                target_pixel_size_A="auto" if args.bin_to_A is None else args.bin_to_A, seed=args.seed,
-                threads=args.threads, max_memory=args.max_memory, progress=not args.quiet,
-                junk_classes=args.junk_classes, normalize=args.normalize,
-                particle_diameter_A=args.particle_diameter_A, invert_contrast=args.invert_contrast,
-                hot_pixel_sigma=args.hot_pixel_sigma)
-            paths = result.write(args.output, overwrite=True, inputs=[args.input])
-    except (UserError,) + USER_ERRORS:
-        _discard_run(Path(args.output), created)
-        raise
+    with open_stack(args.input) as stack:
+        if not args.quiet:
+            apix = args.pixel_size_A or stack.pixel_size_A
+            verb = "resuming" if args.resume is not None else "classify"
+            print(f"cryocore {verb}: {len(stack)} images of {stack.shape[1]}x{stack.shape[2]} px from "
+                  f"{args.input} into {args.k} classes" + (f", {apix:g} Å/px" if apix else ""))
+        result = classify(
+            stack, args.k, iterations=args.iterations, rotate=args.rotate,
+            ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf], pixel_size_A=args.pixel_size_A,
+            target_pixel_size_A="auto" if args.bin_to_A is None else args.bin_to_A, seed=args.seed,
+            threads=args.threads, max_memory=args.max_memory, progress=not args.quiet,
+            junk_classes=args.junk_classes, normalize=args.normalize, particle_diameter_A=args.particle_diameter_A,
+            invert_contrast=args.invert_contrast, hot_pixel_sigma=args.hot_pixel_sigma,
+            checkpoint=str(Path(args.output) / CHECKPOINT_FILE), resume=args.resume is not None)
+        paths = result.write(args.output, overwrite=True, inputs=[args.input])
+    _forget_run(Path(args.output))
     if not args.quiet:
         counts = result.class_counts()
         print(f"{int(result.accepted.sum())} of {len(result.scores)} particles kept in {args.k} classes"
@@ -460,8 +477,10 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classify", help="sort a particle stack into K 2D classes, reference-free",
                        description="Sort a particle stack into K 2D classes (reference-free; each class averaged "
                                    "in two independent half-sets, CTF-corrected), sorted by size.")
-    c.add_argument("input", help="particle stack or STAR file")
-    c.add_argument("-o", "--output", required=True, help="output directory")
+    c.add_argument("input", nargs="?", help="particle stack or STAR file")
+    c.add_argument("-o", "--output", help="output directory")
+    c.add_argument("--resume", metavar="OUTDIR", default=None,
+                   help="continue an interrupted classification in OUTDIR (with its options)")
     c.add_argument("-k", type=_positive_int, default=50, help="number of classes (default 50)")
     c.add_argument("--iterations", type=_positive_int, default=20)
     c.add_argument("--no-rotate", dest="rotate", action="store_false", help="translations only")
