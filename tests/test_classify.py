@@ -160,3 +160,13 @@ def test_cli_classify_resume_needs_an_interrupted_run(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cryocore", "classify", "--resume", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no interrupted cryocore run" in r.stderr
+
+
+def test_classify_an_array_with_ctfs_and_no_preprocessing():
+    """The pixel size given as an argument reaches the CTFs when no preprocessing step runs."""
+    views = cryocore.simulation.make_views(3, 48, seed=2)
+    sim = cryocore.simulate(330, 48, snr=0.5, templates=views, max_shift=2, seed=3, ctf=True, pixel_size_A=3.0)
+    res = cryocore.classify(sim.images, 3, ctf=sim.ctf, pixel_size_A=3.0, normalize=False, target_pixel_size_A=None,
+                            progress=False, iterations=3)
+    assert res.parameters["ctf"] is True
+    assert adjusted_rand_index(res.classes, sim.classes) >= 0.9

@@ -161,10 +161,10 @@ def classify(
                           invert_contrast=bool(invert_contrast), hot_pixel_sigma=hot_pixel_sigma,
                           target_pixel_size_A=work_apix)
     working = PreprocessedSource(src, steps, apix, nt) if steps.active else src
-    wy, wx = (int(v) for v in working.shape[1:])
-    corrector = _ctf_correction(ctf, src, n, working.pixel_size_A, nt, intact_first_peak=True)
+    work_px = working.pixel_size_A if steps.active else apix  # (the working images' pixel size)
+    corrector = _ctf_correction(ctf, src, n, work_px, nt, intact_first_peak=True)
     # the starting classes compare images at SEED_RESOLUTION_A (0.12 cycles/px without a pixel size)
-    lowpass = min(0.25, working.pixel_size_A / SEED_RESOLUTION_A) if working.pixel_size_A else 0.12
+    lowpass = min(0.25, work_px / SEED_RESOLUTION_A) if work_px else 0.12
 
     def images_of(index: np.ndarray) -> np.ndarray:
         return np.stack([working.read(int(i), int(i) + 1)[0] for i in index])
@@ -194,7 +194,7 @@ def classify(
     reseeded: list[int] = []
     small = np.flatnonzero(result.class_counts()[:k] < MIN_CLASS_FRACTION * n / k)
     if len(small):  # split the largest classes into the ones that emptied, then refine again
-        refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx), (wy, wx))
+        refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx))
         reseeded = [int(c) + 1 for c in small]
         result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)), **runs(2))
     timings = dict(result.timings, seeding_s=seeding_s, first_run_s=first_run_s, total_s=time.perf_counter() - t_start)
@@ -249,8 +249,8 @@ def _to_input_box(refs: np.ndarray, box: tuple[int, int]) -> np.ndarray:
 
 
 def _reseed(result: AlignResult, k: int, small: np.ndarray, images_of: Callable[[np.ndarray], np.ndarray], rotate: bool,
-            lowpass: float, threads: int, seed: Optional[int], per_class: int, ctf: Any, box: tuple[int, int],
-            work_box: tuple[int, int]) -> np.ndarray:
+            lowpass: float, threads: int, seed: Optional[int], per_class: int, ctf: Any,
+            box: tuple[int, int]) -> np.ndarray:
     """The class averages with each class in ``small`` (0-based) replaced by one half of a split
     of the largest class (whose other half replaces it): its members clustered in two as the
     starting classes are."""
@@ -260,13 +260,12 @@ def _reseed(result: AlignResult, k: int, small: np.ndarray, images_of: Callable[
     for j in small:
         big = int(np.argmax(counts))
         members = np.flatnonzero((result.classes == big + 1) & result.accepted)
-        if len(members) < 2 * 3:
+        if len(members) < 6:  # (too few to split in two)
             continue
         sub_ctf = None if ctf is None else dataclasses.replace(ctf, params=ctf.params.take(members))
         two = seed_classes(lambda idx: images_of(members[idx]), len(members), 2, rotate=rotate, lowpass=lowpass,
                            threads=threads, seed=seed, per_class=per_class, ctf=sub_ctf, junk=False)
-        halves = _to_input_box(two.refs, box) if work_box != box else two.refs
-        refs[big], refs[j] = halves[0], halves[1]
+        refs[big], refs[j] = _to_input_box(two.refs, box)
         counts[big] = counts[j] = counts[big] / 2
     return refs
 
