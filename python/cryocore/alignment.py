@@ -50,6 +50,7 @@ def align(
     upsample: int = 20,
     mask_radius: Optional[float] = None,
     tolerance_px: float = 0.01,
+    class_tolerance: float = 0.0,
     cache_spectra: Optional[bool] = None,
     local_search: bool = True,
     checkpoint: Optional[str] = None,
@@ -92,7 +93,8 @@ def align(
     iterations : int
         Most iterations (``mode="iterative"``); stops earlier when the RMS pose
         change of both halves is below ``tolerance_px`` and the accepted sets
-        no longer change.
+        no longer change (with K references: or, given ``class_tolerance`` > 0, when at most
+        that fraction of each half's images change class or acceptance in an iteration).
     half_split : "random", "halves", "even-odd" or an array of 1/2 labels
     seed : int, for the random half split.
     mode : "iterative" or "online"
@@ -184,6 +186,8 @@ def align(
         raise ValueError(f"mode must be 'iterative' or 'online', got {mode!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
         raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if not (isinstance(class_tolerance, (int, float)) and 0.0 <= float(class_tolerance) < 1.0):
+        raise ValueError(f"class_tolerance must be a fraction in [0, 1), got {class_tolerance!r}")
     if isinstance(class_candidates, bool) or not isinstance(class_candidates, (int, np.integer)) or class_candidates < 0:
         raise ValueError(f"class_candidates must be a non-negative integer, got {class_candidates!r}")
     if not (isinstance(threshold_mad, (int, float)) and not isinstance(threshold_mad, bool)
@@ -235,7 +239,7 @@ def align(
                              local_search=bool(local_search), class_candidates=int(class_candidates)),
         threshold=threshold if isinstance(threshold, str) else float(threshold), threshold_mad=float(threshold_mad),
         iterations=int(iterations),
-        tolerance_px=float(tolerance_px), half_split=half_split if isinstance(half_split, str) else "array",
+        tolerance_px=float(tolerance_px), class_tolerance=float(class_tolerance), half_split=half_split if isinstance(half_split, str) else "array",
         seed=seed, mode=mode, pixel_size_A=None if pixel_size_A is None else float(pixel_size_A),
         lowpass_A=None if lowpass_A is None else float(lowpass_A),
         mask_radius=None if mask_radius is None else float(mask_radius) / binning[0],

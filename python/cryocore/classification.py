@@ -32,6 +32,7 @@ __all__ = ["ClassResult", "classify"]
 
 WORKING_BOX = 64  # px: "auto" bins larger boxes to about this for classification
 SEED_RESOLUTION_A = 30.0  # the starting classes compare images at this resolution
+CLASS_TOLERANCE = 0.005  # the iterations stop when at most this fraction changes class or acceptance
 MIN_CLASS_FRACTION = 0.05  # a class with fewer accepted images than this x N / K has emptied: re-seeded
 
 
@@ -100,8 +101,8 @@ def classify(
     k : int
         Number of classes (2 .. N / 10).
     iterations : int
-        Most iterations of the multi-reference alignment (it stops earlier when poses and
-        classes have settled).
+        Most iterations of the multi-reference alignment; it stops earlier when at most 0.5%
+        of each half's images change class or acceptance in an iteration.
     rotate : bool
         Search in-plane rotations (default). Mirror images are different classes.
     ctf : "auto", None, CtfParameters, ParticleTable or dict
@@ -181,7 +182,7 @@ def classify(
             _save_seeds(f"{stem}-seeds.npz", key, seeds)
     seeding_s = time.perf_counter() - t0
     kw = dict(rotate=rotate, threshold=threshold, threshold_mad=threshold_mad, iterations=iterations,
-              class_candidates=int(candidates), seed=seed, pixel_size_A=apix,
+              class_candidates=int(candidates), class_tolerance=CLASS_TOLERANCE, seed=seed, pixel_size_A=apix,
               threads=nt, progress=progress, callback=callback, max_memory=max_memory, executor=executor,
               ctf=ctf, ctf_intact_first_peak=True, normalize=normalize, particle_diameter_A=particle_diameter_A,
               invert_contrast=invert_contrast, hot_pixel_sigma=hot_pixel_sigma, target_pixel_size_A=work_apix)

@@ -57,6 +57,7 @@ class AlignConfig:
     threshold_mad: float = 4.0  # "auto": reject scores below median - threshold_mad x 1.4826 x MAD
     iterations: int = 10
     tolerance_px: float = 0.01
+    class_tolerance: float = 0.0  # K references: also converged when at most this fraction changes class
     half_split: str = "random"
     seed: Optional[int] = 0
     mode: str = "iterative"

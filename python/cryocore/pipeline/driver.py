@@ -274,9 +274,11 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
     class_halves = _half_to_half(stack, st, rows, new_refs, sums.counts())
     stack.clock("half_to_half_s", t0)
     st.prev_shifts, st.prev_angles = (st.shifts, st.angles) if it > 1 else (None, None)
-    st.converged = it > 1 and all(
+    st.converged = it > 1 and (all(
         r["pose_change"] < config.tolerance_px and r["accepted_changes"] == 0 and r.get("class_changes", 0) == 0
-        and (not stack.rotate or r["angle_change"] < ANGLE_TOLERANCE_DEG) for r in rows)
+        and (not stack.rotate or r["angle_change"] < ANGLE_TOLERANCE_DEG) for r in rows) or (
+        stack.K > 1 and config.class_tolerance > 0 and all(
+            max(r["class_changes"], r["accepted_changes"]) <= config.class_tolerance * r["total"] for r in rows)))
     st.shifts, st.angles, st.scores, st.accepted, st.classes = s, a, c, acc, cls
     st.thresholds, st.refs, st.iteration = thresholds, new_refs, it
     return rows, class_halves
