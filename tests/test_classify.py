@@ -170,3 +170,10 @@ def test_classify_an_array_with_ctfs_and_no_preprocessing():
                             progress=False, iterations=3)
     assert res.parameters["ctf"] is True
     assert adjusted_rand_index(res.classes, sim.classes) >= 0.9
+
+
+def test_classify_translations_only():
+    views = cryocore.simulation.make_views(3, 48, seed=2)
+    sim = cryocore.simulate(330, 48, snr=0.5, templates=views, max_shift=2, seed=3, rotate=False)
+    res = cryocore.classify(sim.images, 3, rotate=False, progress=False, iterations=4)
+    assert adjusted_rand_index(res.classes, sim.classes) >= 0.9 and not res.angles.any()
