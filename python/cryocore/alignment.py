@@ -178,31 +178,8 @@ def align(
     """
     src = as_source(images)
     n, ny, nx = (int(v) for v in src.shape)
-    if n < 2:
-        raise ValueError(f"images must hold at least 2 images to form two half-sets, got {n}")
-    if ny < 8 or nx < 8:
-        raise ValueError(f"images must be at least 8 x 8 pixels, got {ny} x {nx}")
-    if mode not in ("iterative", "online"):
-        raise ValueError(f"mode must be 'iterative' or 'online', got {mode!r}")
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
-    if not (isinstance(class_tolerance, (int, float)) and 0.0 <= float(class_tolerance) < 1.0):
-        raise ValueError(f"class_tolerance must be a fraction in [0, 1), got {class_tolerance!r}")
-    if isinstance(class_candidates, bool) or not isinstance(class_candidates, (int, np.integer)) or class_candidates < 0:
-        raise ValueError(f"class_candidates must be a non-negative integer, got {class_candidates!r}")
-    if not (isinstance(threshold_mad, (int, float)) and not isinstance(threshold_mad, bool)
-            and math.isfinite(float(threshold_mad)) and float(threshold_mad) > 0):
-        raise ValueError(f"threshold_mad must be a positive number of deviations, got {threshold_mad!r}")
-    if isinstance(threshold, str):
-        if threshold != "auto":
-            raise ValueError(f"threshold must be 'auto' or a number in [-1, 1], got {threshold!r}")
-    else:
-        try:
-            thr_value = float(threshold)
-        except (TypeError, ValueError):
-            raise TypeError(f"threshold must be 'auto' or a number, got {threshold!r}") from None
-        if not -1.0 <= thr_value <= 1.0:
-            raise ValueError(f"threshold is a Pearson score and must be in [-1, 1], got {threshold!r}")
+    _check_options(n, ny, nx, mode=mode, iterations=iterations, threshold=threshold, threshold_mad=threshold_mad,
+                   class_tolerance=class_tolerance, class_candidates=class_candidates)
     if pixel_size_A is None:
         pixel_size_A = getattr(src, "pixel_size_A", None)
     if pixel_size_A is not None:
@@ -260,11 +237,7 @@ def align(
     else:
         final = None
         if binned or config.ctf_intact_first_peak:
-            # the final averages from the input's images (binned iterations), fully CTF-corrected
-            unbinned = dataclasses.replace(steps, target_pixel_size_A=None)
-            fine = PreprocessedSource(input_src, unbinned, input_apix, config.threads) if unbinned.active else input_src
-            final = FinalSource(fine, input_apix, _ctf_correction(ctf, input_src, n, input_apix, config.threads),
-                                lambda a: fourier_pad(a, input_box))
+            final = _final_source(input_src, steps, input_apix, input_box, ctf, config.threads)
         result = run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
                                resume=resume, executor=executor, ctf=corrector, final=final)
     result.parameters["preprocessing"] = dict(dataclasses.asdict(steps), working_pixel_size_A=pixel_size_A,
@@ -272,6 +245,47 @@ def align(
     if binned:
         result = in_input_units(result, binning[0])
     return result
+
+
+def _check_options(n: int, ny: int, nx: int, *, mode: str, iterations: Any, threshold: Any, threshold_mad: Any,
+                   class_tolerance: Any, class_candidates: Any) -> None:
+    """ValueError/TypeError naming the first option of :func:`align` that is out of range."""
+    if n < 2:
+        raise ValueError(f"images must hold at least 2 images to form two half-sets, got {n}")
+    if ny < 8 or nx < 8:
+        raise ValueError(f"images must be at least 8 x 8 pixels, got {ny} x {nx}")
+    if mode not in ("iterative", "online"):
+        raise ValueError(f"mode must be 'iterative' or 'online', got {mode!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+    if not (isinstance(class_tolerance, (int, float)) and 0.0 <= float(class_tolerance) < 1.0):
+        raise ValueError(f"class_tolerance must be a fraction in [0, 1), got {class_tolerance!r}")
+    if isinstance(class_candidates, bool) or not isinstance(class_candidates, (int, np.integer)) or class_candidates < 0:
+        raise ValueError(f"class_candidates must be a non-negative integer, got {class_candidates!r}")
+    if not (isinstance(threshold_mad, (int, float)) and not isinstance(threshold_mad, bool)
+            and math.isfinite(float(threshold_mad)) and float(threshold_mad) > 0):
+        raise ValueError(f"threshold_mad must be a positive number of deviations, got {threshold_mad!r}")
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise ValueError(f"threshold must be 'auto' or a number in [-1, 1], got {threshold!r}")
+    else:
+        try:
+            thr_value = float(threshold)
+        except (TypeError, ValueError):
+            raise TypeError(f"threshold must be 'auto' or a number, got {threshold!r}") from None
+        if not -1.0 <= thr_value <= 1.0:
+            raise ValueError(f"threshold is a Pearson score and must be in [-1, 1], got {threshold!r}")
+
+
+def _final_source(source: Any, steps: Preprocessing, pixel_size_A: Optional[float], box: tuple[int, int], ctf: Any,
+                  threads: int) -> FinalSource:
+    """Where the final averages come from when the iterations run on binned images or with the
+    CTFs intact up to their first peak: the input's images (only the other preprocessing steps),
+    fully CTF-corrected."""
+    unbinned = dataclasses.replace(steps, target_pixel_size_A=None)
+    fine = PreprocessedSource(source, unbinned, pixel_size_A, threads) if unbinned.active else source
+    return FinalSource(fine, pixel_size_A, _ctf_correction(ctf, source, source.shape[0], pixel_size_A, threads),
+                       lambda a: fourier_pad(a, box))
 
 
 def _ctf_correction(ctf: Any, source: Any, n: int, pixel_size_A: Optional[float],

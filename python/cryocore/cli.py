@@ -433,6 +433,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    for add in (_add_align, _add_classify, _add_select, _add_simulate, _add_demo, _add_demo_classify):
+        add(sub)
+    return p
+
+
+def _add_align(sub: Any) -> None:
     a = sub.add_parser("align", help="align and average a particle stack in two half-sets",
                        description="Align and average a particle stack (MRC/MRCS, .npy, TIFF, a folder of PNG/TIFF, "
                                    "or a RELION particle STAR file) in two independent half-sets.")
@@ -474,6 +480,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     a.set_defaults(func=_align)
 
+
+def _add_classify(sub: Any) -> None:
     c = sub.add_parser("classify", help="sort a particle stack into K 2D classes, reference-free",
                        description="Sort a particle stack into K 2D classes (reference-free; each class averaged "
                                    "in two independent half-sets, CTF-corrected), sorted by size.")
@@ -500,6 +508,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     c.set_defaults(func=_classify)
 
+
+def _add_select(sub: Any) -> None:
     e = sub.add_parser("select", help="write the particles of chosen classes of a classification as a STAR file")
     e.add_argument("run", help="a cryocore classify output directory")
     e.add_argument("-o", "--output", required=True, help="output STAR file")
@@ -510,6 +520,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     e.set_defaults(func=_select)
 
+
+def _add_simulate(sub: Any) -> None:
     s = sub.add_parser("simulate", help="write a simulated stack with its ground truth (truth.star)")
     s.add_argument("-o", "--output", required=True, help="output stack (.mrcs); truth.star and template.mrc go beside it")
     s.add_argument("--n", type=_positive_int, default=500)
@@ -531,6 +543,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_simulate)
 
+
+def _add_demo(sub: Any) -> None:
     d = sub.add_parser("demo", help="simulate the report's 500-image stack, align it, print the accuracy")
     d.add_argument("-o", "--output", default="demo_out", help="output directory (default ./demo_out, replaced)")
     d.add_argument("--n", type=_positive_int, default=500, help="number of images (default 500)")
@@ -545,6 +559,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=_demo)
 
+
+def _add_demo_classify(sub: Any) -> None:
     dc = sub.add_parser("demo-classify", help="simulate a stack of several particles with junk and classify it")
     dc.add_argument("-o", "--output", default="demo_classify_out", help="output directory (replaced)")
     dc.add_argument("--n", type=_positive_int, default=1200, help="number of images (default 1200)")
@@ -556,7 +572,7 @@ def _parser() -> argparse.ArgumentParser:
     dc.add_argument("--seed", type=int, default=0)
     dc.add_argument("--quiet", action="store_true")
     dc.set_defaults(func=_demo_classify)
-    return p
+
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -222,6 +222,18 @@ def _blur(images: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     return np.fft.irfft2(np.fft.rfft2(images) * otf, s=(ny, nx))
 
 
+def _draw_ctfs(rng: np.random.Generator, n: int, defocus_range_A: tuple[float, float], astigmatism_A: float,
+               bfactor_A2: float) -> CtfParameters:
+    """n CTFs: defocus U uniform in the range, V up to ``astigmatism_A`` less, random astigmatism angle."""
+    lo_d, hi_d = (float(v) for v in defocus_range_A)
+    if not (0 < lo_d <= hi_d and math.isfinite(hi_d)):
+        raise ValueError(f"defocus_range_A must be (low, high) with 0 < low <= high Å, got {defocus_range_A!r}")
+    du = rng.uniform(lo_d, hi_d, n)
+    return CtfParameters.from_arrays(n, dict(
+        defocus_u_A=du, defocus_v_A=du - rng.uniform(0.0, float(astigmatism_A), n),
+        defocus_angle_deg=rng.uniform(0.0, 180.0, n), bfactor_A2=float(bfactor_A2)))
+
+
 def _add_junk(images: np.ndarray, classes: np.ndarray, noise_sigma: np.ndarray, fraction: float, snr: float,
               rng: np.random.Generator) -> None:
     """Replace ``fraction`` of the images, in place, by junk of class 0: every other one pure noise,
@@ -311,15 +323,7 @@ def simulate(
     rng = np.random.default_rng(seed)
     n = int(n_images)
     classes = None if templates is None else rng.integers(1, len(templates) + 1, size=n)
-    params = None
-    if ctf:
-        lo_d, hi_d = (float(v) for v in defocus_range_A)
-        if not (0 < lo_d <= hi_d and math.isfinite(hi_d)):
-            raise ValueError(f"defocus_range_A must be (low, high) with 0 < low <= high Å, got {defocus_range_A!r}")
-        du = rng.uniform(lo_d, hi_d, n)
-        params = CtfParameters.from_arrays(n, dict(
-            defocus_u_A=du, defocus_v_A=du - rng.uniform(0.0, float(astigmatism_A), n),
-            defocus_angle_deg=rng.uniform(0.0, 180.0, n), bfactor_A2=float(bfactor_A2)))
+    params = _draw_ctfs(rng, n, defocus_range_A, astigmatism_A, bfactor_A2) if ctf else None
     shifts = rng.uniform(-max_shift, max_shift, size=(n, 2))
     angles = rng.uniform(0.0, 360.0, size=n) if rotate else np.zeros(n)
     sigmas = rng.uniform(lo, hi, size=n)
