@@ -335,7 +335,6 @@ def write_particles_star(
         Replace an existing file (default: FileExistsError).
     """
     import pandas as pd
-    from starfile.writer import StarWriter
 
     p = _check_overwrite(path, overwrite)
     poses = _check_poses(image_names, shifts, angles, scores, accepted, half)
@@ -380,28 +379,30 @@ def write_particles_star(
     })
     for name, values in ours.items():
         particles[name] = values
-    text = StarWriter({"optics": optics, "particles": particles}).to_string()
-    # RELION 3.1 marks its tables with a version comment; add it before each table.
-    text = text.replace("data_optics\n", "# version 30001\n\ndata_optics\n", 1)
-    text = text.replace("data_particles\n", "# version 30001\n\ndata_particles\n", 1)
-    with atomic_write(p, "w", newline="\n") as f:
+    _write_star(p, {"optics": optics, "particles": particles})
+
+
+def _write_star(path: str, blocks: dict) -> None:
+    """STAR tables (name -> DataFrame) written atomically, each marked with RELION 3.1's version
+    comment."""
+    from starfile.writer import StarWriter
+
+    text = StarWriter(blocks).to_string()
+    for name in blocks:
+        text = text.replace(f"data_{name}\n", f"# version 30001\n\ndata_{name}\n", 1)
+    with atomic_write(path, "w", newline="\n") as f:
         f.write(text)
 
 
 def write_star_table(path: PathLike, table: ParticleTable, *, overwrite: bool = False) -> None:
     """Write a particle table as a RELION 3.1 STAR file (``data_optics`` when it has optics groups,
     ``data_particles``), every column and value as they are, atomically."""
-    from starfile.writer import StarWriter
 
     p = _check_overwrite(path, overwrite)
     blocks = {"particles": _exact_columns(table.particles)}
     if table.optics is not None:
         blocks = {"optics": _exact_columns(table.optics), **blocks}
-    text = StarWriter(blocks).to_string()
-    text = text.replace("data_optics\n", "# version 30001\n\ndata_optics\n", 1)
-    text = text.replace("data_particles\n", "# version 30001\n\ndata_particles\n", 1)
-    with atomic_write(p, "w", newline="\n") as f:
-        f.write(text)
+    _write_star(p, blocks)
 
 
 def write_model_star(path: PathLike, *, classes_file: str, distribution: np.ndarray, accuracy_rotations_deg: np.ndarray,
@@ -413,7 +414,6 @@ def write_model_star(path: PathLike, *, classes_file: str, distribution: np.ndar
     rlnEstimatedResolution (Å, the class's half-set FRC 0.143; 999 when unknown, as RELION writes
     for an empty class) and rlnCryocoreParticles (accepted particles)."""
     import pandas as pd
-    from starfile.writer import StarWriter
 
     p = _check_overwrite(path, overwrite)
     k = len(distribution)
@@ -429,9 +429,7 @@ def write_model_star(path: PathLike, *, classes_file: str, distribution: np.ndar
         "rlnCryocoreParticles": np.asarray(particles, np.int64),
     })
     general = pd.DataFrame({"rlnNrClasses": [k], "rlnReferenceDimensionality": [2]})
-    text = StarWriter({"model_general": general, "model_classes": table}).to_string()
-    with atomic_write(p, "w", newline="\n") as f:
-        f.write(text)
+    _write_star(p, {"model_general": general, "model_classes": table})
 
 
 def _exact_columns(df: Any) -> Any:
