@@ -214,7 +214,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
     PolarWork& pw = polar_pool[worker];
     fine.prepare_workspace(ws);
     std::vector<std::size_t> chosen;
-    std::vector<float> screen;
+    std::vector<float> screen, screened;
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const std::size_t at = index ? static_cast<std::size_t>(index[i]) : i;
@@ -252,9 +252,11 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
       if (have_prior) chosen.assign(1, static_cast<std::size_t>(pc));
       if (candidates > 0 && n_refs > candidates && !have_prior && inv != 0.0f && cinv != 0.0f) {
         screen.assign(n_refs, -std::numeric_limits<float>::infinity());
+        screened.resize(n_refs * M);  // each reference's correlation, kept for stage 1 below
         for (std::size_t r = 0; r < n_refs; ++r) {
           if (flat_ref[r]) continue;
           polar.correlate(polar_refs[r], pw);
+          std::copy(pw.corr.data(), pw.corr.data() + M, &screened[r * M]);
           screen[r] = *std::max_element(pw.corr.data(), pw.corr.data() + M);
         }
         std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) { return screen[a] > screen[b]; });
@@ -278,8 +280,9 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
         // correlation, each with its 180-degree twin, scored by a coarse
         // (low-passed, cropped) translational search at the nearest coarse
         // rotation of the reference.
-        polar.correlate(polar_refs[r], pw);
-        const float* corr = pw.corr.data();
+        const bool was_screened = chosen.size() < n_refs;  // (its correlation made by the pre-screen)
+        if (!was_screened) polar.correlate(polar_refs[r], pw);
+        const float* corr = was_screened ? &screened[r * M] : pw.corr.data();
         std::size_t peaks[kAngleCandidates];
         const std::size_t n_peaks = top_local_maxima(corr, M, kAngleCandidates, peaks);
         double cand_psi[2 * kAngleCandidates];
