@@ -131,16 +131,16 @@ void check_ctf_params(const double* params, std::size_t n) {
 
 CtfGrid::CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_max, long kx_max,
                  bool intact_first_peak)
-    : ny_(ny), nx_(nx), nxh_(nx / 2 + 1), intact_(intact_first_peak) {
+    : ny_(ny), nxh_(nx / 2 + 1), intact_(intact_first_peak) {
   if (!(pixel_size_A > 0) || !std::isfinite(pixel_size_A))
     throw std::invalid_argument("pixel_size_A must be a positive number, got " + std::to_string(pixel_size_A));
-  kx_max_ = kx_max < 0 ? nxh_ - 1 : std::min<std::size_t>(static_cast<std::size_t>(kx_max), nxh_ - 1);
+  const std::size_t last = kx_max < 0 ? nxh_ - 1 : std::min<std::size_t>(static_cast<std::size_t>(kx_max), nxh_ - 1);
   for (std::size_t r = 0; r < ny; ++r)
     if (ky_max < 0 || std::labs(signed_freq(r, ny)) <= ky_max) {
       rows_.push_back(r);
       y_.push_back(static_cast<double>(signed_freq(r, ny)) / (static_cast<double>(ny) * pixel_size_A));
     }
-  for (std::size_t kx = 0; kx <= kx_max_; ++kx) {
+  for (std::size_t kx = 0; kx <= last; ++kx) {
     x_.push_back(static_cast<double>(kx) / (static_cast<double>(nx) * pixel_size_A));
     x2_.push_back(x_.back() * x_.back());
   }

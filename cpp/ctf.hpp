@@ -40,8 +40,6 @@ class CtfGrid {
   // first peak (|gamma - e| < pi/2, RELION's --ctf_intact_first_peak).
   CtfGrid(std::size_t ny, std::size_t nx, double pixel_size_A, long ky_max = -1, long kx_max = -1,
           bool intact_first_peak = false);
-  std::size_t ny() const noexcept { return ny_; }
-  std::size_t nx() const noexcept { return nx_; }
   std::size_t size() const noexcept { return ny_ * nxh_; }
 
   // The CTF of one particle (kCtfFields parameters) turned into the
@@ -54,7 +52,7 @@ class CtfGrid {
   void multiply(const double* params, cfloat* F, std::vector<float>& scratch) const;
 
  private:
-  std::size_t ny_, nx_, nxh_, kx_max_;
+  std::size_t ny_, nxh_;
   bool intact_;
   std::vector<std::size_t> rows_;  // the rows within the band
   std::vector<double> y_;          // their frequencies Y (1/Å)

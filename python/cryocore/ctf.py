@@ -344,10 +344,9 @@ def ctf_in_reference_frame(params: CtfParameters, i: int, psi_deg: float, shape:
 
 
 def ctf_stack(params: CtfParameters, shape: tuple[int, int], pixel_size_A: float,
-              angles_deg: Optional[np.ndarray] = None, squared: bool = False,
-              threads: Optional[int] = None) -> np.ndarray:
+              angles_deg: Optional[np.ndarray] = None, threads: Optional[int] = None) -> np.ndarray:
     """Every particle's CTF on the half spectrum: (N, ny, nx//2+1) float32; with ``angles_deg``
-    (N,) each turned into its reference frame (:func:`ctf_in_reference_frame`); ``squared``: CTF^2.
+    (N,) each turned into its reference frame (:func:`ctf_in_reference_frame`).
 
     The same formula as :func:`ctf`, computed by the core (float32 output, within ~1e-7)."""
     from . import _core
@@ -356,4 +355,4 @@ def ctf_stack(params: CtfParameters, shape: tuple[int, int], pixel_size_A: float
     ny, nx = (int(v) for v in shape)
     apix = _check("pixel_size_A", pixel_size_A, low=0.0, low_open=True)
     angles = None if angles_deg is None else np.ascontiguousarray(angles_deg, np.float64).reshape(len(params))
-    return _core.ctf_planes(params.array(), ny, nx, apix, angles=angles, squared=squared, threads=as_threads(threads))
+    return _core.ctf_planes(params.array(), ny, nx, apix, angles=angles, threads=as_threads(threads))

@@ -98,9 +98,6 @@ def preprocess(images: Any, *, pixel_size_A: float, particle_diameter_A: Optiona
         t = float(target_pixel_size_A)
         if not (math.isfinite(t) and t >= apix):
             raise ValueError(f"target_pixel_size_A must be at least the pixel size ({apix:g} Å), got {target_pixel_size_A!r}")
-        if not np.isfinite(imgs).all():  # (the core names the image; cropping would spread it first)
-            bad = ~np.isfinite(imgs).all(axis=(1, 2))
-            raise ValueError(f"image {int(np.argmax(bad))} contains NaN or infinity; all pixel values must be finite")
         shape = binned_shape(imgs.shape[1:], apix, t)
         out = _core.fourier_crop(imgs, shape[0], shape[1], threads=as_threads(threads))
         out_apix = apix * imgs.shape[2] / shape[1]
@@ -152,9 +149,16 @@ class PreprocessedSource:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Images start..stop-1, preprocessed: float32 (stop - start, ny', nx')."""
-        return self._run(self.source.read(start, stop))[0]
+    def read(self, start: int, stop: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """Images start..stop-1, preprocessed: float32 (stop - start, ny', nx'); with ``rows``
+        (positions in start..stop-1), only those are preprocessed (the others are zero)."""
+        raw = self.source.read(start, stop)
+        if rows is None:
+            return self._run(raw)[0]
+        out = np.zeros((stop - start,) + self.shape[1:], np.float32)
+        if len(rows):
+            out[rows] = self._run(raw[rows])[0]
+        return out
 
     def bin_image(self, image: np.ndarray) -> np.ndarray:
         """One image (ny, nx) of the input's box (e.g. a reference) resampled to the output's box

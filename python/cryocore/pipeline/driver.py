@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..frc import frc
+from ..preprocess import PreprocessedSource
 from ..transforms import shift
 from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, SpectraCache, band_extent, crop_bytes, crop_for, make_chunks,
                      plan_memory, search_band)
@@ -72,15 +73,20 @@ class _Stack:
         return now
 
     # -- data
-    def read(self, chunk: Chunk) -> np.ndarray:
-        """The chunk's images, without a copy where the source can lend them (memory-mapped float32)."""
+    def read(self, chunk: Chunk, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """The chunk's images, without a copy where the source can lend them (memory-mapped float32);
+        a source that preprocesses its images does so for ``rows`` only, when given (the others
+        are not used)."""
+        if rows is not None and isinstance(self.source, PreprocessedSource):
+            return self.source.read(chunk.start, chunk.stop, rows)
         return getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
 
-    def data(self, chunk: Chunk, images: bool = False) -> ChunkData:
-        """The chunk's cached spectra (translations), else its images read now."""
+    def data(self, chunk: Chunk, images: bool = False, rows: Optional[np.ndarray] = None) -> ChunkData:
+        """The chunk's cached spectra (translations), else its images read now (``rows``: the ones
+        that will be used)."""
         if self.cache is not None and not images:
             return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
-        return ChunkData(images=self.read(chunk))
+        return ChunkData(images=self.read(chunk, rows))
 
     def fill_cache(self, ky: int, kx: int) -> None:
         """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""
@@ -131,7 +137,8 @@ class _Stack:
         def task(chunk: Chunk) -> SpectralSums:
             sl = slice(chunk.start, chunk.stop)
             cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
-            return sum_chunk(chunk, self.data(chunk, images=not cached), shifts[sl], angles[sl], classes[sl],
+            used = np.flatnonzero(weights[sl] != 0)
+            return sum_chunk(chunk, self.data(chunk, images=not cached, rows=used), shifts[sl], angles[sl], classes[sl],
                              weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf)
 
         for s in self.executor.map(task, todo):

@@ -386,10 +386,10 @@ def _band_mask(ny: int, nx: int, band: float) -> Optional[np.ndarray]:
     """The rows and columns accumulate_spectra keeps for this band (None: all)."""
     if band >= 0.5:
         return None
-    ky = np.abs(np.rint(np.fft.fftfreq(ny) * ny))  # integers (fftfreq * n can be 12.000000000000002)
-    kx = np.arange(nx // 2 + 1)
-    return (ky[:, None] <= np.floor(band * ny)) & (kx[None, :] <= np.floor(band * nx))
-
+    ky_max, kx_max = band_extent(ny, nx, band)
+    rows = np.arange(ny)
+    ky = np.minimum(rows, ny - rows)  # |signed frequency| of each row, an integer
+    return (ky[:, None] <= ky_max) & (np.arange(nx // 2 + 1)[None, :] <= kx_max)
 
 
 def pairwise_poses(images: np.ndarray, lowpass: float, rotate: bool, threads: int,
