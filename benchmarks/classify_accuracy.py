@@ -41,7 +41,9 @@ def main(argv=None):
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("--views", type=int, default=10)
     parser.add_argument("--seed", type=int, default=21)
+    parser.add_argument("--soft-assignment", action="store_true", help="classify with soft_assignment=True")
     args = parser.parse_args(argv)
+    opts = dict(soft_assignment=args.soft_assignment)
 
     import cryocore
     from cryocore.simulation import project, view_rotations
@@ -56,7 +58,7 @@ def main(argv=None):
     runs = {}
     for k in (args.views, 2 * args.views):
         t0 = time.perf_counter()
-        res = cryocore.classify(sim.images, k, ctf=sim.ctf, pixel_size_A=2.0, progress=False, threads=2)
+        res = cryocore.classify(sim.images, k, ctf=sim.ctf, pixel_size_A=2.0, progress=False, threads=2, **opts)
         seconds = time.perf_counter() - t0
         runs[k] = res
         acc = res.accepted
@@ -74,7 +76,7 @@ def main(argv=None):
               f"{hits / (good & acc).sum():.3f}, class average vs its view: min {min(corr):.3f}, median "
               f"{np.median(corr):.3f}; junk rejected or in junk classes {junk:.3f} (junk classes {res.junk_classes}); "
               f"good particles kept {(good & acc).sum() / good.sum():.3f}; {seconds:.1f} s")
-    again = cryocore.classify(sim.images, args.views, ctf=sim.ctf, pixel_size_A=2.0, progress=False, threads=1)
+    again = cryocore.classify(sim.images, args.views, ctf=sim.ctf, pixel_size_A=2.0, progress=False, threads=1, **opts)
     same = np.array_equal(again.classes, runs[args.views].classes)
     print(f"the same run with 1 thread instead of 2 gives the same classes: {same}")
     return 0 if same else 1

@@ -116,6 +116,18 @@ void register_rotate_stack(const float* refs, std::size_t n_refs, const float* i
 // use and kept, so each call pays only for its images. The references are
 // copied; run() may be called from several threads at once, and gives the
 // same results as register_rotate_stack for any thread count.
+// Every searched class's own best pose for each image (soft assignment): slot s of image i is
+// at i * slots + s; slots at least the number of classes searched per image (the candidates,
+// or all references); unused slots get class -1 and score NaN. The classes of an image are in
+// increasing order.
+struct ClassPoses {
+  std::size_t slots = 0;
+  double* shifts = nullptr;  // n x slots x 2
+  double* angles = nullptr;  // n x slots
+  double* scores = nullptr;  // n x slots
+  std::int32_t* classes = nullptr;  // n x slots
+};
+
 class RotationalSearch {
  public:
   RotationalSearch(const float* refs, std::size_t n_refs, std::size_t ny, std::size_t nx,
@@ -125,6 +137,7 @@ class RotationalSearch {
   RotationalSearch& operator=(const RotationalSearch&) = delete;
   std::size_t ny() const noexcept;
   std::size_t nx() const noexcept;
+  std::size_t n_refs() const noexcept;
   // index (may be null): the i-th of the n images is images[index[i]] (no copy of a subset).
   // ctf (may be null): each image's spectrum is multiplied by its CTF before the search (the
   // search compares CTF X with the references); filtered (n x ny x nx, may be null with ctf):
@@ -134,10 +147,13 @@ class RotationalSearch {
   // peaks highest (stage 1's correlation: invariant to the image's pose; 2D classification).
   // prior_class (n, may be null): with several references, an image with a finite prior pose
   // and a prior class >= 0 is searched locally around that pose against that class only.
+  // per_class (may be null): receives each searched class's refined pose and score (every one
+  // is refined, not only those that beat the best so far; the best is then the best refined).
   void run(const float* images, std::size_t n, int threads, double* shifts, double* angles, double* scores,
            std::int32_t* best_ref, const double* prior_angles, const double* prior_shifts,
            const std::int64_t* index = nullptr, const CtfRows* ctf = nullptr, float* filtered = nullptr,
-           std::size_t candidates = 0, const std::int32_t* prior_class = nullptr) const;
+           std::size_t candidates = 0, const std::int32_t* prior_class = nullptr,
+           const ClassPoses* per_class = nullptr) const;
 
  private:
   struct Impl;

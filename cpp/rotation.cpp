@@ -175,12 +175,16 @@ RotationalSearch::RotationalSearch(const float* refs, std::size_t n_refs, std::s
 RotationalSearch::~RotationalSearch() = default;
 std::size_t RotationalSearch::ny() const noexcept { return impl_->ny; }
 std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
+std::size_t RotationalSearch::n_refs() const noexcept { return impl_->n_refs; }
 
 void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
                            double* scores, std::int32_t* best_ref, const double* prior_angles,
                            const double* prior_shifts, const std::int64_t* index, const CtfRows* ctf,
-                           float* filtered, std::size_t candidates, const std::int32_t* prior_class) const {
+                           float* filtered, std::size_t candidates, const std::int32_t* prior_class,
+                           const ClassPoses* per_class) const {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  if (per_class && per_class->slots < ((candidates > 0 && candidates < impl_->n_refs) ? candidates : impl_->n_refs))
+    throw std::invalid_argument("per_class needs a slot per class searched");
   if (filtered && !ctf) throw std::invalid_argument("filtered images need CTFs");
   const Impl& m = *impl_;
   const std::size_t ny = m.ny, nx = m.nx, npx = ny * nx, n_refs = m.n_refs, K = m.K, KC = m.KC;
@@ -263,9 +267,29 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
         chosen.resize(candidates);
         std::sort(chosen.begin(), chosen.end());
       }
+      if (per_class) {
+        for (std::size_t s = 0; s < per_class->slots; ++s) {
+          const std::size_t o = i * per_class->slots + s;
+          per_class->classes[o] = -1;
+          per_class->scores[o] = std::numeric_limits<double>::quiet_NaN();
+          per_class->angles[o] = per_class->shifts[2 * o] = per_class->shifts[2 * o + 1] = 0.0;
+        }
+      }
+      std::size_t slot = 0;
+      // One searched class's pose and score into its slot (per_class).
+      auto record = [&](std::size_t r, const Refined& res, double psi) {
+        if (!per_class) return;
+        const std::size_t o = i * per_class->slots + slot++;
+        per_class->classes[o] = static_cast<std::int32_t>(r);
+        per_class->scores[o] = res.value < -1.0 ? 0.0 : res.value;
+        per_class->shifts[2 * o] = res.dy;
+        per_class->shifts[2 * o + 1] = res.dx;
+        per_class->angles[o] = psi;
+      };
       for (const std::size_t r : chosen) {
         if (inv == 0.0f || cinv == 0.0f || flat_ref[r]) {
           if (best.value < 0.0) best = Refined{0.0, 0.0, 0.0};
+          record(r, Refined{0.0, 0.0, 0.0}, 0.0);
           continue;
         }
         std::size_t j = 0;
@@ -334,7 +358,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
           }
         }
         }
-        if (res.value <= best.value) continue;
+        if (res.value <= best.value && !per_class) continue;
         // Angular search at a fixed shift: step to the better neighbouring
         // rotation while there is one (one new score per step), then re-refine
         // the shift at the new rotation; repeat until the rotation holds. A
@@ -370,8 +394,12 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
             sp = score(j + 1);
           }
         }
+        double psi = std::fmod((static_cast<double>(j) + parabola_offset(sm, res.value, sp)) * dpsi, 360.0);
+        if (psi < 0.0) psi += 360.0;
+        record(r, res, psi);
+        if (res.value <= best.value) continue;  // (per_class: every class is refined)
         best = res;
-        best_psi = (static_cast<double>(j) + parabola_offset(sm, res.value, sp)) * dpsi;
+        best_psi = psi;
         bref = static_cast<std::int32_t>(r);
       }
       best_psi = std::fmod(best_psi, 360.0);

@@ -44,7 +44,8 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
                          std::optional<double> pixel_size_A,
                          std::optional<py::array_t<float, py::array::c_style>> filtered, bool intact_first_peak,
                          std::size_t candidates,
-                         const std::optional<py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>>& prior_classes) {
+                         const std::optional<py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>>& prior_classes,
+                         bool per_class) {
   require_stack(images, "images");
   if (dim(images, 1) != search.ny() || dim(images, 2) != search.nx())
     throw std::invalid_argument("images must have the references' box (" + std::to_string(search.ny()) + ", " +
@@ -83,8 +84,20 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
   if (prior_classes && (prior_classes->ndim() != 1 || dim(*prior_classes, 0) != n))
     throw std::invalid_argument("prior_classes must have shape (" + std::to_string(n) + ",)");
   const std::int32_t* pcp = prior_classes ? prior_classes->data() : nullptr;
-  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps, xp, rp, fp, candidates, pcp); });
-  return py::make_tuple(shifts, angles, scores, best);
+  if (!per_class) {
+    run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps, xp, rp, fp, candidates, pcp); });
+    return py::make_tuple(shifts, angles, scores, best);
+  }
+  const auto N = static_cast<py::ssize_t>(n);
+  const auto C = static_cast<py::ssize_t>(candidates > 0 && candidates < search.n_refs() ? candidates
+                                                                                          : search.n_refs());
+  py::array_t<double> c_shifts({N, C, py::ssize_t{2}});
+  py::array_t<double> c_angles({N, C}), c_scores({N, C});
+  py::array_t<std::int32_t> c_classes({N, C});
+  const ClassPoses poses{static_cast<std::size_t>(C), c_shifts.mutable_data(), c_angles.mutable_data(),
+                         c_scores.mutable_data(), c_classes.mutable_data()};
+  run_without_gil([&] { search.run(ip, n, threads, sp, ap, cp, bp, pa, ps, xp, rp, fp, candidates, pcp, &poses); });
+  return py::make_tuple(shifts, angles, scores, best, py::make_tuple(c_shifts, c_angles, c_scores, c_classes));
 }
 
 std::unique_ptr<RotationalSearch> make_rotational(const FloatArray& refs, const RegisterParams& settings,
@@ -109,7 +122,7 @@ py::tuple py_register_rotate(const FloatArray& refs, const FloatArray& images, c
   require_same_box(refs, images);
   const auto search = make_rotational(refs, settings, angular_step);
   return run_rotational(*search, images, threads, prior_angles, prior_shifts, std::nullopt, ctf, pixel_size_A,
-                        std::nullopt, intact_first_peak, 0, std::nullopt);
+                        std::nullopt, intact_first_peak, 0, std::nullopt, false);
 }
 
 py::tuple py_register_spectra(const FloatArray& refs, const ComplexArrayPy& spectra, std::size_t nx,
@@ -236,7 +249,7 @@ void bind_search(py::module_& m) {
            py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),
            py::arg("index") = py::none(), py::arg("ctf") = py::none(), py::arg("pixel_size_A") = py::none(),
            py::arg("filtered") = py::none(), py::arg("intact_first_peak") = false, py::arg("candidates") = 0,
-           py::arg("prior_classes") = py::none(),
+           py::arg("prior_classes") = py::none(), py::arg("per_class") = false,
            "(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the "
            "prepared references: the same as register_rotate with the same arguments; with index, "
            "of images[index] only (no copy), the priors and results per index entry. With ctf (n, 9) "
@@ -244,7 +257,10 @@ void bind_search(py::module_& m) {
            "references); filtered (a writeable float32 (n, ny, nx) array) then receives each CTF X. candidates > 0: "
            "the full search against only that many references per image, those whose power spectra's rotational "
            "correlation with the image's peaks highest. prior_classes (n,) int32 (several references): an image "
-           "with a finite prior pose and prior class >= 0 is searched locally against that class only.");
+           "with a finite prior pose and prior class >= 0 is searched locally against that class only. "
+           "per_class=True: every searched class is refined, and a fifth item (shifts (n, C, 2), angles (n, C), "
+           "scores (n, C), classes (n, C)) holds each one's pose and score (C = candidates or the number of "
+           "references; unused slots: class -1, score NaN).");
   m.def("register_rotate", &py_register_rotate, py::arg("references"), py::arg("images"),
         py::arg("settings") = defaults, py::arg("angular_step") = 1.0, py::arg("threads") = 1,
         py::arg("prior_angles") = py::none(), py::arg("prior_shifts") = py::none(),

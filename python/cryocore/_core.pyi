@@ -1,5 +1,5 @@
 # Type stubs for the compiled core (cpp/bindings/). Private: use the cryocore package.
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -85,8 +85,9 @@ class RotationalSearch:
         intact_first_peak: bool = False,
         candidates: int = 0,
         prior_classes: Optional[npt.ArrayLike] = None,
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int32]]:
-        """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments; with index, of images[index] only (no copy)."""
+        per_class: bool = False,
+    ) -> tuple[Any, ...]:
+        """(shifts (n, 2), angles (n,), scores (n,), best reference (n,)) of images against the prepared references: the same as register_rotate with the same arguments; with index, of images[index] only (no copy). per_class=True: a fifth item (shifts (n, C, 2), angles (n, C), scores (n, C), classes (n, C)), each searched class's refined pose (unused slots: class -1, score NaN)."""
 
 def register_spectra(
     references: npt.ArrayLike,

@@ -60,6 +60,7 @@ def align(
     ctf: Any = "auto",
     ctf_intact_first_peak: bool = False,
     class_candidates: int = 0,
+    soft_assignment: bool = False,
     normalize: bool = PREPROCESSING.normalize,
     particle_diameter_A: Optional[float] = PREPROCESSING.particle_diameter_A,
     invert_contrast: bool = PREPROCESSING.invert_contrast,
@@ -163,6 +164,13 @@ def align(
         With rotations and K references: search each image fully against only this many of
         them, those whose power spectra's rotational correlation with the image's peaks
         highest (a pre-screen invariant to the image's pose; 0, the default: all K).
+    soft_assignment : bool
+        With rotations and K references: in each iteration's averages, each image counts in
+        every class it was searched against (its ``class_candidates``), at its best pose there,
+        weighted by its likelihood there (a Gaussian noise model over the search's band, as
+        RELION's expectation step; weights under 0.01 dropped), instead of in its best class
+        only (False, the default). The result (classes, poses, final averages) gives each
+        image its best class, so that each class average is that of the particles listed in it.
     normalize, particle_diameter_A, invert_contrast, hot_pixel_sigma, target_pixel_size_A
         Preprocessing, applied to each chunk as it is read (:func:`cryocore.preprocess`;
         RELION's defaults: the background outside ``particle_diameter_A`` (default 0.75 of
@@ -180,6 +188,8 @@ def align(
     n, ny, nx = (int(v) for v in src.shape)
     _check_options(n, ny, nx, mode=mode, iterations=iterations, threshold=threshold, threshold_mad=threshold_mad,
                    class_tolerance=class_tolerance, class_candidates=class_candidates)
+    if soft_assignment and not rotate:
+        raise ValueError("soft_assignment needs rotate=True (the soft class weights come from the rotational search)")
     if pixel_size_A is None:
         pixel_size_A = getattr(src, "pixel_size_A", None)
     if pixel_size_A is not None:
@@ -213,7 +223,8 @@ def align(
     config = AlignConfig(
         search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
                              max_shift=None if max_shift is None else float(max_shift) / binning[0],
-                             local_search=bool(local_search), class_candidates=int(class_candidates)),
+                             local_search=bool(local_search), class_candidates=int(class_candidates),
+                             soft_assignment=bool(soft_assignment)),
         threshold=threshold if isinstance(threshold, str) else float(threshold), threshold_mad=float(threshold_mad),
         iterations=int(iterations),
         tolerance_px=float(tolerance_px), class_tolerance=float(class_tolerance), half_split=half_split if isinstance(half_split, str) else "array",

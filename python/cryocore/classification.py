@@ -85,6 +85,7 @@ def classify(
     per_class: int = 30,
     junk_classes: bool = True,
     candidates: int = 5,
+    soft_assignment: bool = False,
     checkpoint: Optional[str] = None,
     resume: bool = False,
     normalize: bool = PREPROCESSING.normalize,
@@ -126,6 +127,10 @@ def classify(
     candidates : int
         Each image gets the full search against only this many classes, those whose power
         spectra's rotational correlation with the image's peaks highest (0: all classes).
+    soft_assignment : bool
+        Score-weighted assignment, as :func:`cryocore.align` (needs ``rotate``): in the
+        iterations each image counts in each of its candidate classes by its likelihood there;
+        the result gives each image its best class (default: hard assignment, best class only).
     junk_classes : bool
         Keep incoherent clusters of the starting subset (whose members agree only at low
         resolution: blobs, aggregates, ice) as junk classes next to the K, whose particles are
@@ -152,6 +157,8 @@ def classify(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= int(k) <= max(2, n // 10):
         raise ValueError(f"k must be an integer from 2 to N / 10 = {max(2, n // 10)} for {n} images, got {k!r}")
     k = int(k)
+    if soft_assignment and not rotate:
+        raise ValueError("soft_assignment needs rotate=True (the soft class weights come from the rotational search)")
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 3:
         raise ValueError(f"per_class must be an integer >= 3, got {per_class!r}")
     apix = pixel_size_A if pixel_size_A is not None else getattr(src, "pixel_size_A", None)
@@ -182,7 +189,8 @@ def classify(
             _save_seeds(f"{stem}-seeds.npz", key, seeds)
     seeding_s = time.perf_counter() - t0
     kw = dict(rotate=rotate, threshold=threshold, threshold_mad=threshold_mad, iterations=iterations,
-              class_candidates=int(candidates), class_tolerance=CLASS_TOLERANCE, seed=seed, pixel_size_A=apix,
+              class_candidates=int(candidates), soft_assignment=bool(soft_assignment),
+              class_tolerance=CLASS_TOLERANCE, seed=seed, pixel_size_A=apix,
               threads=nt, progress=progress, callback=callback, max_memory=max_memory, executor=executor,
               ctf=ctf, ctf_intact_first_peak=True, normalize=normalize, particle_diameter_A=particle_diameter_A,
               invert_contrast=invert_contrast, hot_pixel_sigma=hot_pixel_sigma, target_pixel_size_A=work_apix)

@@ -125,7 +125,7 @@ RESUMABLE = ("input", "output", "reference", "threshold", "iterations", "half_sp
              "max_memory", "ctf")
 
 
-CLASSIFY_RESUMABLE = ("input", "output", "k", "iterations", "rotate", "pixel_size_A", "ctf", "junk_classes",
+CLASSIFY_RESUMABLE = ("input", "output", "k", "iterations", "rotate", "pixel_size_A", "ctf", "junk_classes", "soft_assignment",
                       "threads", "max_memory", "particle_diameter_A", "normalize", "invert_contrast",
                       "hot_pixel_sigma", "bin_to_A", "seed", "quiet")
 
@@ -356,7 +356,7 @@ def _run_classify(args: argparse.Namespace) -> int:
             ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf], pixel_size_A=args.pixel_size_A,
             target_pixel_size_A="auto" if args.bin_to_A is None else args.bin_to_A, seed=args.seed,
             threads=args.threads, max_memory=args.max_memory, progress=not args.quiet,
-            junk_classes=args.junk_classes, normalize=args.normalize, particle_diameter_A=args.particle_diameter_A,
+            junk_classes=args.junk_classes, soft_assignment=args.soft_assignment, normalize=args.normalize, particle_diameter_A=args.particle_diameter_A,
             invert_contrast=args.invert_contrast, hot_pixel_sigma=args.hot_pixel_sigma,
             checkpoint=str(Path(args.output) / CHECKPOINT_FILE), resume=args.resume is not None)
         paths = result.write(args.output, overwrite=True, inputs=[args.input])
@@ -499,6 +499,8 @@ def _add_classify(sub: Any) -> None:
     c.set_defaults(ctf="auto")
     c.add_argument("--no-junk-classes", dest="junk_classes", action="store_false",
                    help="no junk classes for incoherent clusters of the starting subset")
+    c.add_argument("--soft-assignment", action="store_true",
+                   help="each image counts in its candidate classes by its likelihood there (default: best class only)")
     c.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     c.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE", help="memory bound, e.g. 4G")
     _add_preprocessing(c, "classify images Fourier-cropped to this pixel size (default: boxes over 64 px are "

@@ -29,6 +29,9 @@ class SearchOptions:
     angular_step : degrees between the references' pre-made rotations
     class_candidates : with rotations and K references, the full search runs against only this
         many, pre-screened per image (0: all)
+    soft_assignment : with rotations and K references, each image is added to every class it
+        was searched against, weighted by its likelihood there (:func:`kernel.soft_weights`),
+        instead of to its best class only
     """
 
     rotate: bool = True
@@ -37,6 +40,7 @@ class SearchOptions:
     local_search: bool = True
     angular_step: float = 1.0
     class_candidates: int = 0
+    soft_assignment: bool = False
 
     def settings(self, lowpass: float) -> dict[str, Any]:
         """The core's search settings (``_core.SearchSettings`` keywords) at this low-pass (cycles/px)."""

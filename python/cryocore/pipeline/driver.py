@@ -27,7 +27,7 @@ from .config import AlignConfig
 from .executor import Executor, LocalExecutor
 from .geometry import (align_pair, centre_of_mass_of_spectrum, centre_of_mass_offset, combine, half_resolution,
                        lowpass_image, rotate_vectors, shift_spectrum)
-from .kernel import ChunkCtf, ChunkData, Pass, chunk_spectra, release_scratch, search_chunk, sum_chunk
+from .kernel import ChunkCtf, ChunkData, ClassWeights, Pass, chunk_spectra, release_scratch, search_chunk, sum_chunk
 from .result import AlignResult
 from .selection import auto_threshold
 from .state import AlignState, fingerprint, import_wisdom
@@ -106,11 +106,13 @@ class _Stack:
     # -- passes
     def search(self, p: Pass, prior_shifts: Optional[np.ndarray], prior_angles: Optional[np.ndarray],
                prior_classes: Optional[np.ndarray] = None
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, SpectralSums]:
-        """One search pass: poses, scores, classes (0-based) of every image and the sums (weight 1 each)."""
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, SpectralSums, Optional[list[ClassWeights]]]:
+        """One search pass: poses, scores, classes (0-based) of every image, the sums (weight 1 each)
+        and, with soft assignment, each chunk's class weights (else None)."""
         n = self.n
         shifts, angles, scores, classes = np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
         total = SpectralSums.zeros(self.K, (self.ny, self.nx), ctf=self.ctf is not None)
+        soft: list[Optional[ClassWeights]] = [None] * len(self.chunks)
 
         def task(chunk: Chunk) -> Any:
             sl = slice(chunk.start, chunk.stop)
@@ -124,12 +126,16 @@ class _Stack:
             sl = slice(c.start, c.stop)
             shifts[sl], angles[sl], scores[sl], classes[sl] = r.shifts, r.angles, r.scores, r.classes
             total += r.sums
-        return shifts, angles, scores, classes, total
+            soft[r.index] = r.soft
+        weights = None if soft[0] is None else [w for w in soft if w is not None]
+        return shifts, angles, scores, classes, total, weights
 
     def sums(self, shifts: np.ndarray, angles: np.ndarray, classes: np.ndarray, weights: np.ndarray,
-             band: tuple[float, float], rotate: bool, quarters: bool = True) -> SpectralSums:
+             band: tuple[float, float], rotate: bool, quarters: bool = True,
+             soft: Optional[list[ClassWeights]] = None) -> SpectralSums:
         """Sums of the images with these poses and weights (only the chunks holding a non-zero weight
-        are read); ``quarters=False``: all of a half's images in its first quarter's group."""
+        are read); ``quarters=False``: all of a half's images in its first quarter's group; ``soft``
+        (per chunk): each image in its classes by its class weights (soft assignment)."""
         total = SpectralSums.zeros(self.K, (self.ny, self.nx), ctf=self.ctf is not None)
         todo = [c if quarters else dataclasses.replace(c, quarter=np.zeros_like(c.quarter))
                 for c in self.chunks if np.any(weights[c.start : c.stop] != 0)]
@@ -139,7 +145,8 @@ class _Stack:
             cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
             used = np.flatnonzero(weights[sl] != 0)
             return sum_chunk(chunk, self.data(chunk, images=not cached, rows=used), shifts[sl], angles[sl], classes[sl],
-                             weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf)
+                             weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf,
+                             None if soft is None else soft[chunk.index])
 
         for s in self.executor.map(task, todo):
             total += s
@@ -268,11 +275,13 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
              band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),),
              ctf=stack.ctf)
     t0 = time.perf_counter()
-    s, a, c, cls, sums = stack.search(p, prior_shifts, prior_angles, st.classes)
+    # (soft assignment: every image against its candidate classes, none searched locally in one class)
+    s, a, c, cls, sums, soft = stack.search(p, prior_shifts, prior_angles,
+                                            None if config.search.soft_assignment else st.classes)
     t0 = stack.clock("search_s", t0)
     thresholds, acc = _thresholds(config, half, c, cls, stack.K, it)
     if (~acc).any():  # the rejected images come out of the sums again
-        sums += stack.sums(s, a, cls, -(~acc).astype(np.float64), p.band, stack.rotate)
+        sums += stack.sums(s, a, cls, -(~acc).astype(np.float64), p.band, stack.rotate, soft=soft)
     t0 = stack.clock("subtract_s", t0)
     new_refs, com = _new_references(sums, st.refs)
     s = s + rotate_vectors(com[half - 1, cls], a)  # the poses follow the recentred references

@@ -29,8 +29,11 @@ from .chunks import Chunk, band_extent, crop_for
 from .config import SearchOptions
 from .sums import SpectralSums
 
-__all__ = ["ChunkCtf", "ChunkData", "ChunkResult", "Pass", "chunk_spectra", "fit_pair", "register_image",
-           "release_scratch", "search_chunk", "search_extent", "sum_chunk", "sum_image"]
+__all__ = ["ChunkCtf", "ChunkData", "ChunkResult", "ClassWeights", "Pass", "chunk_spectra", "fit_pair",
+           "register_image", "release_scratch", "search_chunk", "search_extent", "soft_weights", "sum_chunk",
+           "sum_image"]
+
+MIN_CLASS_WEIGHT = 0.01  # soft assignment: smaller weights of an image's classes are dropped (the rest renormalised)
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,53 @@ _ctf_squares: dict[tuple, np.ndarray] = {}
 CTF_SQUARES_BYTES = 32 << 20
 
 
+@dataclass(frozen=True)
+class ClassWeights:
+    """Soft assignment of n images: the classes each was searched against (n, C) (0-based; -1:
+    none), its weight in each (n, C) (summing to 1 over its classes) and its pose in each:
+    shifts (n, C, 2) px, angles (n, C) degrees."""
+
+    classes: np.ndarray
+    weights: np.ndarray
+    shifts: np.ndarray
+    angles: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int, c: int) -> "ClassWeights":
+        return cls(np.full((n, c), -1, np.int32), np.zeros((n, c)), np.zeros((n, c, 2)), np.zeros((n, c)))
+
+    def entries(self, rows: np.ndarray, weights: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The (image, class) pairs of the images at ``rows``, each image's weight (len(rows),) times
+        its class weights, without the pairs of weight 0: (rows (m,), shifts (m, 2), angles (m,),
+        classes (m,), weights (m,))."""
+        w = weights[:, None] * self.weights[rows]
+        i, j = np.nonzero((w != 0) & (self.classes[rows] >= 0))
+        r = rows[i]
+        return r, self.shifts[r, j], self.angles[r, j], self.classes[r, j], w[i, j]
+
+
+def soft_weights(scores: np.ndarray, classes: np.ndarray, shape: tuple[int, int], lowpass: float) -> np.ndarray:
+    """Each image's weight in each class it was searched against (n, C), from its best score
+    there (n, C): proportional to the profile likelihood of a Gaussian model (the class
+    reference, scaled, plus white noise of fitted level) over the M independent real Fourier
+    samples of the search's band, (1 - c^2)^(-M/2) for correlation c > 0 (c <= 0: 1). Weights
+    under MIN_CLASS_WEIGHT are dropped and the rest renormalised; the classes < 0 get 0."""
+    ny, nx = shape
+    f2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.fftfreq(nx)[None, :] ** 2
+    m = float(np.count_nonzero((f2 > 0) & (f2 <= min(lowpass, 0.5) ** 2)))
+    c = np.clip(np.nan_to_num(scores, nan=0.0), 0.0, 1.0 - 1e-9)
+    loglik = np.where(classes >= 0, -0.5 * m * np.log1p(-c * c), -np.inf)
+    w = np.exp(loglik - loglik.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    w[w < MIN_CLASS_WEIGHT] = 0.0
+    return w / w.sum(axis=1, keepdims=True)
+
+
 @dataclass
 class ChunkResult:
-    """Per image of the chunk (input order): pose, score and class (0-based); and the sums."""
+    """Per image of the chunk (input order): pose, score and class (0-based) (with soft
+    assignment, those of its best class, and its weights in all); and the sums."""
 
     index: int
     shifts: np.ndarray
@@ -153,6 +200,7 @@ class ChunkResult:
     scores: np.ndarray
     classes: np.ndarray
     sums: SpectralSums
+    soft: Optional[ClassWeights] = None
 
 
 _prepared: dict[tuple, object] = {}
@@ -208,6 +256,9 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
     shifts, angles = np.zeros((n, 2)), np.zeros(n)
     scores, classes = np.zeros(n), np.zeros(n, np.int32)
     sums = SpectralSums.zeros(K, (ny, nx), ctf=p.ctf is not None)
+    soft = p.search.soft_assignment and p.search.rotate and K > 1
+    cand = p.search.class_candidates
+    weights = ClassWeights.empty(n, cand if 0 < cand < K else K) if soft else None
     for h in (0, 1):
         sel = chunk.of_half(h)
         if len(sel) == 0:
@@ -223,15 +274,22 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             kw: dict = {}
             if p.ctf is not None:  # the search multiplies by the CTFs and hands back CTF X for the sums
                 kw = dict(p.ctf.core_args(chunk, sel), filtered=_buffer(len(sel), ny, nx))
-            s, a, c, best = _rotational_search(p, h).register(
+            out = _rotational_search(p, h).register(
                 data.images, threads=threads, prior_angles=pa, prior_shifts=ps, index=sel,
-                candidates=int(p.search.class_candidates), prior_classes=pc, **kw)
+                candidates=int(p.search.class_candidates), prior_classes=pc, per_class=soft, **kw)
+            s, a, c, best = out[:4]
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
-            images, index = (kw["filtered"], np.arange(len(sel))) if kw else (data.images, sel)
-            _add_half(sums, h, images, index, s, a, best, chunk.quarter[sel], np.ones(len(sel)), p.band[h], True,
-                      threads)
+            pos, w = np.arange(len(sel)), np.ones(len(sel))  # what is summed: each image in its best class
+            if weights is not None:  # ... or in every class it was searched against, by its weight there
+                ps_, pa_, pc_, pk_ = out[4]
+                weights.classes[sel], weights.shifts[sel], weights.angles[sel] = pk_, ps_, pa_
+                weights.weights[sel] = soft_weights(pc_, pk_, p.shape, p.lowpass[h])
+                pos, s, a, best, w = weights.entries(sel, w)
+                pos = np.searchsorted(sel, pos)
+            images, index = (kw["filtered"], pos) if kw else (data.images, sel[pos])
+            _add_half(sums, h, images, index, s, a, best, chunk.quarter[sel[pos]], w, p.band[h], True, threads)
             if p.ctf is not None:
-                p.ctf.add_squares(sums, chunk, h, sel, best, a, np.ones(len(sel)), p.band[h])
+                p.ctf.add_squares(sums, chunk, h, sel[pos], best, a, w, p.band[h])
             continue
         spectra = _spectra(data, chunk, h, sel, p.crop, threads, p.ctf)
         groups = chunk.quarter[sel].astype(np.int32)
@@ -245,19 +303,25 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             p.ctf.add_all_squares(sums, chunk, h)
         elif p.ctf is not None:
             p.ctf.add_squares(sums, chunk, h, sel, best, None, np.ones(len(sel)), p.band[h])
-    return ChunkResult(chunk.index, shifts, angles, scores, classes, sums)
+    return ChunkResult(chunk.index, shifts, angles, scores, classes, sums, weights)
 
 
 def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndarray, classes: np.ndarray,
               weights: np.ndarray, band: tuple[float, float], n_classes: int, shape: tuple[int, int],
-              rotate: bool, threads: int, ctf: Optional[ChunkCtf] = None) -> SpectralSums:
+              rotate: bool, threads: int, ctf: Optional[ChunkCtf] = None,
+              soft: Optional[ClassWeights] = None) -> SpectralSums:
     """Sums of the chunk's images moved back by their poses, ``weights`` (n,) each (0: left out),
     per group (half, class, quarter), over ``band`` (per half, cycles/px). With ``ctf``, of CTF X
-    (images read are filtered now, cached spectra already hold it) and their CTF^2 weight planes."""
+    (images read are filtered now, cached spectra already hold it) and their CTF^2 weight planes.
+    With ``soft`` (the chunk's rows; rotations), each image in each of its classes, at its pose
+    there, times its weight there (the per-image poses and classes are not used)."""
     sums = SpectralSums.zeros(n_classes, shape, ctf=ctf is not None)
     for h in (0, 1):
         sel = chunk.of_half(h)
         if not weights[sel].any():
+            continue
+        if soft is not None:
+            _sum_soft(sums, chunk, data, h, soft.entries(sel, weights[sel]), band[h], threads, ctf)
             continue
         images, index = data.images, sel
         spectra = None if data.spectra is None else (data.spectra[h], data.crop)
@@ -273,6 +337,21 @@ def sum_chunk(chunk: Chunk, data: ChunkData, shifts: np.ndarray, angles: np.ndar
         if ctf is not None:
             ctf.add_squares(sums, chunk, h, sel, classes[sel], angles[sel] if rotate else None, weights[sel], band[h])
     return sums
+
+
+def _sum_soft(sums: SpectralSums, chunk: Chunk, data: ChunkData, h: int,
+              entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], band: float, threads: int,
+              ctf: Optional[ChunkCtf]) -> None:
+    """Add the (image, class) entries of half h (:meth:`ClassWeights.entries`) to the sums (rotations)."""
+    rows, s, a, k, w = entries
+    images, index = data.images, rows
+    assert images is not None
+    if ctf is not None:  # each image used filtered once, whatever the number of its classes
+        used = np.unique(rows)
+        images, index = ctf.filter(chunk, images, used), np.searchsorted(used, rows)
+    _add_half(sums, h, images, index, s, a, k, chunk.quarter[rows], w, band, True, threads)
+    if ctf is not None:
+        ctf.add_squares(sums, chunk, h, rows, k, a, w, band)
 
 
 def _add_half(sums: SpectralSums, h: int, images: Optional[np.ndarray], index: np.ndarray, shifts: np.ndarray,
