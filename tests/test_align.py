@@ -143,7 +143,9 @@ def test_cropped_cache_grows_and_falls_back_with_the_same_results(monkeypatch):
     assert len(fills) >= 2 and fills[0][1:] == (2 * 12 + 1, 12 + 1)
     assert fills[-1][1] > fills[0][1]
     fills.clear()
-    monkeypatch.setattr(driver, "crop_bytes", lambda *a: 1 << 50)  # nothing fits: chunked reads
+    from cryocore.pipeline import chunks
+
+    monkeypatch.setattr(chunks, "crop_bytes", lambda *a: 1 << 50)  # nothing fits: chunked reads
     chunked = align(sim.images, **kw)
     assert fills == [None]
     for got in (grown, chunked):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import mmap
 import operator
+import sys
 from typing import Any, Callable, Iterator, Optional, Protocol, runtime_checkable
 
 import numpy as np
@@ -63,6 +67,37 @@ def _check_range(start: int, stop: int, n: int) -> tuple[int, int]:
     return start_i, stop_i
 
 
+def will_need(block: np.ndarray) -> None:
+    """Ask the kernel to start reading a memory-mapped block's pages now, in the background
+    (``madvise(MADV_WILLNEED)``), so that a later read finds them in memory: disk reads overlap
+    the work on the block before. Does nothing for blocks in ordinary memory or where the call
+    is not available."""
+    if not isinstance(block, np.ndarray) or block.size == 0 or not block.flags.c_contiguous:
+        return
+    libc = _libc()
+    if libc is None:
+        return
+    start = block.__array_interface__["data"][0]
+    page = _PAGE
+    aligned = start - start % page
+    libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + block.nbytes - aligned), 3)  # MADV_WILLNEED
+
+
+_PAGE = mmap.PAGESIZE
+
+
+@functools.lru_cache(maxsize=1)
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):  # pragma: no cover - no libc madvise
+        return None
+
+
 # --------------------------------------------------------------------------
 # ParticleStack
 # --------------------------------------------------------------------------
@@ -102,6 +137,7 @@ class ParticleStack:
         closer: Callable[[], None],
         table: Any = None,
         viewer: Optional[Callable[[int, int], Optional[np.ndarray]]] = None,
+        prefetcher: Optional[Callable[[int, int], None]] = None,
     ) -> None:
         self.path = path
         self.shape = tuple(int(v) for v in shape)
@@ -113,6 +149,7 @@ class ParticleStack:
         self._closed = False
         self._table = table
         self._viewer = viewer
+        self._prefetcher = prefetcher
 
     @property
     def table(self) -> Any:
@@ -162,6 +199,15 @@ class ParticleStack:
         start, stop = _check_range(start, stop, self.shape[0])
         view = self._viewer(start, stop) if self._viewer is not None and start < stop else None
         return self.read(start, stop) if view is None else view
+
+    def prefetch(self, start: int, stop: int) -> None:
+        """Start reading images ``start`` to ``stop - 1`` from disk in the background (memory-mapped
+        files: the kernel's read-ahead), so that reading them next costs no wait. A hint: it
+        never fails and returns at once."""
+        if self._prefetcher is not None and not self._closed:
+            start, stop = _check_range(start, stop, self.shape[0])
+            if start < stop:
+                self._prefetcher(start, stop)
 
     def read_all(self) -> np.ndarray:
         """All images: float32 ndarray, shape (N, ny, nx)."""
@@ -215,13 +261,17 @@ def _array_stack(
         view.flags.writeable = False
         return view
 
+    def prefetch(start: int, stop: int) -> None:
+        if isinstance(held[0], np.memmap) or isinstance(getattr(held[0], "base", None), np.memmap):
+            will_need(held[0][start:stop])
+
     def close() -> None:
         held.clear()
         closer()
 
     return ParticleStack(
         path=path, shape=(n, ny, nx), pixel_size_A=pixel_size_A, image_names=names,
-        dtype=arr.dtype, reader=reader, closer=close, viewer=viewer,
+        dtype=arr.dtype, reader=reader, closer=close, viewer=viewer, prefetcher=prefetch,
     )
 
 

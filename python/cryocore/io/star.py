@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .mrc import _mrc_images, _mrc_pixel_size, _open_mrc
-from .stack import ParticleStack, _check_geometry
+from .stack import ParticleStack, _check_geometry, will_need
 from .tables import ParticleTable, _common_pixel_size, _read_star_blocks, _star_pixel_sizes, _star_tables
 
 # Most stacks a STAR-file stack keeps memory-mapped at once (each holds a file descriptor).
@@ -191,12 +191,14 @@ def _open_star(path: str) -> ParticleStack:
         raise
 
     def reader(start: int, stop: int) -> np.ndarray:
+        # each stack's images in the order they lie in its file (one forward sweep per stack)
         out = np.empty((stop - start, box[0], box[1]), np.float32)
         sid = stack_of[start:stop]
         idx = index_of[start:stop]
         for k in np.unique(sid):
             sel = np.nonzero(sid == k)[0]
             data = cache.get(stack_list[int(k)])
+            sel = sel[np.argsort(idx[sel], kind="stable")]
             wanted = idx[sel]
             if wanted.size > 1 and np.all(np.diff(wanted) == 1):
                 out[sel] = data[wanted[0]: wanted[-1] + 1]  # contiguous run: one slice
@@ -204,9 +206,19 @@ def _open_star(path: str) -> ParticleStack:
                 out[sel] = data[wanted]
         return out
 
+    def prefetch(start: int, stop: int) -> None:
+        sid = stack_of[start:stop]
+        idx = index_of[start:stop]
+        for k in np.unique(sid):
+            wanted = idx[sid == k]
+            data = cache.get(stack_list[int(k)])
+            if isinstance(data, np.memmap) or isinstance(getattr(data, "base", None), np.memmap):
+                will_need(data[int(wanted.min()) : int(wanted.max()) + 1])
+
     return ParticleStack(
         path=path, shape=(n, box[0], box[1]), pixel_size_A=apix, image_names=names,
         dtype=dtype, reader=reader, closer=cache.close, table=ParticleTable(particles, optics),
+        prefetcher=prefetch,
     )
 
 

@@ -8,9 +8,10 @@ searches read, so that a translational iteration needs no read and no FFT.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -72,14 +73,15 @@ class MemoryPlan:
 
 
 def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotate: bool,
-                angular_step: float = 1.0, ctf: bool = False) -> MemoryPlan:
+                angular_step: float = 1.0, ctf: bool = False, read_bytes: int = 0) -> MemoryPlan:
     """Split ``max_memory`` (bytes) between the working buffers and the spectra cache.
 
     Working memory: the sums (a partial and a total, 2 halves x K classes x 2
     quarters of complex128 half spectra), the prepared references (with
     rotations: every angle of each reference, both halves), and per image of
     a chunk its pixels (float32), its spectrum (complex64) and the real-space
-    sum's share, and with ``ctf`` its CTF-filtered copy (float32). The chunk is as
+    sum's share, with ``ctf`` its CTF-filtered copy (float32), and ``read_bytes`` more
+    that reading it costs (preprocessing: the input image and an intermediate). The chunk is as
     large as CHUNK images while that takes at most a quarter of what is left; the
     spectra cache may use the rest.
     """
@@ -89,7 +91,7 @@ def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotat
     if rotate:
         refs += int(2 * n_classes * (360.0 / angular_step) * fourier * 8 * ROTATION_BYTES)
     fixed = sums + refs + (64 << 20)  # + the interpreter's and FFTW's own
-    per_image = ny * nx * 4 * (2 if ctf else 1) + fourier * 8 * 2
+    per_image = ny * nx * 4 * (2 if ctf else 1) + fourier * 8 * 2 + int(read_bytes)
     room = max(0, max_memory - fixed)
     chunk = int(min(CHUNK, max(MIN_CHUNK, room // 4 // max(per_image, 1))))
     chunk = min(chunk, max(n, 1))
@@ -130,23 +132,45 @@ def crop_bytes(n: int, ny: int, nx: int, crop: Optional[tuple[int, int]]) -> int
 
 
 class SpectraCache:
-    """The images' half spectra, per chunk and half, cropped to ``crop`` (None: whole).
+    """The images' half spectra, per chunk and half, cropped to ``crop`` (None: whole), of the
+    stack's first chunks: as many as its budget holds (all of them, or a prefix; the others are
+    read and transformed in every pass).
 
     ``spectra[c][h]`` is (n_ch, rows, cols) complex64: the images of half ``h``
     in chunk ``c``, in input order, as :func:`kernel.chunk_spectra`
-    makes them.
+    makes them; ``spectra[c]`` is None for a chunk not kept.
     """
 
-    def __init__(self, ny: int, nx: int, crop: Optional[tuple[int, int]], spectra: list[list[np.ndarray]]) -> None:
+    def __init__(self, ny: int, nx: int, crop: Optional[tuple[int, int]],
+                 spectra: list[Optional[list[np.ndarray]]]) -> None:
         self.ny, self.nx = ny, nx
         self.crop = crop
         self.spectra = spectra
 
     @classmethod
-    def fill(cls, spectra_of: Callable[[Chunk], list[np.ndarray]], chunks: Iterable[Chunk], ny: int, nx: int,
-             crop: Optional[tuple[int, int]], progress: Callable[[Any, str], Any]) -> "SpectraCache":
-        """Every chunk's spectra per half (``spectra_of``: one read and one FFT per image), in order."""
-        return cls(ny, nx, crop, [spectra_of(chunk) for chunk in progress(list(chunks), "FFT")])
+    def fill(cls, spectra_of: Callable[[Chunk], list[np.ndarray]], chunks: list[Chunk], ny: int, nx: int,
+             crop: Optional[tuple[int, int]], budget: int, progress: Callable[[Any, str], Any]
+             ) -> Optional["SpectraCache"]:
+        """The spectra per half (``spectra_of``: one read and one FFT per image) of the first
+        chunks whose spectra fit in ``budget`` bytes, in order; None when not even one does.
+        (The first chunks rather than any others: which ones does not change the cost of a
+        pass, and a prefix keeps each pass's reads in file order.)"""
+        per_image = crop_bytes(1, ny, nx, crop)
+        kept = list(itertools.accumulate(len(c) * per_image for c in chunks))
+        m = sum(1 for b in kept if b <= budget)
+        if m == 0:
+            return None
+        made: list[Optional[list[np.ndarray]]] = [spectra_of(c) for c in progress(chunks[:m], "FFT")]
+        return cls(ny, nx, crop, made + [None] * (len(chunks) - m))
+
+    def of(self, chunk: Chunk) -> Optional[list[np.ndarray]]:
+        """The chunk's spectra per half, or None when the cache does not keep them."""
+        return self.spectra[chunk.index]
+
+    @property
+    def complete(self) -> bool:
+        """True when every chunk's spectra are kept."""
+        return all(s is not None for s in self.spectra)
 
     def holds(self, ky: int, kx: int) -> bool:
         """True when the cache holds every |ky'| <= ky, kx' <= kx."""
@@ -154,4 +178,4 @@ class SpectraCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for pair in self.spectra for a in pair)
+        return sum(a.nbytes for pair in self.spectra if pair is not None for a in pair)

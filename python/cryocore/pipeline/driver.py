@@ -21,7 +21,7 @@ import numpy as np
 from ..frc import frc
 from ..preprocess import PreprocessedSource
 from ..transforms import shift
-from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, SpectraCache, band_extent, crop_bytes, crop_for, make_chunks,
+from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, SpectraCache, band_extent, crop_for, make_chunks,
                      plan_memory, search_band)
 from .config import AlignConfig
 from .executor import Executor, LocalExecutor
@@ -47,15 +47,19 @@ class _Stack:
     """The run's view of its input: chunks, the spectra cache, the executor, the passes."""
 
     def __init__(self, source: Any, half: np.ndarray, config: AlignConfig, executor: Executor,
-                 progress: Progress, ctf: Optional[ChunkCtf] = None) -> None:
+                 progress: Progress, ctf: Optional[ChunkCtf] = None, search: bool = True) -> None:
         self.source = source
         self.n, self.ny, self.nx = (int(v) for v in source.shape)
         self.config = config
         self.threads = config.threads
         self.rotate = config.search.rotate
         self.K = config.n_classes
-        self.memory = plan_memory(config.max_memory, self.n, self.ny, self.nx, self.K, self.rotate,
-                                  config.search.angular_step, ctf is not None)
+        # (a preprocessed read holds the input's images and an intermediate besides the result)
+        read_bytes = 4 * (int(np.prod(source.input_shape[1:])) + self.ny * self.nx) \
+            if isinstance(source, PreprocessedSource) else 0
+        # (search=False: a stack only summed, without prepared rotated references)
+        self.memory = plan_memory(config.max_memory, self.n, self.ny, self.nx, self.K, self.rotate and search,
+                                  config.search.angular_step, ctf is not None, read_bytes)
         self.chunks = make_chunks(half, self.memory.chunk_size)
         self.executor = executor
         self.progress = progress
@@ -77,6 +81,9 @@ class _Stack:
         """The chunk's images, without a copy where the source can lend them (memory-mapped float32);
         a source that preprocesses its images does so for ``rows`` only, when given (the others
         are not used)."""
+        if chunk.index + 1 < len(self.chunks) and hasattr(self.source, "prefetch"):  # disk reads overlap the work
+            nxt = self.chunks[chunk.index + 1]
+            self.source.prefetch(nxt.start, nxt.stop)
         if rows is not None and isinstance(self.source, PreprocessedSource):
             return self.source.read(chunk.start, chunk.stop, rows)
         return getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
@@ -84,18 +91,18 @@ class _Stack:
     def data(self, chunk: Chunk, images: bool = False, rows: Optional[np.ndarray] = None) -> ChunkData:
         """The chunk's cached spectra (translations), else its images read now (``rows``: the ones
         that will be used)."""
-        if self.cache is not None and not images:
-            return ChunkData(spectra=self.cache.spectra[chunk.index], crop=self.cache.crop)
+        spectra = None if self.cache is None or images else self.cache.of(chunk)
+        if spectra is not None:
+            return ChunkData(spectra=spectra, crop=self.cache.crop)  # type: ignore[union-attr]
         return ChunkData(images=self.read(chunk, rows))
 
     def fill_cache(self, ky: int, kx: int) -> None:
-        """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, if it fits the budget."""
+        """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, of as many chunks as
+        its budget holds (None if not one)."""
         self.cache = None  # free the old cache first
         crop = crop_for(self.ny, self.nx, ky, kx)
-        if crop_bytes(self.n, self.ny, self.nx, crop) > self.memory.cache_budget:
-            return  # too large: chunked reads from now on
         self.cache = SpectraCache.fill(lambda c: chunk_spectra(c, self.read(c), crop, self.threads, self.ctf),
-                                       self.chunks, self.ny, self.nx, crop, self.progress)
+                                       self.chunks, self.ny, self.nx, crop, self.memory.cache_budget, self.progress)
 
     def ensure_cache(self, ky: int, kx: int) -> None:
         """Make the cache (when there is one) hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
@@ -237,7 +244,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
                                      mask_radius=None if config.mask_radius is None else config.mask_radius * f)
         st = dataclasses.replace(st, shifts=st.shifts * f)
         source, stack = final.source, _Stack(final.source, half, config, executor or LocalExecutor(), progress,
-                                             final.ctf)
+                                             final.ctf, search=False)
         ny, nx = stack.ny, stack.nx
         refs = final.pad(st.refs.reshape((-1,) + st.refs.shape[2:])).reshape(st.refs.shape[:2] + (ny, nx))
     sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,

@@ -1,0 +1,98 @@
+"""Stacks larger than max_memory: the anonymous memory a run adds stays under max_memory
+(measured in a subprocess, from /proc), the spectra cache keeps what fits, and reads of the next
+chunk are started ahead (prefetch) in file order."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import mrcfile
+import numpy as np
+import pytest
+
+import cryocore
+from cryocore.io import open_stack
+
+# Runs one job on a stack in a fresh interpreter and prints the peak RssAnon above the baseline
+# (after the imports and the opening of the stack), sampled every 2 ms.
+PROBE = textwrap.dedent("""
+    import json, sys, threading, time
+    import cryocore
+    from cryocore.io import open_stack
+
+    def anon():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) * 1024 for l in f if l.startswith("RssAnon:"))
+
+    path, job, mem = sys.argv[1:4]
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], anon())
+            time.sleep(0.002)
+
+    with open_stack(path) as stack:
+        base = anon()
+        t = threading.Thread(target=sample)
+        t.start()
+        if job == "align":
+            r = cryocore.align(stack, max_memory=mem, iterations=2, progress=False, threads=2)
+        else:
+            r = cryocore.classify(stack, 4, max_memory=mem, iterations=2, progress=False, threads=2)
+        done.set()
+        t.join()
+    print(json.dumps(dict(added=peak[0] - base, plan=r.timings["memory"], kept=int(r.accepted.sum()))))
+""")
+
+
+@pytest.fixture(scope="module")
+def large_stack(tmp_path_factory):
+    """A 400 MiB MRC stack (6 400 images of 128 px), written in blocks."""
+    path = str(tmp_path_factory.mktemp("ooc") / "large.mrcs")
+    views = cryocore.simulation.make_views(4, 128, seed=2)
+    with mrcfile.new_mmap(path, shape=(6400, 128, 128), mrc_mode=2) as mrc:
+        mrc.voxel_size = 2.0
+        for start in range(0, 6400, 800):
+            sim = cryocore.simulate(800, 128, snr=0.2, templates=views, max_shift=3, seed=start)
+            mrc.data[start : start + 800] = sim.images
+    return path
+
+
+@pytest.mark.parametrize("job", ["align", "classify"])
+def test_memory_stays_under_max_memory_on_a_stack_three_times_larger(large_stack, job):
+    limit = 128 << 20
+    out = subprocess.run([sys.executable, "-c", PROBE, large_stack, job, str(limit)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["plan"]["max_memory"] == limit and got["kept"] > 3000
+    assert 0 < got["added"] < limit, got  # the stack itself is 400 MiB
+
+
+def test_prefetch_asks_for_the_next_chunk_in_file_order(large_stack, monkeypatch):
+    from cryocore.io import stack as stack_module
+
+    asked = []
+    monkeypatch.setattr(stack_module, "will_need", lambda block: asked.append(block.shape[0]))
+    with open_stack(large_stack) as s:
+        s.prefetch(100, 300)
+        assert asked == [200]
+        asked.clear()
+        cryocore.align(s, rotate=False, max_memory="96M", iterations=1, progress=False, cache_spectra=False)
+    # every chunk after the first was asked for ahead of its read, in order
+    assert len(asked) >= 6400 // 1024 and sum(asked) >= 6400 - 1024
+
+
+def test_will_need_leaves_mapped_and_ordinary_memory_as_it_is(large_stack):
+    from cryocore.io.stack import will_need
+
+    with mrcfile.mmap(large_stack, permissive=True) as mrc:
+        before = np.array(mrc.data[10:12])
+        will_need(mrc.data[10:2000])
+        np.testing.assert_array_equal(mrc.data[10:12], before)
+    a = np.arange(10.0)
+    will_need(a)
+    will_need(np.zeros((0, 3)))
+    assert a[3] == 3.0
