@@ -123,31 +123,30 @@ def test_cropped_cache_grows_and_falls_back_with_the_same_results(monkeypatch):
     """The spectra cache holds only what the searches read; when the low-pass grows past it
     the cache is re-made wider, and when it would not fit, the images are read instead: the
     results are those of the uncached path either way."""
-    from cryocore.pipeline import driver
+    from cryocore.pipeline import driver, reading
 
     sim = cryocore.simulate(60, 64, snr=1.0, max_shift=5, rotate=False, seed=16)
     kw = dict(rotate=False, progress=False, iterations=4, tolerance_px=0)
     ref = align(sim.images, cache_spectra=False, **kw)
     assert max(r["lowpass"] for r in ref.history) > 0.25  # the searches reach past a 0.2 crop
-    fills = []
-    orig = driver._Stack.fill_cache
+    crops = []
+    orig = reading.StackReader.data
 
-    def counting_fill(self, ky, kx):
-        orig(self, ky, kx)
-        fills.append(None if self.cache is None else self.cache.spectra[0][0].shape)
+    def recording(self, chunk, after, crop, rows=None, threads=1):
+        if crop is not False and (not crops or crops[-1] != crop):
+            crops.append(crop)
+        return orig(self, chunk, after, crop, rows, threads)
 
-    monkeypatch.setattr(driver._Stack, "fill_cache", counting_fill)
+    monkeypatch.setattr(reading.StackReader, "data", recording)
     monkeypatch.setattr(driver, "CACHE_BAND", 0.15)
     grown = align(sim.images, cache_spectra=True, **kw)
     # first cropped to what the first search reads (|k| <= 12 of 64), then wider
-    assert len(fills) >= 2 and fills[0][1:] == (2 * 12 + 1, 12 + 1)
-    assert fills[-1][1] > fills[0][1]
-    fills.clear()
-    from cryocore.pipeline import chunks
-
-    monkeypatch.setattr(chunks, "crop_bytes", lambda *a: 1 << 50)  # nothing fits: chunked reads
+    assert len(crops) >= 2 and crops[0] == (12, 12)
+    assert crops[-1][0] > crops[0][0]
+    assert grown.timings["cache_bytes"] > 0
+    monkeypatch.setattr(reading, "crop_bytes", lambda *a: 1 << 50)  # nothing fits: made and not kept
     chunked = align(sim.images, **kw)
-    assert fills == [None]
+    assert chunked.timings["cache_bytes"] == 0
     for got in (grown, chunked):
         np.testing.assert_allclose(got.shifts, ref.shifts, atol=1e-3)
         np.testing.assert_allclose(got.average, ref.average, atol=1e-4 * np.abs(ref.average).max())

@@ -101,9 +101,12 @@ def test_config_is_one_definition_of_the_options():
 class OrderedThreadExecutor:
     """Runs the chunk tasks on a thread pool; yields the results in task order."""
 
-    def map(self, fn, tasks):
+    def map(self, fn, tasks, shared):
         with ThreadPoolExecutor(2) as pool:
-            yield from pool.map(fn, list(tasks))
+            yield from pool.map(lambda t: fn(shared, t), list(tasks))
+
+    def task_threads(self, threads):
+        return 1
 
 
 @pytest.mark.parametrize("rotate", [False, True])

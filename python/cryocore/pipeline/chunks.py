@@ -8,14 +8,13 @@ searches read, so that a translational iteration needs no read and no FFT.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-__all__ = ["Chunk", "MemoryPlan", "SpectraCache", "make_chunks", "plan_memory", "search_band", "band_extent"]
+__all__ = ["Chunk", "MemoryPlan", "make_chunks", "plan_memory", "search_band", "band_extent"]
 
 CHUNK = 1024  # most images read and processed at a time
 MIN_CHUNK = 64
@@ -129,53 +128,3 @@ def crop_for(ny: int, nx: int, ky: int, kx: int) -> Optional[tuple[int, int]]:
 def crop_bytes(n: int, ny: int, nx: int, crop: Optional[tuple[int, int]]) -> int:
     rows, cols = (ny, nx // 2 + 1) if crop is None else (2 * crop[0] + 1, crop[1] + 1)
     return n * rows * cols * 8
-
-
-class SpectraCache:
-    """The images' half spectra, per chunk and half, cropped to ``crop`` (None: whole), of the
-    stack's first chunks: as many as its budget holds (all of them, or a prefix; the others are
-    read and transformed in every pass).
-
-    ``spectra[c][h]`` is (n_ch, rows, cols) complex64: the images of half ``h``
-    in chunk ``c``, in input order, as :func:`kernel.chunk_spectra`
-    makes them; ``spectra[c]`` is None for a chunk not kept.
-    """
-
-    def __init__(self, ny: int, nx: int, crop: Optional[tuple[int, int]],
-                 spectra: list[Optional[list[np.ndarray]]]) -> None:
-        self.ny, self.nx = ny, nx
-        self.crop = crop
-        self.spectra = spectra
-
-    @classmethod
-    def fill(cls, spectra_of: Callable[[Chunk], list[np.ndarray]], chunks: list[Chunk], ny: int, nx: int,
-             crop: Optional[tuple[int, int]], budget: int, progress: Callable[[Any, str], Any]
-             ) -> Optional["SpectraCache"]:
-        """The spectra per half (``spectra_of``: one read and one FFT per image) of the first
-        chunks whose spectra fit in ``budget`` bytes, in order; None when not even one does.
-        (The first chunks rather than any others: which ones does not change the cost of a
-        pass, and a prefix keeps each pass's reads in file order.)"""
-        per_image = crop_bytes(1, ny, nx, crop)
-        kept = list(itertools.accumulate(len(c) * per_image for c in chunks))
-        m = sum(1 for b in kept if b <= budget)
-        if m == 0:
-            return None
-        made: list[Optional[list[np.ndarray]]] = [spectra_of(c) for c in progress(chunks[:m], "FFT")]
-        return cls(ny, nx, crop, made + [None] * (len(chunks) - m))
-
-    def of(self, chunk: Chunk) -> Optional[list[np.ndarray]]:
-        """The chunk's spectra per half, or None when the cache does not keep them."""
-        return self.spectra[chunk.index]
-
-    @property
-    def complete(self) -> bool:
-        """True when every chunk's spectra are kept."""
-        return all(s is not None for s in self.spectra)
-
-    def holds(self, ky: int, kx: int) -> bool:
-        """True when the cache holds every |ky'| <= ky, kx' <= kx."""
-        return self.crop is None or (ky <= self.crop[0] and kx <= self.crop[1])
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for pair in self.spectra if pair is not None for a in pair)

@@ -10,10 +10,10 @@ are added in chunk order.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import os
 import time
+import uuid
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -21,13 +21,15 @@ import numpy as np
 from ..frc import frc
 from ..preprocess import PreprocessedSource
 from ..transforms import shift
-from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, SpectraCache, band_extent, crop_for, make_chunks,
+from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, band_extent, crop_for, make_chunks,
                      plan_memory, search_band)
 from .config import AlignConfig
 from .executor import Executor, LocalExecutor
 from .geometry import (align_pair, centre_of_mass_of_spectrum, centre_of_mass_offset, combine, half_resolution,
                        lowpass_image, rotate_vectors, shift_spectrum)
-from .kernel import ChunkCtf, ChunkData, ClassWeights, Pass, chunk_spectra, release_scratch, search_chunk, sum_chunk
+from .kernel import ChunkCtf, ClassWeights, Pass, release_scratch
+from .reading import StackReader
+from .tasks import SearchBlock, SearchShared, SumBlock, SumShared, blocks_of, search_block, sum_block
 from .result import AlignResult
 from .selection import auto_threshold
 from .state import AlignState, fingerprint, import_wisdom
@@ -40,18 +42,17 @@ LOCAL_ANGLE_DEG = 1.0  # ... and turned less than this
 ANGLE_TOLERANCE_DEG = 0.05  # RMS angle change below which rotations count as converged
 
 Progress = Callable[[Any, str], Any]
-_PASS_IDS = itertools.count()  # each search pass's own key for the prepared rotational searches
 
 
 class _Stack:
-    """The run's view of its input: chunks, the spectra cache, the executor, the passes."""
+    """The run's view of its input: chunks, the reader (and its spectra cache), the executor, the passes."""
 
     def __init__(self, source: Any, half: np.ndarray, config: AlignConfig, executor: Executor,
                  progress: Progress, ctf: Optional[ChunkCtf] = None, search: bool = True) -> None:
         self.source = source
         self.n, self.ny, self.nx = (int(v) for v in source.shape)
         self.config = config
-        self.threads = config.threads
+        self.threads = executor.task_threads(config.threads)
         self.rotate = config.search.rotate
         self.K = config.n_classes
         # (a preprocessed read holds the input's images and an intermediate besides the result)
@@ -63,7 +64,11 @@ class _Stack:
         self.chunks = make_chunks(half, self.memory.chunk_size)
         self.executor = executor
         self.progress = progress
-        self.cache: Optional[SpectraCache] = None
+        # the spectra cache serves translations (a rotation needs the images); each process keeps
+        # the spectra of the chunks it reads while they fit the budget, cropped to cache_crop
+        self.caching = config.cache_spectra and not self.rotate
+        self.cache_crop: Optional[tuple[int, int]] = None
+        self.reader = StackReader.local(source, ctf, self.memory.cache_budget if self.caching else 0)
         self.ctf = ctf  # CTF correction: the kernel multiplies each image by its own CTF (CTF X)
         # the initial and final sums need quarters for the Wiener filter's SNR (CTF); without it,
         # one group per half sums in the order the pipeline always used
@@ -76,39 +81,21 @@ class _Stack:
         self.phase_s[phase] = self.phase_s.get(phase, 0.0) + now - t0
         return now
 
-    # -- data
-    def read(self, chunk: Chunk, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        """The chunk's images, without a copy where the source can lend them (memory-mapped float32);
-        a source that preprocesses its images does so for ``rows`` only, when given (the others
-        are not used)."""
-        if chunk.index + 1 < len(self.chunks) and hasattr(self.source, "prefetch"):  # disk reads overlap the work
-            nxt = self.chunks[chunk.index + 1]
-            self.source.prefetch(nxt.start, nxt.stop)
-        if rows is not None and isinstance(self.source, PreprocessedSource):
-            return self.source.read(chunk.start, chunk.stop, rows)
-        return getattr(self.source, "read_view", self.source.read)(chunk.start, chunk.stop)
-
-    def data(self, chunk: Chunk, images: bool = False, rows: Optional[np.ndarray] = None) -> ChunkData:
-        """The chunk's cached spectra (translations), else its images read now (``rows``: the ones
-        that will be used)."""
-        spectra = None if self.cache is None or images else self.cache.of(chunk)
-        if spectra is not None:
-            return ChunkData(spectra=spectra, crop=self.cache.crop)  # type: ignore[union-attr]
-        return ChunkData(images=self.read(chunk, rows))
-
-    def fill_cache(self, ky: int, kx: int) -> None:
-        """(Re)make the spectra cache holding at least |ky'| <= ky, kx' <= kx, of as many chunks as
-        its budget holds (None if not one)."""
-        self.cache = None  # free the old cache first
-        crop = crop_for(self.ny, self.nx, ky, kx)
-        self.cache = SpectraCache.fill(lambda c: chunk_spectra(c, self.read(c), crop, self.threads, self.ctf),
-                                       self.chunks, self.ny, self.nx, crop, self.memory.cache_budget, self.progress)
+    # -- the spectra cache
+    def use_cache(self, ky: int, kx: int) -> None:
+        """Cache spectra cropped to hold |ky'| <= ky, kx' <= kx (each process fills its cache as
+        its tasks read the chunks)."""
+        if self.caching:
+            self.cache_crop = crop_for(self.ny, self.nx, ky, kx)
 
     def ensure_cache(self, ky: int, kx: int) -> None:
-        """Make the cache (when there is one) hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
-        if self.cache is None or self.cache.holds(ky, kx):
-            return
-        self.fill_cache(ky + math.ceil(CACHE_BAND_STEP * self.ny), kx + math.ceil(CACHE_BAND_STEP * self.nx))
+        """Make the cache hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
+        if self.caching and not _holds(self.cache_crop, ky, kx):
+            self.use_cache(ky + math.ceil(CACHE_BAND_STEP * self.ny), kx + math.ceil(CACHE_BAND_STEP * self.nx))
+
+    def close(self) -> None:
+        """Forget this run's cache and stack in this process."""
+        self.reader.release()
 
     # -- passes
     def search(self, p: Pass, prior_shifts: Optional[np.ndarray], prior_angles: Optional[np.ndarray],
@@ -120,20 +107,20 @@ class _Stack:
         shifts, angles, scores, classes = np.zeros((n, 2)), np.zeros(n), np.zeros(n), np.zeros(n, np.int32)
         total = SpectralSums.zeros(self.K, (self.ny, self.nx), ctf=self.ctf is not None)
         soft: list[Optional[ClassWeights]] = [None] * len(self.chunks)
+        shared = SearchShared(self.reader, p, self.cache_crop if self.caching else False, self.threads)
 
-        def task(chunk: Chunk) -> Any:
-            sl = slice(chunk.start, chunk.stop)
-            return search_chunk(chunk, self.data(chunk, images=self.rotate), p,
-                                None if prior_shifts is None else prior_shifts[sl],
-                                None if prior_angles is None else prior_angles[sl], self.threads,
-                                None if prior_classes is None else prior_classes[sl])
+        def cut(a: Optional[np.ndarray], group: list[Chunk]) -> Optional[np.ndarray]:
+            return None if a is None else a[group[0].start : group[-1].stop]
 
-        for r in self.executor.map(task, self.chunks):
-            c = self.chunks[r.index]
-            sl = slice(c.start, c.stop)
-            shifts[sl], angles[sl], scores[sl], classes[sl] = r.shifts, r.angles, r.scores, r.classes
-            total += r.sums
-            soft[r.index] = r.soft
+        tasks = [SearchBlock(group, after, group[0].start, cut(prior_shifts, group), cut(prior_angles, group),
+                             cut(prior_classes, group)) for group, after in blocks_of(self.chunks)]
+        for results, sums in self.executor.map(search_block, tasks, shared):
+            for r in results:
+                c = self.chunks[r.index]
+                sl = slice(c.start, c.stop)
+                shifts[sl], angles[sl], scores[sl], classes[sl] = r.shifts, r.angles, r.scores, r.classes
+                soft[r.index] = r.soft
+            total += sums
         weights = None if soft[0] is None else [w for w in soft if w is not None]
         return shifts, angles, scores, classes, total, weights
 
@@ -146,22 +133,24 @@ class _Stack:
         total = SpectralSums.zeros(self.K, (self.ny, self.nx), ctf=self.ctf is not None)
         todo = [c if quarters else dataclasses.replace(c, quarter=np.zeros_like(c.quarter))
                 for c in self.chunks if np.any(weights[c.start : c.stop] != 0)]
-
-        def task(chunk: Chunk) -> SpectralSums:
-            sl = slice(chunk.start, chunk.stop)
-            cached = self.cache is not None and not rotate and _holds_band(self.cache, self.ny, self.nx, max(band))
-            used = np.flatnonzero(weights[sl] != 0)
-            return sum_chunk(chunk, self.data(chunk, images=not cached, rows=used), shifts[sl], angles[sl], classes[sl],
-                             weights[sl], band, self.K, (self.ny, self.nx), rotate, self.threads, self.ctf,
-                             None if soft is None else soft[chunk.index])
-
-        for s in self.executor.map(task, todo):
+        if not todo:
+            return total
+        cached = self.caching and not rotate and _holds(self.cache_crop, *band_extent(self.ny, self.nx, max(band)))
+        shared = SumShared(self.reader, band, self.K, (self.ny, self.nx), rotate,
+                           self.cache_crop if cached else False, self.threads)
+        tasks = []
+        for group, after in blocks_of(todo):
+            sl = slice(group[0].start, group[-1].stop)
+            tasks.append(SumBlock(group, after, group[0].start, shifts[sl], angles[sl], classes[sl], weights[sl],
+                                  None if soft is None else [soft[c.index] for c in group]))
+        for s in self.executor.map(sum_block, tasks, shared):
             total += s
         return total
 
 
-def _holds_band(cache: SpectraCache, ny: int, nx: int, band: float) -> bool:
-    return cache.holds(*band_extent(ny, nx, band))
+def _holds(crop: Optional[tuple[int, int]], ky: int, kx: int) -> bool:
+    """True when spectra cropped to ``crop`` (None: whole) hold |ky'| <= ky, kx' <= kx."""
+    return crop is None or (ky <= crop[0] and kx <= crop[1])
 
 
 def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: bool = True) -> np.ndarray:
@@ -211,11 +200,9 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
         import_wisdom(checkpoint)
     t0 = time.perf_counter()
     first = config.first_lowpass
-    if config.cache_spectra and not stack.rotate:  # the cache serves translations (a rotation needs the images)
-        ky, kx = band_extent(ny, nx, search_band(ny, nx, first))
-        stack.fill_cache(max(ky, int(CACHE_BAND * ny)), max(kx, int(CACHE_BAND * nx)))
-    timings: dict[str, Any] = {"fft_cache_s": time.perf_counter() - t0, "memory": stack.memory.describe(),
-                               "cache_bytes": 0 if stack.cache is None else stack.cache.nbytes}
+    ky, kx = band_extent(ny, nx, search_band(ny, nx, first))
+    stack.use_cache(max(ky, int(CACHE_BAND * ny)), max(kx, int(CACHE_BAND * nx)))
+    timings: dict[str, Any] = {"memory": stack.memory.describe()}
     refs = initial_references(stack, reference, first)
     fp = fingerprint(source, half, config.fingerprint(), refs)
     st = AlignState.start(refs, n, first)
@@ -235,6 +222,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
             break
     timings["iterations_s"] = time.perf_counter() - t_iter
     timings["iteration_phases_s"] = dict(stack.phase_s)
+    timings["cache_bytes"] = stack.reader.cached_bytes()  # (this process's; a dask worker keeps its own)
     # Final: whole-band half averages at the last poses (of the finer source, with one).
     t0 = time.perf_counter()
     refs = st.refs
@@ -243,6 +231,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
         config = dataclasses.replace(config, pixel_size_A=final.pixel_size_A,
                                      mask_radius=None if config.mask_radius is None else config.mask_radius * f)
         st = dataclasses.replace(st, shifts=st.shifts * f)
+        stack.close()
         source, stack = final.source, _Stack(final.source, half, config, executor or LocalExecutor(), progress,
                                              final.ctf, search=False)
         ny, nx = stack.ny, stack.nx
@@ -253,6 +242,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
     empty = sums.counts().sum(axis=2) == 0
     avgs[empty] = refs[empty]  # a class without images keeps its reference
     timings["final_average_s"] = time.perf_counter() - t0
+    stack.close()
     release_scratch()  # the prepared searches and scratch arrays of this run
     return finish(source, half, config, st, avgs, timings, t_start)
 
@@ -279,7 +269,7 @@ def _iterate(stack: _Stack, st: AlignState, it: int) -> tuple[list[dict], np.nda
     stack.ensure_cache(ky, kx)
     prior_shifts, prior_angles = _priors(stack, st)
     p = Pass(refs=st.refs.astype(np.float32), lowpass=(float(st.lowpass[0]), float(st.lowpass[1])),
-             band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(next(_PASS_IDS),),
+             band=(band[0], band[1]), crop=crop_for(ny, nx, ky, kx), search=config.search, key=(uuid.uuid4().hex,),
              ctf=stack.ctf)
     t0 = time.perf_counter()
     # (soft assignment: every image against its candidate classes, none searched locally in one class)
@@ -313,7 +303,7 @@ def _priors(stack: _Stack, st: AlignState) -> tuple[Optional[np.ndarray], Option
     last pose (NaN: globally). Early references are blurred, rotationally above all: poses found
     against them are not yet to be trusted. Translations: only with the spectra cache."""
     if not (stack.config.search.local_search and st.prev_shifts is not None and st.prev_angles is not None
-            and (stack.rotate or stack.cache is not None)):
+            and (stack.rotate or stack.caching)):
         return None, None
     dshift = np.hypot(*(st.shifts - st.prev_shifts).T)
     dpsi = np.abs((st.angles - st.prev_angles + 180.0) % 360.0 - 180.0)

@@ -1,25 +1,30 @@
-"""Where the per-chunk kernel runs: the Executor protocol and the local executor.
+"""Where the chunk tasks run: the Executor protocol and the local executor.
 
-An executor maps a function over chunk tasks and yields the results **in
-task order**; the driver reduces them in that order, so results do not depend
-on the executor. The local one runs each task in this process (the C++ core
-spreads each chunk over the threads); a distributed one (dask) needs only to
-provide the same ``map``.
+An executor runs a picklable function ``fn(shared, task)`` over tasks (blocks of chunks,
+:mod:`.tasks`) and yields the results **in task order**; the driver adds them in that order, so
+results do not depend on the executor. The local one runs each task in this process (the C++
+core spreads each chunk over the threads); :class:`cryocore.pipeline.distributed.DaskExecutor`
+runs them on the workers of a dask cluster.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar
 
 __all__ = ["Executor", "LocalExecutor"]
 
+S = TypeVar("S")
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class Executor(Protocol):
-    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
-        """``fn(task)`` for every task, yielded in task order."""
+    def map(self, fn: Callable[[S, T], R], tasks: Sequence[T], shared: S) -> Iterator[R]:
+        """``fn(shared, task)`` for every task, yielded in task order."""
+        ...
+
+    def task_threads(self, threads: int) -> int:
+        """The threads one task should use, for a run asked to use ``threads``."""
         ...
 
 
@@ -27,6 +32,9 @@ class LocalExecutor:
     """Runs the tasks one after the other in this process, reading each chunk when its turn comes
     (so at most one chunk's images are in memory)."""
 
-    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+    def map(self, fn: Callable[[S, T], R], tasks: Sequence[T], shared: S) -> Iterator[R]:
         for task in tasks:
-            yield fn(task)
+            yield fn(shared, task)
+
+    def task_threads(self, threads: int) -> int:
+        return threads
