@@ -18,6 +18,7 @@ from .ctf import CtfParameters
 from .io.stack import as_source
 from .pipeline.config import AlignConfig, SearchOptions, default_max_memory, parse_memory
 from .pipeline.driver import FinalSource, run_iterative
+from .pipeline.distributed import as_executor
 from .pipeline.executor import Executor
 from .pipeline.kernel import ChunkCtf
 from .pipeline.geometry import centre_of_mass_offset, rotate_vectors
@@ -56,7 +57,7 @@ def align(
     checkpoint: Optional[str] = None,
     resume: bool = False,
     max_memory: Union[None, int, str] = None,
-    executor: Optional[Executor] = None,
+    executor: Union[None, str, Executor, Any] = None,
     ctf: Any = "auto",
     ctf_intact_first_peak: bool = False,
     class_candidates: int = 0,
@@ -145,8 +146,12 @@ def align(
         chunk buffers, sums, prepared references and the spectra cache stay
         under it; a memory-mapped input does not count. Default: a quarter of
         the machine's memory.
-    executor : Executor, optional
-        Where the per-chunk work runs (default: this process).
+    executor : None, dask ``distributed.Client``, str or Executor
+        Where the per-chunk work runs: this process (None, the default); the workers of a
+        dask cluster, given as a ``Client``, a scheduler address (``"tcp://host:8786"``) or
+        ``"local:N"`` (a LocalCluster of N worker processes made for the run). The workers
+        read the images from the stack's files (a stack from :func:`cryocore.io.open_stack`),
+        and the result is the same as in this process. Needs ``pip install cryocore[cluster]``.
     ctf : None, "auto", CtfParameters, ParticleTable or dict of arrays
         CTF correction (needs the pixel size): each image is compared and averaged
         multiplied by its own CTF, and the averages (references, half maps, classes)
@@ -249,8 +254,12 @@ def align(
         final = None
         if binned or config.ctf_intact_first_peak:
             final = _final_source(input_src, steps, input_apix, input_box, ctf, config.threads)
-        result = run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
-                               resume=resume, executor=executor, ctf=corrector, final=final)
+        runner, done = as_executor(executor)
+        try:
+            result = run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
+                                   resume=resume, executor=runner, ctf=corrector, final=final)
+        finally:
+            done()
     result.parameters["preprocessing"] = dict(dataclasses.asdict(steps), working_pixel_size_A=pixel_size_A,
                                               working_box=[ny, nx])
     if binned:

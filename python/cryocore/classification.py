@@ -23,6 +23,7 @@ import numpy as np
 from ._validate import as_pixel_size, as_threads
 from .alignment import _ctf_correction, align
 from .io.stack import as_source
+from .pipeline.distributed import as_executor
 from .pipeline.result import AlignResult
 from .pipeline.seeding import seed_classes
 from .preprocess import DEFAULTS as PREPROCESSING
@@ -198,14 +199,19 @@ def classify(
         return {} if stem is None else dict(checkpoint=f"{stem}-run{i}.npz", resume=bool(resume))
 
     t0 = time.perf_counter()
-    result = align(src, _to_input_box(seeds.refs, (ny, nx)), **kw, **runs(1))
-    first_run_s = time.perf_counter() - t0
-    reseeded: list[int] = []
-    small = np.flatnonzero(result.class_counts()[:k] < MIN_CLASS_FRACTION * n / k)
-    if len(small):  # split the largest classes into the ones that emptied, then refine again
-        refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx))
-        reseeded = [int(c) + 1 for c in small]
-        result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)), **runs(2))
+    runner, done = as_executor(executor)  # (one cluster for both refinements)
+    try:
+        kw["executor"] = runner
+        result = align(src, _to_input_box(seeds.refs, (ny, nx)), **kw, **runs(1))
+        first_run_s = time.perf_counter() - t0
+        reseeded: list[int] = []
+        small = np.flatnonzero(result.class_counts()[:k] < MIN_CLASS_FRACTION * n / k)
+        if len(small):  # split the largest classes into the ones that emptied, then refine again
+            refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx))
+            reseeded = [int(c) + 1 for c in small]
+            result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)), **runs(2))
+    finally:
+        done()
     timings = dict(result.timings, seeding_s=seeding_s, first_run_s=first_run_s, total_s=time.perf_counter() - t_start)
     params = dict(result.parameters, k=k, per_class=per_class, seed_subset=int(len(seeds.subset)),
                   reseeded_classes=reseeded, seed_lowpass_per_px=lowpass)

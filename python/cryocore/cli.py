@@ -218,6 +218,7 @@ def _run_align(args: argparse.Namespace) -> int:
             tolerance_px=args.tolerance_px,
             local_search=args.local_search,
             max_memory=args.max_memory,
+            executor=args.dask,
             ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf],
             checkpoint=checkpoint if args.mode == "iterative" else None,
             resume=args.resume is not None,
@@ -355,7 +356,7 @@ def _run_classify(args: argparse.Namespace) -> int:
             stack, args.k, iterations=args.iterations, rotate=args.rotate,
             ctf={"off": None, "auto": "auto", "on": stack.table}[args.ctf], pixel_size_A=args.pixel_size_A,
             target_pixel_size_A="auto" if args.bin_to_A is None else args.bin_to_A, seed=args.seed,
-            threads=args.threads, max_memory=args.max_memory, progress=not args.quiet,
+            threads=args.threads, max_memory=args.max_memory, progress=not args.quiet, executor=args.dask,
             junk_classes=args.junk_classes, soft_assignment=args.soft_assignment, normalize=args.normalize, particle_diameter_A=args.particle_diameter_A,
             invert_contrast=args.invert_contrast, hot_pixel_sigma=args.hot_pixel_sigma,
             checkpoint=str(Path(args.output) / CHECKPOINT_FILE), resume=args.resume is not None)
@@ -474,6 +475,9 @@ def _add_align(sub: Any) -> None:
     a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
                    help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
                         "machine's memory; a memory-mapped input does not count)")
+    a.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="run the chunks on a dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                        "(N worker processes here); needs pip install 'cryocore[cluster]'")
     _add_preprocessing(a)
     a.add_argument("--seed", type=int, default=0, help="seed of the random half split")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an existing output directory")
@@ -503,6 +507,9 @@ def _add_classify(sub: Any) -> None:
                    help="each image counts in its candidate classes by its likelihood there (default: best class only)")
     c.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     c.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE", help="memory bound, e.g. 4G")
+    c.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="run the chunks on a dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                        "(N worker processes here); needs pip install 'cryocore[cluster]'")
     _add_preprocessing(c, "classify images Fourier-cropped to this pixel size (default: boxes over 64 px are "
                           "binned to about 64 px); averages and poses come back in the input's units")
     c.add_argument("--seed", type=int, default=0, help="seed of the starting subset and the half split")

@@ -69,6 +69,9 @@ class _Stack:
         self.caching = config.cache_spectra and not self.rotate
         self.cache_crop: Optional[tuple[int, int]] = None
         self.reader = StackReader.local(source, ctf, self.memory.cache_budget if self.caching else 0)
+        if getattr(executor, "needs_files", False) and self.reader.opener is None:
+            raise ValueError("a dask run reads the images from their files on the workers: give it a stack "
+                             "opened from a file (cryocore.io.open_stack(path)), not an in-memory array")
         self.ctf = ctf  # CTF correction: the kernel multiplies each image by its own CTF (CTF X)
         # the initial and final sums need quarters for the Wiener filter's SNR (CTF); without it,
         # one group per half sums in the order the pipeline always used
