@@ -26,7 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_stack(folder: Path, n: int, views: int, chunk: int = 5000) -> None:
+def write_stack(folder: Path, n: int, views: int, chunk: int = 5000, per_file: int = 0) -> None:
+    """Simulate the stack chunk by chunk into MRC files of ``per_file`` images each (0: one file)
+    and write particles.star (pointing into them) and truth.npy."""
     import mrcfile
     import pandas as pd
 
@@ -39,19 +41,23 @@ def write_stack(folder: Path, n: int, views: int, chunk: int = 5000) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     truth = np.zeros(n, np.int64)
     rows = []
-    with mrcfile.new_mmap(folder / "particles.mrcs", shape=(n, 128, 128), mrc_mode=2, overwrite=True) as m:
-        m.voxel_size = 2.0
-        for start in range(0, n, chunk):
-            k = min(chunk, n - start)
-            sim = cryocore.simulate(k, 128, snr=0.05, templates=templates, ctf=True, pixel_size_A=2.0,
-                                    defocus_range_A=(8000, 25000), seed=1000 + start, junk_fraction=0.1)
-            m.data[start : start + k] = sim.images
-            truth[start : start + k] = sim.classes
-            cols = sim.ctf.star_columns()
-            rows.append(pd.DataFrame({"rlnImageName": [f"{i + 1:06d}@particles.mrcs" for i in range(start, start + k)],
-                                      "rlnOpticsGroup": 1, **{c: cols[c] for c in ("rlnDefocusU", "rlnDefocusV",
-                                                                                  "rlnDefocusAngle")}}))
-            print(f"  simulated {start + k} / {n}", flush=True)
+    per_file = per_file or n
+    for first in range(0, n, per_file):
+        m_n = min(per_file, n - first)
+        name = "particles.mrcs" if per_file >= n else f"particles_{first // per_file:03d}.mrcs"
+        with mrcfile.new_mmap(folder / name, shape=(m_n, 128, 128), mrc_mode=2, overwrite=True) as m:
+            m.voxel_size = 2.0
+            for start in range(first, first + m_n, chunk):
+                k = min(chunk, first + m_n - start)
+                sim = cryocore.simulate(k, 128, snr=0.05, templates=templates, ctf=True, pixel_size_A=2.0,
+                                        defocus_range_A=(8000, 25000), seed=1000 + start, junk_fraction=0.1)
+                m.data[start - first : start - first + k] = sim.images
+                truth[start : start + k] = sim.classes
+                cols = sim.ctf.star_columns()
+                rows.append(pd.DataFrame({"rlnImageName": [f"{i - first + 1:06d}@{name}" for i in range(start, start + k)],
+                                          "rlnOpticsGroup": 1, **{c: cols[c] for c in ("rlnDefocusU", "rlnDefocusV",
+                                                                                      "rlnDefocusAngle")}}))
+                print(f"  simulated {start + k} / {n}", flush=True)
     optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [300.0],
                            "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1],
                            "rlnImagePixelSize": [2.0], "rlnImageSize": [128], "rlnImageDimensionality": [2]})
