@@ -92,6 +92,23 @@ def test_a_worker_killed_mid_iteration_does_not_change_the_result(client, stacks
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it
 
 
+def test_an_interrupted_cluster_run_resumes_to_the_same_result(client, stacks, tmp_path):
+    kw = dict(progress=False, iterations=4, threads=1, max_memory="80M")
+    checkpoint = str(tmp_path / "run.npz")
+
+    def stop(info):
+        if info["iteration"] == 2:
+            raise KeyboardInterrupt
+
+    with open_stack(str(stacks / "rot.mrcs")) as s:
+        here = cryocore.align(s, **kw)
+        with pytest.raises(KeyboardInterrupt):
+            cryocore.align(s, executor=client, checkpoint=checkpoint, callback=stop, **kw)
+        resumed = cryocore.align(s, executor=client, checkpoint=checkpoint, resume=True, **kw)
+    assert [r["iteration"] for r in resumed.history][-1] == 4
+    _same(here, resumed)
+
+
 def test_cluster_runs_refuse_what_they_cannot_do(client, stacks, monkeypatch):
     imgs = np.random.default_rng(0).standard_normal((40, 32, 32)).astype(np.float32)
     with pytest.raises(ValueError, match="from their files"):

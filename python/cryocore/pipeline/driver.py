@@ -196,58 +196,67 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
     With ``ctf``, images are compared and averaged CTF-corrected (Wiener averages per half and class).
     With ``final``, the iterations run on ``source`` (binned) and the final averages are made from
     ``final.source`` (the same particles, a finer pixel), the poses scaled to it."""
-    t_start = time.perf_counter()
-    stack = _Stack(source, half, config, executor or LocalExecutor(), progress, ctf)
-    n, ny, nx = stack.n, stack.ny, stack.nx
-    if checkpoint is not None and resume and os.path.exists(checkpoint):
-        import_wisdom(checkpoint)
-    t0 = time.perf_counter()
-    first = config.first_lowpass
-    ky, kx = band_extent(ny, nx, search_band(ny, nx, first))
-    stack.use_cache(max(ky, int(CACHE_BAND * ny)), max(kx, int(CACHE_BAND * nx)))
-    timings: dict[str, Any] = {"memory": stack.memory.describe()}
-    refs = initial_references(stack, reference, first)
-    fp = fingerprint(source, half, config.fingerprint(), refs)
-    st = AlignState.start(refs, n, first)
-    if checkpoint is not None and resume and os.path.exists(checkpoint):
-        st = AlignState.load(checkpoint, fp)
-    t_iter = time.perf_counter()
-    todo = [] if st.converged else range(st.iteration + 1, config.iterations + 1)
-    for it in (progress(todo, "iterations") if len(todo) else todo):
-        rows, class_halves = _iterate(stack, st, it)
-        if checkpoint is not None:
-            t0 = time.perf_counter()
-            st.save(checkpoint, fp)
-            stack.clock("checkpoint_s", t0)
-        if callback is not None:
-            callback(dict(iteration=it, rows=rows, half_averages=class_halves[0], class_half_averages=class_halves))
-        if st.converged:
-            break
-    timings["iterations_s"] = time.perf_counter() - t_iter
-    timings["iteration_phases_s"] = dict(stack.phase_s)
-    timings["cache_bytes"] = stack.reader.cached_bytes()  # (this process's; a dask worker keeps its own)
-    # Final: whole-band half averages at the last poses (of the finer source, with one).
-    t0 = time.perf_counter()
-    refs = st.refs
-    if final is not None:
-        f = final.source.shape[2] / nx  # finer px per working px
-        config = dataclasses.replace(config, pixel_size_A=final.pixel_size_A,
-                                     mask_radius=None if config.mask_radius is None else config.mask_radius * f)
-        st = dataclasses.replace(st, shifts=st.shifts * f)
-        stack.close()
-        source, stack = final.source, _Stack(final.source, half, config, executor or LocalExecutor(), progress,
-                                             final.ctf, search=False)
-        ny, nx = stack.ny, stack.nx
-        refs = final.pad(st.refs.reshape((-1,) + st.refs.shape[2:])).reshape(st.refs.shape[:2] + (ny, nx))
-    sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,
-                      quarters=stack.final_quarters)
-    avgs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
-    empty = sums.counts().sum(axis=2) == 0
-    avgs[empty] = refs[empty]  # a class without images keeps its reference
-    timings["final_average_s"] = time.perf_counter() - t0
-    stack.close()
-    release_scratch()  # the prepared searches and scratch arrays of this run
-    return finish(source, half, config, st, avgs, timings, t_start)
+    opened: list[_Stack] = []
+
+    def make(*args: Any, **kwargs: Any) -> _Stack:
+        opened.append(_Stack(*args, **kwargs))
+        return opened[-1]
+
+    try:
+        t_start = time.perf_counter()
+        stack = make(source, half, config, executor or LocalExecutor(), progress, ctf)
+        n, ny, nx = stack.n, stack.ny, stack.nx
+        if checkpoint is not None and resume and os.path.exists(checkpoint):
+            import_wisdom(checkpoint)
+        t0 = time.perf_counter()
+        first = config.first_lowpass
+        ky, kx = band_extent(ny, nx, search_band(ny, nx, first))
+        stack.use_cache(max(ky, int(CACHE_BAND * ny)), max(kx, int(CACHE_BAND * nx)))
+        timings: dict[str, Any] = {"memory": stack.memory.describe()}
+        refs = initial_references(stack, reference, first)
+        fp = fingerprint(source, half, config.fingerprint(), refs)
+        st = AlignState.start(refs, n, first)
+        if checkpoint is not None and resume and os.path.exists(checkpoint):
+            st = AlignState.load(checkpoint, fp)
+        t_iter = time.perf_counter()
+        todo = [] if st.converged else range(st.iteration + 1, config.iterations + 1)
+        for it in (progress(todo, "iterations") if len(todo) else todo):
+            rows, class_halves = _iterate(stack, st, it)
+            if checkpoint is not None:
+                t0 = time.perf_counter()
+                st.save(checkpoint, fp)
+                stack.clock("checkpoint_s", t0)
+            if callback is not None:
+                callback(dict(iteration=it, rows=rows, half_averages=class_halves[0], class_half_averages=class_halves))
+            if st.converged:
+                break
+        timings["iterations_s"] = time.perf_counter() - t_iter
+        timings["iteration_phases_s"] = dict(stack.phase_s)
+        timings["cache_bytes"] = stack.reader.cached_bytes()  # (this process's; a dask worker keeps its own)
+        # Final: whole-band half averages at the last poses (of the finer source, with one).
+        t0 = time.perf_counter()
+        refs = st.refs
+        if final is not None:
+            f = final.source.shape[2] / nx  # finer px per working px
+            config = dataclasses.replace(config, pixel_size_A=final.pixel_size_A,
+                                         mask_radius=None if config.mask_radius is None else config.mask_radius * f)
+            st = dataclasses.replace(st, shifts=st.shifts * f)
+            stack.close()
+            source, stack = final.source, make(final.source, half, config, executor or LocalExecutor(), progress,
+                                               final.ctf, search=False)
+            ny, nx = stack.ny, stack.nx
+            refs = final.pad(st.refs.reshape((-1,) + st.refs.shape[2:])).reshape(st.refs.shape[:2] + (ny, nx))
+        sums = stack.sums(st.shifts, st.angles, st.classes, st.accepted.astype(np.float64), (0.5, 0.5), stack.rotate,
+                          quarters=stack.final_quarters)
+        avgs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
+        empty = sums.counts().sum(axis=2) == 0
+        avgs[empty] = refs[empty]  # a class without images keeps its reference
+        timings["final_average_s"] = time.perf_counter() - t0
+        return finish(source, half, config, st, avgs, timings, t_start)
+    finally:  # (also after an error or Ctrl-C) this run's caches, stacks, prepared searches, scratch
+        for s in opened:
+            s.close()
+        release_scratch()
 
 
 @dataclasses.dataclass(frozen=True)
