@@ -14,6 +14,7 @@ import numpy as np
 
 from . import _core
 from ._validate import as_images, as_threads
+from .io.stack import read_rows
 
 __all__ = ["PreprocessedSource", "Preprocessing", "background_mask", "binned_shape", "preprocess"]
 
@@ -152,18 +153,25 @@ class PreprocessedSource:
     def read(self, start: int, stop: int, rows: Optional[np.ndarray] = None) -> np.ndarray:
         """Images start..stop-1, preprocessed: float32 (stop - start, ny', nx'); with ``rows``
         (positions in start..stop-1), only those are preprocessed (the others are zero)."""
-        raw = getattr(self.source, "read_view", self.source.read)(start, stop)  # (no copy where mapped)
         if rows is None:
-            return self._run(raw)[0]
+            out = self._run(getattr(self.source, "read_view", self.source.read)(start, stop))[0]  # (no copy where mapped)
+            self.release(start, stop)
+            return out
         out = np.zeros((stop - start,) + self.shape[1:], np.float32)
-        if len(rows):
-            out[rows] = self._run(raw[rows])[0]
+        if len(rows):  # only those rows are read
+            r = np.sort(np.asarray(rows, np.int64))
+            out[r] = self._run(read_rows(self.source, start, r))[0]
         return out
 
     def prefetch(self, start: int, stop: int) -> None:
         """The input's :meth:`~cryocore.io.ParticleStack.prefetch` (where it has one)."""
         if hasattr(self.source, "prefetch"):
             self.source.prefetch(start, stop)
+
+    def release(self, start: int, stop: int) -> None:
+        """The input's :meth:`~cryocore.io.ParticleStack.release` (where it has one)."""
+        if hasattr(self.source, "release"):
+            self.source.release(start, stop)
 
     def bin_image(self, image: np.ndarray) -> np.ndarray:
         """One image (ny, nx) of the input's box (e.g. a reference) resampled to the output's box

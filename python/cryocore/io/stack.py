@@ -67,6 +67,18 @@ def _check_range(start: int, stop: int, n: int) -> tuple[int, int]:
     return start_i, stop_i
 
 
+def read_rows(source: Any, start: int, rows: np.ndarray) -> np.ndarray:
+    """Images ``start + rows`` (rows increasing) of a stack source, float32 (len(rows), ny, nx),
+    reading only those: each run of consecutive rows in one read (a view where the source lends
+    one)."""
+    rows = np.asarray(rows, np.int64)
+    read = getattr(source, "read_view", source.read)
+    if len(rows) == 0:
+        return np.empty((0,) + tuple(source.shape[1:]), np.float32)
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+    return np.concatenate([read(start + int(r[0]), start + int(r[-1]) + 1) for r in runs]).astype(np.float32, copy=False)
+
+
 def will_need(block: np.ndarray) -> None:
     """Ask the kernel to start reading a memory-mapped block's pages now, in the background
     (``madvise(MADV_WILLNEED)``), so that a later read finds them in memory: disk reads overlap
@@ -81,6 +93,31 @@ def will_need(block: np.ndarray) -> None:
     page = _PAGE
     aligned = start - start % page
     libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + block.nbytes - aligned), 3)  # MADV_WILLNEED
+
+
+def unmap(block: np.ndarray) -> None:
+    """Drop a memory-mapped block's pages from this process's page tables
+    (``madvise(MADV_DONTNEED)``; a file mapping keeps its data in the page cache, so a later
+    read costs a minor fault at most). Pages that stay mapped are costly for the kernel to
+    reclaim: on a stack larger than memory, a run that kept every page it read mapped would
+    make each new read wait for that reclaim. Does nothing for ordinary memory."""
+    if not isinstance(block, np.ndarray) or block.size == 0 or not block.flags.c_contiguous:
+        return
+    libc = _libc()
+    if libc is None:
+        return
+    start = block.__array_interface__["data"][0]
+    aligned = start - start % _PAGE
+    libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + block.nbytes - aligned), 4)  # MADV_DONTNEED
+
+
+def _mapped(a: Any) -> bool:
+    """True for a numpy array that is (a view of) a file mapping."""
+    while isinstance(a, np.ndarray):
+        if isinstance(a, np.memmap):
+            return True
+        a = a.base
+    return False
 
 
 _PAGE = mmap.PAGESIZE
@@ -138,6 +175,7 @@ class ParticleStack:
         table: Any = None,
         viewer: Optional[Callable[[int, int], Optional[np.ndarray]]] = None,
         prefetcher: Optional[Callable[[int, int], None]] = None,
+        releaser: Optional[Callable[[int, int], None]] = None,
     ) -> None:
         self.path = path
         self.shape = tuple(int(v) for v in shape)
@@ -150,6 +188,7 @@ class ParticleStack:
         self._table = table
         self._viewer = viewer
         self._prefetcher = prefetcher
+        self._releaser = releaser
 
     @property
     def table(self) -> Any:
@@ -199,6 +238,14 @@ class ParticleStack:
         start, stop = _check_range(start, stop, self.shape[0])
         view = self._viewer(start, stop) if self._viewer is not None and start < stop else None
         return self.read(start, stop) if view is None else view
+
+    def release(self, start: int, stop: int) -> None:
+        """Done with images ``start`` to ``stop - 1`` for now: a view lent by :meth:`read_view` is
+        unmapped (:func:`unmap`; reading it again still works). A hint, as :meth:`prefetch`."""
+        if self._releaser is not None and not self._closed:
+            start, stop = _check_range(start, stop, self.shape[0])
+            if start < stop:
+                self._releaser(start, stop)
 
     def prefetch(self, start: int, stop: int) -> None:
         """Start reading images ``start`` to ``stop - 1`` from disk in the background (memory-mapped
@@ -251,7 +298,9 @@ def _array_stack(
     held = [arr]  # dropped on close, so the memory map can be released
 
     def reader(start: int, stop: int) -> np.ndarray:
-        return np.array(held[0][start:stop], dtype=np.float32)
+        out = np.array(held[0][start:stop], dtype=np.float32)
+        release(start, stop)  # (copied: the mapped pages are not needed)
+        return out
 
     def viewer(start: int, stop: int) -> Optional[np.ndarray]:
         block = held[0][start:stop]
@@ -262,8 +311,12 @@ def _array_stack(
         return view
 
     def prefetch(start: int, stop: int) -> None:
-        if isinstance(held[0], np.memmap) or isinstance(getattr(held[0], "base", None), np.memmap):
+        if _mapped(held[0]):
             will_need(held[0][start:stop])
+
+    def release(start: int, stop: int) -> None:
+        if _mapped(held[0]):
+            unmap(held[0][start:stop])
 
     def close() -> None:
         held.clear()
@@ -271,7 +324,7 @@ def _array_stack(
 
     return ParticleStack(
         path=path, shape=(n, ny, nx), pixel_size_A=pixel_size_A, image_names=names,
-        dtype=arr.dtype, reader=reader, closer=close, viewer=viewer, prefetcher=prefetch,
+        dtype=arr.dtype, reader=reader, closer=close, viewer=viewer, prefetcher=prefetch, releaser=release,
     )
 
 

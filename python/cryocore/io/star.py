@@ -10,7 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .mrc import _mrc_images, _mrc_pixel_size, _open_mrc
-from .stack import ParticleStack, _check_geometry, will_need
+from .stack import ParticleStack, _check_geometry, _mapped, unmap, will_need
 from .tables import ParticleTable, _common_pixel_size, _read_star_blocks, _star_pixel_sizes, _star_tables
 
 # Most stacks a STAR-file stack keeps memory-mapped at once (each holds a file descriptor).
@@ -204,6 +204,8 @@ def _open_star(path: str) -> ParticleStack:
                 out[sel] = data[wanted[0]: wanted[-1] + 1]  # contiguous run: one slice
             else:
                 out[sel] = data[wanted]
+            if _mapped(data):  # copied: the mapped pages are not needed (see unmap)
+                unmap(data[int(wanted.min()) : int(wanted.max()) + 1])
         return out
 
     def prefetch(start: int, stop: int) -> None:
@@ -212,7 +214,7 @@ def _open_star(path: str) -> ParticleStack:
         for k in np.unique(sid):
             wanted = idx[sid == k]
             data = cache.get(stack_list[int(k)])
-            if isinstance(data, np.memmap) or isinstance(getattr(data, "base", None), np.memmap):
+            if _mapped(data):
                 will_need(data[int(wanted.min()) : int(wanted.max()) + 1])
 
     return ParticleStack(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 from .. import fftw
@@ -84,7 +85,10 @@ class DaskExecutor:
         """``obj`` as the result of a task (made once per object)."""
         hit = self._shared.get(id(obj))
         if hit is None or hit[0] is not obj:
-            hit = self._shared[id(obj)] = (obj, self.client.submit(_identity, obj, pure=False))
+            with warnings.catch_warnings():  # (large by design: in the graph, so that lineage covers it)
+                warnings.filterwarnings("ignore", message="Large object", category=UserWarning)
+                future = self.client.submit(_identity, obj, pure=False)
+            hit = self._shared[id(obj)] = (obj, future)
             self.sent_bytes += _sizeof(obj)
         return hit[1]
 

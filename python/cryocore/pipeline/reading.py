@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..io.stack import read_rows
 from .chunks import Chunk, crop_bytes
 from .kernel import ChunkCtf, ChunkData, chunk_spectra
 
@@ -90,7 +91,19 @@ class StackReader:
             source.prefetch(after.start, after.stop)
         if rows is not None and isinstance(source, PreprocessedSource):
             return source.read(chunk.start, chunk.stop, rows)
+        if rows is not None and 2 * len(rows) <= len(chunk):  # a few rows used: only they are read
+            out = np.zeros((len(chunk),) + tuple(int(v) for v in source.shape[1:]), np.float32)
+            r = np.sort(np.asarray(rows, np.int64))
+            out[r] = read_rows(source, chunk.start, r)
+            return out
         return getattr(source, "read_view", source.read)(chunk.start, chunk.stop)
+
+    def done(self, chunk: Chunk) -> None:
+        """Done with the chunk's images for this pass: views lent by a memory-mapped source are
+        unmapped (:func:`cryocore.io.stack.unmap`)."""
+        source = self.source
+        if hasattr(source, "release"):
+            source.release(chunk.start, chunk.stop)
 
     def data(self, chunk: Chunk, after: Optional[Chunk], crop: Optional[tuple[int, int]] | bool,
              rows: Optional[np.ndarray] = None, threads: int = 1) -> ChunkData:

@@ -69,6 +69,7 @@ def search_block(shared: SearchShared, block: SearchBlock) -> tuple[list[ChunkRe
         local = Chunk(chunk.index, chunk.start - block.offset, chunk.stop - block.offset, chunk.half, chunk.quarter)
         r = search_chunk(chunk, data, shared.p, _rows(block.prior_shifts, local), _rows(block.prior_angles, local),
                          shared.threads, _rows(block.prior_classes, local))
+        shared.reader.done(chunk)
         if total is None:
             total = r.sums
         else:
@@ -118,6 +119,7 @@ def sum_block(shared: SumShared, block: SumBlock) -> SpectralSums:
         s = sum_chunk(chunk, data, block.shifts[a:b], block.angles[a:b], block.classes[a:b], block.weights[a:b],
                       shared.band, shared.n_classes, shared.shape, shared.rotate, shared.threads, shared.reader.ctf,
                       None if block.soft is None else block.soft[i])
+        shared.reader.done(chunk)
         if total is None:
             total = s
         else:
