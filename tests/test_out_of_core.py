@@ -92,7 +92,36 @@ def test_will_need_leaves_mapped_and_ordinary_memory_as_it_is(large_stack):
         before = np.array(mrc.data[10:12])
         will_need(mrc.data[10:2000])
         np.testing.assert_array_equal(mrc.data[10:12], before)
+    from cryocore.io.stack import unmap
+
     a = np.arange(10.0)
     will_need(a)
+    unmap(a)  # ordinary memory: left as it is (DONTNEED would zero it)
     will_need(np.zeros((0, 3)))
     assert a[3] == 3.0
+
+
+def test_sparse_reads_and_released_pages_give_the_same_images(large_stack, tmp_path):
+    from cryocore.io.stack import read_rows, unmap
+
+    rows = np.array([3, 4, 5, 90, 700, 701])
+    with open_stack(large_stack) as s:
+        whole = s.read(0, 800)
+        np.testing.assert_array_equal(read_rows(s, 0, rows), whole[rows])
+        np.testing.assert_array_equal(read_rows(s, 100, rows[:3]), s.read(103, 106))
+        view = s.read_view(0, 800)
+        s.release(0, 800)  # the view's pages are unmapped: reading them again gives the same data
+        np.testing.assert_array_equal(view, whole)
+        assert read_rows(s, 0, np.zeros(0, np.int64)).shape == (0, 128, 128)
+    with mrcfile.mmap(large_stack, permissive=True) as mrc:
+        before = np.array(mrc.data[7])
+        unmap(mrc.data[0:20])
+        np.testing.assert_array_equal(mrc.data[7], before)
+    # a STAR file pointing into the stack reads the same images (copied, then unmapped)
+    import pandas as pd
+
+    star = tmp_path / "p.star"
+    table = cryocore.io.ParticleTable(pd.DataFrame({"rlnImageName": [f"{i}@{large_stack}" for i in (5, 6, 7, 900)]}))
+    cryocore.io.write_star_table(str(star), table)
+    with open_stack(str(star)) as t, open_stack(large_stack) as s:
+        np.testing.assert_array_equal(t.read(0, 4), np.concatenate([s.read(4, 7), s.read(899, 900)]))

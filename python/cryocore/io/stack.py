@@ -84,15 +84,7 @@ def will_need(block: np.ndarray) -> None:
     (``madvise(MADV_WILLNEED)``), so that a later read finds them in memory: disk reads overlap
     the work on the block before. Does nothing for blocks in ordinary memory or where the call
     is not available."""
-    if not isinstance(block, np.ndarray) or block.size == 0 or not block.flags.c_contiguous:
-        return
-    libc = _libc()
-    if libc is None:
-        return
-    start = block.__array_interface__["data"][0]
-    page = _PAGE
-    aligned = start - start % page
-    libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + block.nbytes - aligned), 3)  # MADV_WILLNEED
+    _madvise(block, 3)  # MADV_WILLNEED
 
 
 def unmap(block: np.ndarray) -> None:
@@ -100,7 +92,14 @@ def unmap(block: np.ndarray) -> None:
     (``madvise(MADV_DONTNEED)``; a file mapping keeps its data in the page cache, so a later
     read costs a minor fault at most). Pages that stay mapped are costly for the kernel to
     reclaim: on a stack larger than memory, a run that kept every page it read mapped would
-    make each new read wait for that reclaim. Does nothing for ordinary memory."""
+    make each new read wait for that reclaim. Does nothing for ordinary memory (which
+    MADV_DONTNEED would zero)."""
+    if _mapped(block):
+        _madvise(block, 4)  # MADV_DONTNEED
+
+
+def _madvise(block: np.ndarray, advice: int) -> None:
+    """madvise(advice) on the pages that hold a C-contiguous block (Linux; elsewhere nothing)."""
     if not isinstance(block, np.ndarray) or block.size == 0 or not block.flags.c_contiguous:
         return
     libc = _libc()
@@ -108,7 +107,7 @@ def unmap(block: np.ndarray) -> None:
         return
     start = block.__array_interface__["data"][0]
     aligned = start - start % _PAGE
-    libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + block.nbytes - aligned), 4)  # MADV_DONTNEED
+    libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + block.nbytes - aligned), advice)
 
 
 def _mapped(a: Any) -> bool:
