@@ -86,7 +86,7 @@ class DaskExecutor:
         hit = self._shared.get(id(obj))
         if hit is None or hit[0] is not obj:
             with warnings.catch_warnings():  # (large by design: in the graph, so that lineage covers it)
-                warnings.filterwarnings("ignore", message="Large object", category=UserWarning)
+                warnings.filterwarnings("ignore", message="(Sending large graph|Large object)", category=UserWarning)
                 future = self.client.submit(_identity, obj, pure=False)
             hit = self._shared[id(obj)] = (obj, future)
             self.sent_bytes += _sizeof(obj)
