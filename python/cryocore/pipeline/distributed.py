@@ -75,7 +75,11 @@ class DaskExecutor:
         self.received_bytes = 0
         from ._dask_plugin import FftwSetup
 
-        self.client.register_plugin(FftwSetup(fftw.get_planning(), fftw.export_wisdom()))
+        plugin = FftwSetup(fftw.get_planning(), fftw.export_wisdom())
+        if hasattr(self.client, "register_plugin"):
+            self.client.register_plugin(plugin)
+        else:  # pragma: no cover - distributed < 2023.9
+            self.client.register_worker_plugin(plugin)
 
     def task_threads(self, threads: int) -> int:
         workers = self.client.scheduler_info()["workers"].values()
