@@ -121,3 +121,19 @@ def test_results_agree_across_planning_efforts(rng, effort, shape):
     for a, b in zip(base, other):
         np.testing.assert_allclose(b, a, atol=1e-4 * max(1.0, np.abs(a).max()), rtol=0)
     cryocore._core.clear_plan_cache()
+
+
+def test_show_config_names_the_fftw_in_use(capsys):
+    c = cryocore.build_config()
+    assert c["version"] == cryocore.__version__ and c["fftw_version"].startswith("3.")
+    assert c["planning"] == cryocore.get_planning() and c["threads"] >= 1
+    if not c["fftw_bundled"]:  # the system's shared library, which this process has loaded
+        assert "libfftw3f" in c["fftw_library"]
+    cryocore.show_config()
+    out = capsys.readouterr().out
+    assert f"cryocore {cryocore.__version__}" in out and f"FFTW {c['fftw_version']}" in out
+    from cryocore.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert c["fftw_version"] in capsys.readouterr().out

@@ -16,6 +16,18 @@ PYBIND11_MODULE(_core, m) {
   m.attr("__version__") = CRYOCORE_VERSION;
 #endif
   m.attr("fftw_version") = cryocore::fftw_version();
+#ifdef CRYOCORE_FFTW_BUNDLED
+  m.attr("fftw_bundled") = true;  // a static FFTW linked in, its symbols hidden
+#else
+  m.attr("fftw_bundled") = false;  // the system's shared libfftw3f
+#endif
+#if defined(__clang__)
+  m.attr("compiler") = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  m.attr("compiler") = "gcc " __VERSION__;
+#else
+  m.attr("compiler") = "unknown";
+#endif
 
   bind_ctf(m);
   bind_search(m);

@@ -33,6 +33,7 @@ from .class_selection import select
 from .frc import FRC, frc
 from .preprocess import preprocess
 from .fftw import export_wisdom, forget_wisdom, get_planning, import_wisdom, set_planning
+from .build_info import build_config, show_config
 from .registration import Registration, correlation_maps, register
 from .simulation import Simulation, make_template, simulate
 from .transforms import rotate, shift, transform
@@ -70,4 +71,6 @@ __all__ = [
     "simulate",
     "__version__",
     "fftw_version",
+    "build_config",
+    "show_config",
 ]

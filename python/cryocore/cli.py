@@ -427,10 +427,13 @@ def _demo_classify(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .build_info import build_config
 
+    c = build_config()
     p = argparse.ArgumentParser(prog="cryocore", description="Fast alignment and averaging of 2D cryo-EM particle images.")
-    p.add_argument("--version", action="version", version=f"cryocore {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"cryocore {c['version']} (FFTW {c['fftw_version']} {'+'.join(c['fftw_simd']) or 'scalar'}, "
+                           f"{'bundled' if c['fftw_bundled'] else 'system library'})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
