@@ -788,3 +788,18 @@ def test_star_and_mrc_pixel_sizes_must_agree(tmp_path):
     out = tmp_path / "out"
     assert main(["align", str(star_for("a.mrcs", 1.5)), "-o", str(out), "--quiet"]) == 2
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_image_names_are_rebased_only_when_their_star_files_directory_resolves_them(tmp_path, monkeypatch):
+    from cryocore.io.tables import rebase_image_names
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "s.mrcs").write_bytes(b"")
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path)
+    names = ["1@s.mrcs", "2@s.mrcs", f"3@{tmp_path / 'a' / 's.mrcs'}", "4@a/s.mrcs", "5@missing.mrcs"]
+    got = rebase_image_names(names, str(tmp_path / "a"), str(tmp_path / "b"))
+    # relative to a/ -> relative to b/; absolute, working-directory-relative (RELION) and missing: as they are
+    assert got == ["1@../a/s.mrcs", "2@../a/s.mrcs", names[2], "4@a/s.mrcs", "5@missing.mrcs"]
+    assert rebase_image_names(names, None, str(tmp_path / "b")) == names
+    assert rebase_image_names(names, str(tmp_path / "a"), str(tmp_path / "a")) == names

@@ -219,7 +219,7 @@ def _open_star(path: str) -> ParticleStack:
 
     return ParticleStack(
         path=path, shape=(n, box[0], box[1]), pixel_size_A=apix, image_names=names,
-        dtype=dtype, reader=reader, closer=cache.close, table=ParticleTable(particles, optics),
+        dtype=dtype, reader=reader, closer=cache.close, table=ParticleTable(particles, optics, os.path.dirname(os.path.abspath(path))),
         prefetcher=prefetch,
     )
 

@@ -39,11 +39,16 @@ class ParticleTable:
     ----------
     particles : pandas.DataFrame, N rows (input order)
     optics : pandas.DataFrame or None
+    source_dir : str or None
+        The directory of the STAR file the table was read from: relative stack paths in
+        ``rlnImageName`` are found there first (then in the working directory). A STAR file
+        written elsewhere gets those paths rewritten relative to its own directory.
     """
 
-    def __init__(self, particles: Any, optics: Any = None) -> None:
+    def __init__(self, particles: Any, optics: Any = None, source_dir: Optional[str] = None) -> None:
         self.particles = particles.reset_index(drop=True)
         self.optics = None if optics is None else optics.reset_index(drop=True)
+        self.source_dir = None if source_dir is None else os.path.abspath(source_dir)
         if "rlnImageName" not in self.particles.columns:
             raise ValueError("a particle table needs an rlnImageName column")
 
@@ -113,7 +118,28 @@ class ParticleTable:
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        return ParticleTable(self.particles.iloc[idx], self.optics)
+        return ParticleTable(self.particles.iloc[idx], self.optics, self.source_dir)
+
+
+def rebase_image_names(names: Sequence[str], from_dir: Optional[str], to_dir: str) -> list[str]:
+    """``index@stack`` names with each relative stack path that exists in ``from_dir``, and not
+    in the working directory, rewritten relative to ``to_dir`` (so that a STAR file in ``to_dir``
+    points at the same files); other names as they are: absolute paths, and paths relative to
+    the working directory (RELION's own convention: relative to the project directory)."""
+    if from_dir is None or os.path.abspath(from_dir) == os.path.abspath(to_dir):
+        return [str(v) for v in names]
+    out, done = [], {}
+    for name in names:
+        index, at, stack = str(name).rpartition("@")
+        if not at or os.path.isabs(stack):
+            out.append(str(name))
+            continue
+        if stack not in done:
+            here = os.path.join(from_dir, stack)
+            moved = os.path.exists(here) and not os.path.exists(stack)
+            done[stack] = os.path.relpath(here, os.path.abspath(to_dir)) if moved else stack
+        out.append(f"{index}@{done[stack]}")
+    return out
 
 
 def _numeric(col: Any, name: str) -> np.ndarray:
@@ -358,7 +384,8 @@ def write_particles_star(
         if name not in optics.columns:
             optics[name] = value
     dy, dx = poses.shifts[:, 0], poses.shifts[:, 1]
-    ours: dict[str, Any] = {"rlnImageName": poses.image_names}
+    ours: dict[str, Any] = {"rlnImageName": rebase_image_names(
+        poses.image_names, None if table is None else table.source_dir, os.path.dirname(os.path.abspath(p)))}
     if "rlnOpticsGroup" not in particles.columns:
         ours["rlnOpticsGroup"] = np.full(n, int(optics["rlnOpticsGroup"].iloc[0]), np.int64)
     ours["rlnOriginXAngst"] = [_fmt(v) for v in -dx * apix]
@@ -400,6 +427,8 @@ def write_star_table(path: PathLike, table: ParticleTable, *, overwrite: bool = 
 
     p = _check_overwrite(path, overwrite)
     blocks = {"particles": _exact_columns(table.particles)}
+    blocks["particles"]["rlnImageName"] = rebase_image_names(table.image_names, table.source_dir,
+                                                             os.path.dirname(os.path.abspath(p)))
     if table.optics is not None:
         blocks = {"optics": _exact_columns(table.optics), **blocks}
     _write_star(p, blocks)
@@ -530,7 +559,7 @@ def read_particles_star(path: PathLike) -> dict[str, Any]:
         "half": half,
         "classes": col("rlnClassNumber", 1.0).astype(np.int64),
         "pixel_size_A": apix,
-        "table": ParticleTable(particles, optics),
+        "table": ParticleTable(particles, optics, os.path.dirname(os.path.abspath(os.fspath(path)))),
     }
 
 
