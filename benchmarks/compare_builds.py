@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""Two installs of cryocore side by side (e.g. the wheel with its bundled FFTW against a build on
+the system's FFTW): `register` at 128 px (upsample=1, and with a low-pass) in each install's
+interpreter, alternated, the best of ``--repeats`` rounds per install; prints images/s and the
+ratio.
+
+    python benchmarks/compare_builds.py build/wheel/test-venv/bin/python .venv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+
+SNIPPET = r"""
+import json, time, numpy as np, cryocore
+c = cryocore.build_config()
+sim = cryocore.simulate(2000, 128, snr=0.1, max_shift=8, rotate=False, seed=3)
+out = {"fftw": f"{c['fftw_version']} {'+'.join(c['fftw_simd'])} {'bundled' if c['fftw_bundled'] else 'system'}"}
+for name, kw in (("upsample=1", dict(upsample=1)), ("upsample=1, lowpass=0.25", dict(upsample=1, lowpass=0.25))):
+    cryocore.register(sim.template, sim.images[:200], threads=2, **kw)  # plans made, caches warm
+    t0 = time.perf_counter()
+    cryocore.register(sim.template, sim.images, threads=2, **kw)
+    out[name] = len(sim.images) / (time.perf_counter() - t0)
+print(json.dumps(out))
+"""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("first", help="python of the first install (e.g. the wheel's venv)")
+    parser.add_argument("second", help="python of the second install")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    best: dict[str, dict] = {args.first: {}, args.second: {}}
+    labels = {}
+    for _ in range(args.repeats):
+        for py in (args.first, args.second):
+            got = json.loads(subprocess.run([py, "-c", SNIPPET], capture_output=True, text=True, check=True,
+                                            cwd="/").stdout.strip().splitlines()[-1])
+            labels[py] = got.pop("fftw")
+            for k, v in got.items():
+                best[py][k] = max(best[py].get(k, 0.0), v)
+    for k in best[args.first]:
+        a, b = best[args.first][k], best[args.second][k]
+        print(f"register {k}, 128 px, 2 threads: {labels[args.first]}: {a:,.0f} images/s; "
+              f"{labels[args.second]}: {b:,.0f} images/s; ratio {a / b:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
