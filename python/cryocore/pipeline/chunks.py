@@ -75,8 +75,9 @@ def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotat
                 angular_step: float = 1.0, ctf: bool = False, read_bytes: int = 0) -> MemoryPlan:
     """Split ``max_memory`` (bytes) between the working buffers and the spectra cache.
 
-    Working memory: the sums (a partial and a total, 2 halves x K classes x 2
-    quarters of complex128 half spectra), the prepared references (with
+    Working memory: the sums (a chunk's, its block's and the total: 2 halves x K classes x 2
+    quarters of complex128 half spectra, with ``ctf`` and their float64 CTF^2 planes), the
+    prepared references (with
     rotations: every angle of each reference, both halves), and per image of
     a chunk its pixels (float32), its spectrum (complex64) and the real-space
     sum's share, with ``ctf`` its CTF-filtered copy (float32), and ``read_bytes`` more
@@ -85,7 +86,7 @@ def plan_memory(max_memory: int, n: int, ny: int, nx: int, n_classes: int, rotat
     spectra cache may use the rest.
     """
     fourier = ny * (nx // 2 + 1)
-    sums = 2 * (2 * n_classes * 2 * fourier * 16)
+    sums = 3 * (2 * n_classes * 2 * fourier * (16 + (8 if ctf else 0)))
     refs = 2 * n_classes * ny * nx * 8
     if rotate:
         refs += int(2 * n_classes * (360.0 / angular_step) * fourier * 8 * ROTATION_BYTES)
