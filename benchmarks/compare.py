@@ -438,6 +438,38 @@ def print_table(methods: list[Method], base_cc: Method, base_pf: Method) -> None
         print("\n".join(notes))
 
 
+def write_report(methods: list[Method], base_pf: Method, machine: list[str], header: str, outdir: str) -> None:
+    """``compare.md`` (the table as Markdown, with the machine) and ``compare.png`` (images/s per
+    method, RMS error in the labels) in ``outdir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    os.makedirs(outdir, exist_ok=True)
+    lines = ["# cryocore.register against other implementations", "", header, "",
+             "| | method | images/s | RMS error (px) | vs pyfftw batch |", "|---|---|---|---|---|"]
+    for m in methods:
+        rms = f"{m.rms:.4f}" if np.isfinite(m.rms) else "–"
+        lines.append(f"| {m.key} | {m.label} | {m.rate:,.0f} | {rms} | {m.rate / base_pf.rate:.2f}× |")
+    lines += ["", "Machine:", "", "```", *machine, "```", ""]
+    with open(os.path.join(outdir, "compare.md"), "w") as f:
+        f.write("\n".join(lines))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(methods) + 1.2))
+    labels = [f"{m.label}" + (f"  (RMS {m.rms:.3f} px)" if np.isfinite(m.rms) else "") for m in methods]
+    colors = ["tab:blue" if m.label.startswith("cryocore") else "tab:gray" for m in methods]
+    ax.barh(range(len(methods)), [m.rate for m in methods], color=colors)
+    ax.set_yticks(range(len(methods)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
+    ax.set_xlabel("images/s (blue: cryocore)")
+    ax.set_title(header.replace("; ", "\n"), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "compare.png"), dpi=120)
+    plt.close(fig)
+
+
 def rms_difference_se(a: Method, b: Method) -> float:
     """Standard error of RMS(a) - RMS(b) from the paired per-image squared errors (delta method)."""
     ea = np.sum((a.result - a.truth) ** 2, axis=1) / 2.0
@@ -499,6 +531,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="threads for the numpy steps of the pyfftw batch (default 1)")
     p.add_argument("--skimage-subset", type=int, default=200,
                    help="images registered with skimage (default 200; capped at --n)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write DIR/compare.md (Markdown table) and DIR/compare.png (chart)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke test: n={QUICK_N}, repeats={QUICK_REPEATS} unless given")
     args = p.parse_args(argv)
@@ -574,9 +608,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     by = {m.key: m for m in methods}
     rms_b_subset = rms_error(by["b"].result[:sub], sub_truth)
     print()
-    print(f"{args.n} images {args.size}x{args.size}, snr {args.snr}, median of {args.repeats} interleaved repeats; "
-          f"RMS vs true poses (px)")
+    header = (f"{args.n} images {args.size}x{args.size}, snr {args.snr}, median of {args.repeats} interleaved repeats; "
+              f"RMS vs true poses (px)")
+    print(header)
     print_table(methods, by["a"], by["d"])
+    if args.report:
+        write_report(methods, by["d"], machine_info(args), header, args.report)
+        print(f"   report: {args.report}/compare.md, {args.report}/compare.png")
     print(f"   RMS on the skimage subset (first {sub}): cryocore upsample=20 {rms_b_subset:.4f} px, "
           f"skimage {by['g'].rms:.4f} px, cryocore upsample=1 {rms_error(by['a'].result[:sub], sub_truth):.4f} px")
     print()
