@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -192,9 +192,8 @@ def align(
     src = as_source(images)
     n, ny, nx = (int(v) for v in src.shape)
     _check_options(n, ny, nx, mode=mode, iterations=iterations, threshold=threshold, threshold_mad=threshold_mad,
-                   class_tolerance=class_tolerance, class_candidates=class_candidates)
-    if soft_assignment and not rotate:
-        raise ValueError("soft_assignment needs rotate=True (the soft class weights come from the rotational search)")
+                   class_tolerance=class_tolerance, class_candidates=class_candidates, rotate=rotate,
+                   soft_assignment=soft_assignment)
     if pixel_size_A is None:
         pixel_size_A = getattr(src, "pixel_size_A", None)
     if pixel_size_A is not None:
@@ -209,14 +208,7 @@ def align(
         pixel_size_A = pre.pixel_size_A
     binning = (nx / src.shape[2], ny / src.shape[1])  # input px per working px, per axis (1: none)
     n, ny, nx = (int(v) for v in src.shape)
-    if lowpass_A is not None:
-        if pixel_size_A is None:
-            raise ValueError("lowpass_A needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
-        if not float(lowpass_A) >= 2 * float(pixel_size_A):
-            raise ValueError(f"lowpass_A must be at least twice the pixel size ({2 * float(pixel_size_A):g} Å), got {lowpass_A!r}")
-    if max_shift is not None and not 0 <= float(max_shift) / binning[0] <= min(ny, nx) / 2:
-        raise ValueError(f"max_shift must be between 0 and half the box ({min(ny, nx) / 2 * binning[0]:g} px), "
-                         f"got {max_shift!r}")
+    _check_lengths(lowpass_A, pixel_size_A, max_shift, binning[0], (ny, nx))
     if mode == "online" and rotate:
         raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
     refs, described = _check_reference(reference, n, input_box)
@@ -254,12 +246,9 @@ def align(
         final = None
         if binned or config.ctf_intact_first_peak:
             final = _final_source(input_src, steps, input_apix, input_box, ctf, config.threads)
-        runner, done = as_executor(executor)
-        try:
-            result = run_iterative(src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint,
-                                   resume=resume, executor=runner, ctf=corrector, final=final)
-        finally:
-            done()
+        result = _run_on(executor, lambda runner: run_iterative(
+            src, half, config, refs, progress=show, callback=callback, checkpoint=checkpoint, resume=resume,
+            executor=runner, ctf=corrector, final=final))
     result.parameters["preprocessing"] = dict(dataclasses.asdict(steps), working_pixel_size_A=pixel_size_A,
                                               working_box=[ny, nx])
     if binned:
@@ -267,9 +256,43 @@ def align(
     return result
 
 
+R = TypeVar("R")
+
+
+def _run_on(executor: Any, run: Callable[[Any], R]) -> R:
+    """``run(executor)`` on the executor that ``executor`` names (:func:`as_executor`), which is
+    closed afterwards when it was made here."""
+    runner, done = as_executor(executor)
+    try:
+        return run(runner)
+    finally:
+        done()
+
+
+def _check_soft_assignment(soft_assignment: Any, rotate: Any) -> None:
+    if soft_assignment and not rotate:
+        raise ValueError("soft_assignment needs rotate=True (the soft class weights come from the rotational search)")
+
+
+def _check_lengths(lowpass_A: Any, pixel_size_A: Optional[float], max_shift: Any, binning: float,
+                   box: tuple[int, int]) -> None:
+    """ValueError for a low-pass finer than Nyquist (or without a pixel size), or a max_shift
+    outside half the working box (``binning`` input px per working px)."""
+    if lowpass_A is not None:
+        if pixel_size_A is None:
+            raise ValueError("lowpass_A needs the pixel size: pass pixel_size_A (or a stack whose header has it)")
+        if not float(lowpass_A) >= 2 * float(pixel_size_A):
+            raise ValueError(f"lowpass_A must be at least twice the pixel size ({2 * float(pixel_size_A):g} Å), got {lowpass_A!r}")
+    if max_shift is not None and not 0 <= float(max_shift) / binning <= min(box) / 2:
+        raise ValueError(f"max_shift must be between 0 and half the box ({min(box) / 2 * binning:g} px), "
+                         f"got {max_shift!r}")
+
+
 def _check_options(n: int, ny: int, nx: int, *, mode: str, iterations: Any, threshold: Any, threshold_mad: Any,
-                   class_tolerance: Any, class_candidates: Any) -> None:
+                   class_tolerance: Any, class_candidates: Any, rotate: Any = True,
+                   soft_assignment: Any = False) -> None:
     """ValueError/TypeError naming the first option of :func:`align` that is out of range."""
+    _check_soft_assignment(soft_assignment, rotate)
     if n < 2:
         raise ValueError(f"images must hold at least 2 images to form two half-sets, got {n}")
     if ny < 8 or nx < 8:

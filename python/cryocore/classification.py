@@ -21,9 +21,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 
 from ._validate import as_pixel_size, as_threads
-from .alignment import _ctf_correction, align
+from .alignment import _check_soft_assignment, _ctf_correction, _run_on, align
 from .io.stack import as_source
-from .pipeline.distributed import as_executor
 from .pipeline.result import AlignResult
 from .pipeline.seeding import seed_classes
 from .preprocess import DEFAULTS as PREPROCESSING
@@ -158,8 +157,7 @@ def classify(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= int(k) <= max(2, n // 10):
         raise ValueError(f"k must be an integer from 2 to N / 10 = {max(2, n // 10)} for {n} images, got {k!r}")
     k = int(k)
-    if soft_assignment and not rotate:
-        raise ValueError("soft_assignment needs rotate=True (the soft class weights come from the rotational search)")
+    _check_soft_assignment(soft_assignment, rotate)
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) or per_class < 3:
         raise ValueError(f"per_class must be an integer >= 3, got {per_class!r}")
     apix = pixel_size_A if pixel_size_A is not None else getattr(src, "pixel_size_A", None)
@@ -182,40 +180,46 @@ def classify(
     stem = None if checkpoint is None else str(checkpoint).removesuffix(".npz")
     key = dict(n=n, box=[ny, nx], k=k, seed=seed, per_class=per_class, junk=bool(junk_classes), rotate=bool(rotate),
                lowpass=lowpass, ctf=corrector is not None)
-    seeds = _load_seeds(f"{stem}-seeds.npz", key) if stem is not None and resume else None
-    if seeds is None:
-        seeds = seed_classes(images_of, n, k, rotate=rotate, lowpass=lowpass, threads=nt, seed=seed,
-                             per_class=per_class, ctf=corrector, junk=bool(junk_classes))
-        if stem is not None:
-            _save_seeds(f"{stem}-seeds.npz", key, seeds)
+    seeds = _starting_classes(None if stem is None else f"{stem}-seeds.npz", key, resume, lambda: seed_classes(
+        images_of, n, k, rotate=rotate, lowpass=lowpass, threads=nt, seed=seed, per_class=per_class, ctf=corrector,
+        junk=bool(junk_classes)))
     seeding_s = time.perf_counter() - t0
     kw = dict(rotate=rotate, threshold=threshold, threshold_mad=threshold_mad, iterations=iterations,
               class_candidates=int(candidates), soft_assignment=bool(soft_assignment),
               class_tolerance=CLASS_TOLERANCE, seed=seed, pixel_size_A=apix,
-              threads=nt, progress=progress, callback=callback, max_memory=max_memory, executor=executor,
+              threads=nt, progress=progress, callback=callback, max_memory=max_memory,
               ctf=ctf, ctf_intact_first_peak=True, normalize=normalize, particle_diameter_A=particle_diameter_A,
               invert_contrast=invert_contrast, hot_pixel_sigma=hot_pixel_sigma, target_pixel_size_A=work_apix)
     def runs(i: int) -> dict:
         return {} if stem is None else dict(checkpoint=f"{stem}-run{i}.npz", resume=bool(resume))
 
-    t0 = time.perf_counter()
-    runner, done = as_executor(executor)  # (one cluster for both refinements)
-    try:
-        kw["executor"] = runner
-        result = align(src, _to_input_box(seeds.refs, (ny, nx)), **kw, **runs(1))
+    def refine(runner: Any) -> tuple[AlignResult, float, list[int]]:
+        """The refinement from the starting classes and, when classes emptied, a second one."""
+        t0 = time.perf_counter()
+        result = align(src, _to_input_box(seeds.refs, (ny, nx)), executor=runner, **kw, **runs(1))
         first_run_s = time.perf_counter() - t0
-        reseeded: list[int] = []
         small = np.flatnonzero(result.class_counts()[:k] < MIN_CLASS_FRACTION * n / k)
         if len(small):  # split the largest classes into the ones that emptied, then refine again
             refs = _reseed(result, k, small, images_of, rotate, lowpass, nt, seed, per_class, corrector, (ny, nx))
-            reseeded = [int(c) + 1 for c in small]
-            result = align(src, refs, **dict(kw, iterations=max(2, iterations // 4)), **runs(2))
-    finally:
-        done()
+            result = align(src, refs, executor=runner, **dict(kw, iterations=max(2, iterations // 4)), **runs(2))
+        return result, first_run_s, [int(c) + 1 for c in small]
+
+    result, first_run_s, reseeded = _run_on(executor, refine)  # (one cluster for both refinements)
     timings = dict(result.timings, seeding_s=seeding_s, first_run_s=first_run_s, total_s=time.perf_counter() - t_start)
     params = dict(result.parameters, k=k, per_class=per_class, seed_subset=int(len(seeds.subset)),
                   reseeded_classes=reseeded, seed_lowpass_per_px=lowpass)
     return _sorted(result, k, timings, dict(params, junk_classes=seeds.n_junk))
+
+
+def _starting_classes(path: Optional[str], key: dict, resume: bool, make: Callable[[], Any]) -> Any:
+    """The starting classes saved at ``path`` by an interrupted run (with ``resume``), else
+    ``make()``'s, saved there (when given)."""
+    seeds = _load_seeds(path, key) if path is not None and resume else None
+    if seeds is None:
+        seeds = make()
+        if path is not None:
+            _save_seeds(path, key, seeds)
+    return seeds
 
 
 def _save_seeds(path: str, key: dict, seeds: Any) -> None:
