@@ -478,14 +478,18 @@ def _add_align(sub: Any) -> None:
     a.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE",
                    help="bound on the memory cryocore allocates, e.g. 4G or 512M (default: a quarter of the "
                         "machine's memory; a memory-mapped input does not count)")
-    a.add_argument("--dask", metavar="SCHEDULER", default=None,
-                   help="run the chunks on a dask cluster: a scheduler address (tcp://host:8786) or local:N "
-                        "(N worker processes here); needs pip install 'cryocore[cluster]'")
+    _add_dask(a)
     _add_preprocessing(a)
     a.add_argument("--seed", type=int, default=0, help="seed of the random half split")
     a.add_argument("--overwrite", action="store_true", help="replace the files of an existing output directory")
     a.add_argument("--quiet", action="store_true", help="no progress bars or summary")
     a.set_defaults(func=_align)
+
+
+def _add_dask(p: Any) -> None:
+    p.add_argument("--dask", metavar="SCHEDULER", default=None,
+                   help="run the chunks on a dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                        "(N worker processes here); needs pip install 'cryocore[cluster]'")
 
 
 def _add_classify(sub: Any) -> None:
@@ -510,9 +514,7 @@ def _add_classify(sub: Any) -> None:
                    help="each image counts in its candidate classes by its likelihood there (default: best class only)")
     c.add_argument("--threads", type=_positive_int, default=None, help="worker threads (default: all cores)")
     c.add_argument("--max-memory", type=_memory, default=None, metavar="SIZE", help="memory bound, e.g. 4G")
-    c.add_argument("--dask", metavar="SCHEDULER", default=None,
-                   help="run the chunks on a dask cluster: a scheduler address (tcp://host:8786) or local:N "
-                        "(N worker processes here); needs pip install 'cryocore[cluster]'")
+    _add_dask(c)
     _add_preprocessing(c, "classify images Fourier-cropped to this pixel size (default: boxes over 64 px are "
                           "binned to about 64 px); averages and poses come back in the input's units")
     c.add_argument("--seed", type=int, default=0, help="seed of the starting subset and the half split")
