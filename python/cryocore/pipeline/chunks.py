@@ -126,6 +126,11 @@ def crop_for(ny: int, nx: int, ky: int, kx: int) -> Optional[tuple[int, int]]:
     return ky, kx
 
 
+def holds(crop: Optional[tuple[int, int]], ky: int, kx: int) -> bool:
+    """True when spectra cropped to ``crop`` (None: whole) hold |ky'| <= ky, kx' <= kx."""
+    return crop is None or (ky <= crop[0] and kx <= crop[1])
+
+
 def crop_bytes(n: int, ny: int, nx: int, crop: Optional[tuple[int, int]]) -> int:
     rows, cols = (ny, nx // 2 + 1) if crop is None else (2 * crop[0] + 1, crop[1] + 1)
     return n * rows * cols * 8

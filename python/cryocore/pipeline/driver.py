@@ -21,7 +21,7 @@ import numpy as np
 from ..frc import frc
 from ..preprocess import PreprocessedSource
 from ..transforms import shift
-from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, band_extent, crop_for, make_chunks,
+from .chunks import (CACHE_BAND, CACHE_BAND_STEP, Chunk, band_extent, crop_for, holds, make_chunks,
                      plan_memory, search_band)
 from .config import AlignConfig
 from .executor import Executor, LocalExecutor
@@ -93,7 +93,7 @@ class _Stack:
 
     def ensure_cache(self, ky: int, kx: int) -> None:
         """Make the cache hold |ky'| <= ky, kx' <= kx, cropping it wider if needed."""
-        if self.caching and not _holds(self.cache_crop, ky, kx):
+        if self.caching and not holds(self.cache_crop, ky, kx):
             self.use_cache(ky + math.ceil(CACHE_BAND_STEP * self.ny), kx + math.ceil(CACHE_BAND_STEP * self.nx))
 
     def close(self) -> None:
@@ -138,7 +138,7 @@ class _Stack:
                 for c in self.chunks if np.any(weights[c.start : c.stop] != 0)]
         if not todo:
             return total
-        cached = self.caching and not rotate and _holds(self.cache_crop, *band_extent(self.ny, self.nx, max(band)))
+        cached = self.caching and not rotate and holds(self.cache_crop, *band_extent(self.ny, self.nx, max(band)))
         shared = SumShared(self.reader, band, self.K, (self.ny, self.nx), rotate,
                            self.cache_crop if cached else False, self.threads)
         tasks = []
@@ -149,11 +149,6 @@ class _Stack:
         for s in self.executor.map(sum_block, tasks, shared):
             total += s
         return total
-
-
-def _holds(crop: Optional[tuple[int, int]], ky: int, kx: int) -> bool:
-    """True when spectra cropped to ``crop`` (None: whole) hold |ky'| <= ky, kx' <= kx."""
-    return crop is None or (ky <= crop[0] and kx <= crop[1])
 
 
 def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: bool = True) -> np.ndarray:

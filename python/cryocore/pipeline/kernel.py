@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import _core
 from ..ctf import CtfParameters
-from .chunks import Chunk, band_extent, crop_for
+from .chunks import Chunk, band_extent, crop_for, holds
 from .config import SearchOptions
 from .sums import SpectralSums
 
@@ -373,7 +373,7 @@ def _add_half(sums: SpectralSums, h: int, images: Optional[np.ndarray], index: n
             if rotate:
                 assert images is not None
                 _add_real_space(out, images, index, s, angles, w, band, threads)
-            elif spectra is not None and _holds(spectra[1], ny, nx, band):
+            elif spectra is not None and holds(spectra[1], *band_extent(ny, nx, band)):
                 idx = np.flatnonzero(w)
                 if 4 * len(idx) <= len(w):  # few: pass just those (a small copy) rather than skip the rest
                     _core.accumulate_spectra(spectra[0][idx], nx, s[idx], w[idx], out, threads=threads, band=float(band))
@@ -439,13 +439,6 @@ def _spectra(data: ChunkData, chunk: Chunk, h: int, sel: np.ndarray, crop: Optio
     assert data.images is not None
     kw = {} if ctf is None else ctf.core_args(chunk, sel)
     return _core.forward_stack(data.images, threads=threads, index=sel, crop=crop, **kw)
-
-
-def _holds(crop: Optional[tuple[int, int]], ny: int, nx: int, band: float) -> bool:
-    if crop is None:
-        return True
-    ky, kx = band_extent(ny, nx, band)
-    return ky <= crop[0] and kx <= crop[1]
 
 
 def _add_real_space(out: np.ndarray, images: np.ndarray, index: np.ndarray, shifts: np.ndarray, angles: np.ndarray,
