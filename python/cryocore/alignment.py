@@ -202,45 +202,29 @@ def align(
                           invert_contrast=bool(invert_contrast), hot_pixel_sigma=hot_pixel_sigma,
                           target_pixel_size_A=target_pixel_size_A)
     input_src, input_box, input_apix = src, (ny, nx), pixel_size_A
-    pre: Optional[PreprocessedSource] = None
     if steps.active:
-        src = pre = PreprocessedSource(src, steps, pixel_size_A, as_threads(threads))
-        pixel_size_A = pre.pixel_size_A
+        src = PreprocessedSource(src, steps, pixel_size_A, as_threads(threads))
+        pixel_size_A = src.pixel_size_A
     binning = (nx / src.shape[2], ny / src.shape[1])  # input px per working px, per axis (1: none)
+    binned = binning != (1.0, 1.0)
     n, ny, nx = (int(v) for v in src.shape)
     _check_lengths(lowpass_A, pixel_size_A, max_shift, binning[0], (ny, nx))
-    if mode == "online" and rotate:
-        raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
     refs, described = _check_reference(reference, n, input_box)
-    if pre is not None and refs is not None and not isinstance(refs, int) and binning != (1.0, 1.0):
-        refs = np.stack([pre.bin_image(r) for r in np.reshape(refs, (-1,) + refs.shape[-2:])])
+    if binned and refs is not None and not isinstance(refs, int):
+        refs = np.stack([src.bin_image(r) for r in np.reshape(refs, (-1,) + refs.shape[-2:])])  # type: ignore[attr-defined]
     corrector = _ctf_correction(ctf, src, n, pixel_size_A, as_threads(threads), bool(ctf_intact_first_peak))
-    if mode == "online" and refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
-        raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
-    config = AlignConfig(
-        search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
-                             max_shift=None if max_shift is None else float(max_shift) / binning[0],
-                             local_search=bool(local_search), class_candidates=int(class_candidates),
-                             soft_assignment=bool(soft_assignment)),
-        threshold=threshold if isinstance(threshold, str) else float(threshold), threshold_mad=float(threshold_mad),
-        iterations=int(iterations),
-        tolerance_px=float(tolerance_px), class_tolerance=float(class_tolerance), half_split=half_split if isinstance(half_split, str) else "array",
-        seed=seed, mode=mode, pixel_size_A=None if pixel_size_A is None else float(pixel_size_A),
-        lowpass_A=None if lowpass_A is None else float(lowpass_A),
-        mask_radius=None if mask_radius is None else float(mask_radius) / binning[0],
-        threads=as_threads(threads), cache_spectra=(cache_spectra is None or bool(cache_spectra)) and mode == "iterative",
-        max_memory=default_max_memory() if max_memory is None else parse_memory(max_memory),
-        n_classes=1 if refs is None or np.ndim(refs) < 3 else int(refs.shape[0]), reference=described,
-        ctf=corrector is not None, ctf_intact_first_peak=corrector is not None and bool(ctf_intact_first_peak),
-    )
+    if mode == "online":
+        _check_online(rotate, refs, corrector, binned)
+    config = _config(rotate=rotate, upsample=upsample, max_shift=max_shift, local_search=local_search,
+                     class_candidates=class_candidates, soft_assignment=soft_assignment, threshold=threshold,
+                     threshold_mad=threshold_mad, iterations=iterations, tolerance_px=tolerance_px,
+                     class_tolerance=class_tolerance, half_split=half_split, seed=seed, mode=mode,
+                     pixel_size_A=pixel_size_A, lowpass_A=lowpass_A, mask_radius=mask_radius, threads=threads,
+                     cache_spectra=cache_spectra, max_memory=max_memory, refs=refs, reference=described,
+                     ctf=corrector is not None, ctf_intact_first_peak=ctf_intact_first_peak, binning=binning[0])
     half = split_halves(n, half_split, seed)
     show = _tqdm_progress if progress else _no_progress
-    binned = binning != (1.0, 1.0)
     if mode == "online":
-        if corrector is not None:
-            raise NotImplementedError("mode='online' has no CTF correction; use mode='iterative'")
-        if binned:
-            raise NotImplementedError("mode='online' does not bin; use mode='iterative' with target_pixel_size_A")
         result = run_online(src, half, config, refs, progress=show)
     else:
         final = None
@@ -256,6 +240,31 @@ def align(
     return result
 
 
+def _config(*, rotate: Any, upsample: Any, max_shift: Any, local_search: Any, class_candidates: Any,
+            soft_assignment: Any, threshold: Any, threshold_mad: Any, iterations: Any, tolerance_px: Any,
+            class_tolerance: Any, half_split: Any, seed: Any, mode: str, pixel_size_A: Optional[float],
+            lowpass_A: Any, mask_radius: Any, threads: Any, cache_spectra: Any, max_memory: Any, refs: Any,
+            reference: str, ctf: bool, ctf_intact_first_peak: Any, binning: float) -> AlignConfig:
+    """:func:`align`'s checked keyword arguments as its AlignConfig (lengths in working pixels:
+    ``binning`` input px per working px)."""
+    return AlignConfig(
+        search=SearchOptions(rotate=bool(rotate), upsample=int(upsample),
+                             max_shift=None if max_shift is None else float(max_shift) / binning,
+                             local_search=bool(local_search), class_candidates=int(class_candidates),
+                             soft_assignment=bool(soft_assignment)),
+        threshold=threshold if isinstance(threshold, str) else float(threshold), threshold_mad=float(threshold_mad),
+        iterations=int(iterations),
+        tolerance_px=float(tolerance_px), class_tolerance=float(class_tolerance), half_split=half_split if isinstance(half_split, str) else "array",
+        seed=seed, mode=mode, pixel_size_A=None if pixel_size_A is None else float(pixel_size_A),
+        lowpass_A=None if lowpass_A is None else float(lowpass_A),
+        mask_radius=None if mask_radius is None else float(mask_radius) / binning,
+        threads=as_threads(threads), cache_spectra=(cache_spectra is None or bool(cache_spectra)) and mode == "iterative",
+        max_memory=default_max_memory() if max_memory is None else parse_memory(max_memory),
+        n_classes=1 if refs is None or np.ndim(refs) < 3 else int(refs.shape[0]), reference=reference,
+        ctf=ctf, ctf_intact_first_peak=ctf and bool(ctf_intact_first_peak),
+    )
+
+
 R = TypeVar("R")
 
 
@@ -267,6 +276,18 @@ def _run_on(executor: Any, run: Callable[[Any], R]) -> R:
         return run(runner)
     finally:
         done()
+
+
+def _check_online(rotate: Any, refs: Any, corrector: Any, binned: bool) -> None:
+    """NotImplementedError for what mode="online" does not do."""
+    if rotate:
+        raise NotImplementedError("mode='online' aligns translations only; use mode='iterative' for rotate=True")
+    if refs is not None and np.ndim(refs) == 3 and len(refs) > 1:
+        raise NotImplementedError("mode='online' aligns against one reference; use mode='iterative' for K references")
+    if corrector is not None:
+        raise NotImplementedError("mode='online' has no CTF correction; use mode='iterative'")
+    if binned:
+        raise NotImplementedError("mode='online' does not bin; use mode='iterative' with target_pixel_size_A")
 
 
 def _check_soft_assignment(soft_assignment: Any, rotate: Any) -> None:
