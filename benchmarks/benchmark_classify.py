@@ -1,5 +1,6 @@
-"""asv benchmarks for 2D classification: one multi-reference iteration at K = 10 and 50 (time and
-peak memory), and the starting classes (the subset registered image against image).
+"""asv benchmarks for 2D classification: one multi-reference iteration at K = 10 and 50 on 1 and 2
+threads (time and peak memory), and the starting classes (the subset registered image against
+image).
 
 ``setup`` simulates 1 000 images of 10 synthetic particles (64 px, rotations, SNR 0.1) and
 warms FFTW's plans; the iteration is ``cryocore.align`` with K references (the class averages
@@ -10,11 +11,11 @@ import numpy as np
 
 
 class ClassifyIterationSuite:
-    params = ([10, 50],)
-    param_names = ["k"]
+    params = ([10, 50], [1, 2])
+    param_names = ["k", "threads"]
     timeout = 600
 
-    def setup(self, k):
+    def setup(self, k, threads):
         import cryocore
         from cryocore.simulation import make_views
 
@@ -23,17 +24,17 @@ class ClassifyIterationSuite:
         self.sim = cryocore.simulate(1000, 64, snr=0.1, templates=views, max_shift=3, seed=1)
         rng = np.random.default_rng(2)
         self.refs = np.stack([views[i % 10] for i in range(k)]) + 0.05 * rng.standard_normal((k, 64, 64))
-        self._run(iterations=1)
+        self._run(threads)
 
-    def _run(self, iterations):
-        return self.cryocore.align(self.sim.images, self.refs, iterations=iterations, class_candidates=5,
-                                   progress=False, threshold_mad=2.5)
+    def _run(self, threads):
+        return self.cryocore.align(self.sim.images, self.refs, iterations=1, class_candidates=5,
+                                   progress=False, threshold_mad=2.5, threads=threads)
 
-    def time_one_iteration(self, k):
-        self._run(iterations=1)
+    def time_one_iteration(self, k, threads):
+        self._run(threads)
 
-    def peakmem_one_iteration(self, k):
-        self._run(iterations=1)
+    def peakmem_one_iteration(self, k, threads):
+        self._run(threads)
 
 
 class SeedingSuite:

@@ -1,7 +1,8 @@
 """asv benchmarks for ``cryocore.register`` (translational alignment of a stack).
 
-Every suite is parametrised over the image box (``size`` x ``size`` pixels)
-and the number of images per call (``batch``). ``setup`` builds a noisy,
+The timings are parametrised over the image box (``size`` x ``size`` pixels)
+and the number of threads (``threads``) on a stack of 1 000 images; the peak
+memory over the box and the number of images per call (``batch``). ``setup`` builds a noisy,
 shifted stack cheaply (template moved with ``cryocore.shift`` plus white
 noise; ``cryocore.simulate`` is too slow to run before every sample) and
 warms FFTW's plan cache, so the timed calls measure steady-state throughput
@@ -16,6 +17,10 @@ import numpy as np
 
 SIZES = [64, 128, 256]
 BATCHES = [100, 1000]
+THREADS = [1, 2]
+N_IMAGES = 1000  # images per timed call
+CONFIGS = {"upsample1": {"upsample": 1}, "upsample20": {"upsample": 20},  # register's settings measured
+           "upsample20_lowpass025": {"upsample": 20, "lowpass": 0.25}}
 WARMUP_IMAGES = 8  # plans are cached per image shape, a few images suffice
 
 
@@ -60,6 +65,32 @@ def make_stack(size, batch, snr=0.1, seed=0):
 class RegisterSuite:
     """cryocore.register: integer peak + quadratic fit, upsampled DFT refinement, low-pass."""
 
+    params = (SIZES, THREADS)
+    param_names = ["size", "threads"]
+    timeout = 180
+
+    def setup(self, size, threads):
+        import cryocore
+
+        cryocore.set_planning("measure")
+        self.register = cryocore.register
+        self.reference, self.images, self.true_shifts = make_stack(size, N_IMAGES)
+        for kwargs in CONFIGS.values():
+            cryocore.register(self.reference, self.images[:WARMUP_IMAGES], threads=threads, **kwargs)
+
+    def time_register_upsample1(self, size, threads):
+        self.register(self.reference, self.images, threads=threads, **CONFIGS["upsample1"])
+
+    def time_register_upsample20(self, size, threads):
+        self.register(self.reference, self.images, threads=threads, **CONFIGS["upsample20"])
+
+    def time_register_upsample20_lowpass025(self, size, threads):
+        self.register(self.reference, self.images, threads=threads, **CONFIGS["upsample20_lowpass025"])
+
+
+class RegisterMemory:
+    """Peak memory of cryocore.register (2 threads) by box and number of images per call."""
+
     params = (SIZES, BATCHES)
     param_names = ["size", "batch"]
     timeout = 180
@@ -67,41 +98,19 @@ class RegisterSuite:
     def setup(self, size, batch):
         import cryocore
 
-        cryocore.set_planning("measure")
         self.register = cryocore.register
-        self.reference, self.images, self.true_shifts = make_stack(size, batch)
-        warm = self.images[:WARMUP_IMAGES]
-        for kwargs in self._configs():
-            cryocore.register(self.reference, warm, **kwargs)
-
-    @staticmethod
-    def _configs():
-        return ({"upsample": 1}, {"upsample": 20}, {"upsample": 20, "lowpass": 0.25})
-
-    # -- time ------------------------------------------------------------
-
-    def time_register_upsample1(self, size, batch):
-        self.register(self.reference, self.images, upsample=1)
-
-    def time_register_upsample20(self, size, batch):
-        self.register(self.reference, self.images, upsample=20)
-
-    def time_register_upsample20_lowpass025(self, size, batch):
-        self.register(self.reference, self.images, upsample=20, lowpass=0.25)
-
-    # -- peak memory -----------------------------------------------------
+        self.reference, self.images, _ = make_stack(size, batch)
+        for kwargs in CONFIGS.values():
+            cryocore.register(self.reference, self.images[:WARMUP_IMAGES], threads=2, **kwargs)
 
     def peakmem_reference(self, size, batch):
         """Baseline: setup only (the stack and the warmed plans)."""
 
     def peakmem_register_upsample1(self, size, batch):
-        self.register(self.reference, self.images, upsample=1)
-
-    def peakmem_register_upsample20(self, size, batch):
-        self.register(self.reference, self.images, upsample=20)
+        self.register(self.reference, self.images, threads=2, **CONFIGS["upsample1"])
 
     def peakmem_register_upsample20_lowpass025(self, size, batch):
-        self.register(self.reference, self.images, upsample=20, lowpass=0.25)
+        self.register(self.reference, self.images, threads=2, **CONFIGS["upsample20_lowpass025"])
 
 
 class RegisterAccuracy:
@@ -127,38 +136,38 @@ class RegisterAccuracy:
         return float(np.sqrt(np.mean((est - self.true_shifts) ** 2)))
 
     def track_rms_upsample1(self, size, batch):
-        return self._rms(upsample=1)
+        return self._rms(**CONFIGS["upsample1"])
 
     def track_rms_upsample20(self, size, batch):
-        return self._rms(upsample=20)
+        return self._rms(**CONFIGS["upsample20"])
 
     def track_rms_upsample20_lowpass025(self, size, batch):
-        return self._rms(upsample=20, lowpass=0.25)
+        return self._rms(**CONFIGS["upsample20_lowpass025"])
 
 
 class RegisterRotateSuite:
     """cryocore.register(rotate=True): rotational + translational search (default angular_step 1)."""
 
-    params = ([64, 128], [100, 1000])
-    param_names = ["size", "batch"]
+    params = ([64, 128], THREADS)
+    param_names = ["size", "threads"]
     timeout = 300
 
-    def setup(self, size, batch):
+    def setup(self, size, threads):
         import cryocore
 
         cryocore.set_planning("measure")
         self.register = cryocore.register
-        self.reference, self.images, self.angles, self.shifts = posed_stack(size, batch, rotate=True)
-        self.register(self.reference, self.images[:WARMUP_IMAGES], rotate=True)
+        self.reference, self.images, self.angles, self.shifts = posed_stack(size, N_IMAGES, rotate=True)
+        self.register(self.reference, self.images[:WARMUP_IMAGES], rotate=True, threads=threads)
 
-    def time_register_rotate(self, size, batch):
-        self.register(self.reference, self.images, rotate=True)
+    def time_register_rotate(self, size, threads):
+        self.register(self.reference, self.images, rotate=True, threads=threads)
 
-    def peakmem_register_rotate(self, size, batch):
-        self.register(self.reference, self.images, rotate=True)
+    def peakmem_register_rotate(self, size, threads):
+        self.register(self.reference, self.images, rotate=True, threads=threads)
 
-    def track_median_angle_error(self, size, batch):
-        est = self.register(self.reference, self.images, rotate=True).angles
+    def track_median_angle_error(self, size, threads):
+        est = self.register(self.reference, self.images, rotate=True, threads=threads).angles
         return float(np.median(np.abs((est - self.angles + 180.0) % 360.0 - 180.0)))
 
     track_median_angle_error.unit = "degrees"

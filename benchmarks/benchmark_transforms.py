@@ -1,7 +1,7 @@
 """asv benchmarks for applying poses: ``cryocore.shift`` and ``cryocore.Accumulator.add``.
 
-Parametrised over the image box (``size``) and the number of images per call
-(``batch``). ``setup`` makes a random stack and pose shifts and warms the
+Parametrised over the image box (``size``) and the number of threads
+(``threads``), on 1 000 images per call. ``setup`` makes a random stack and pose shifts and warms the
 FFTW plan cache; ``peakmem_reference`` is the baseline (setup only) for the
 ``peakmem_*`` numbers, which are whole-process peak RSS.
 """
@@ -9,7 +9,8 @@ FFTW plan cache; ``peakmem_reference`` is the baseline (setup only) for the
 import numpy as np
 
 SIZES = [64, 128, 256]
-BATCHES = [100, 1000]
+THREADS = [1, 2]
+N_IMAGES = 1000
 WARMUP_IMAGES = 8
 
 
@@ -24,98 +25,87 @@ def make_stack(size, batch, seed=0):
 class ShiftSuite:
     """cryocore.shift: exact Fourier-space sub-pixel shift of every image."""
 
-    params = (SIZES, BATCHES)
-    param_names = ["size", "batch"]
+    params = (SIZES, THREADS)
+    param_names = ["size", "threads"]
     timeout = 180
 
-    def setup(self, size, batch):
+    def setup(self, size, threads):
         import cryocore
 
         cryocore.set_planning("measure")
         self.shift = cryocore.shift
-        self.images, self.shifts = make_stack(size, batch)
-        cryocore.shift(self.images[:WARMUP_IMAGES], self.shifts[:WARMUP_IMAGES])
+        self.images, self.shifts = make_stack(size, N_IMAGES)
+        cryocore.shift(self.images[:WARMUP_IMAGES], self.shifts[:WARMUP_IMAGES], threads=threads)
 
-    def time_shift(self, size, batch):
-        self.shift(self.images, self.shifts)
+    def time_shift(self, size, threads):
+        self.shift(self.images, self.shifts, threads=threads)
 
-    def peakmem_reference(self, size, batch):
+    def peakmem_reference(self, size, threads):
         """Baseline: setup only."""
 
-    def peakmem_shift(self, size, batch):
-        self.shift(self.images, self.shifts)
+    def peakmem_shift(self, size, threads):
+        self.shift(self.images, self.shifts, threads=threads)
 
 
 class AccumulatorSuite:
     """cryocore.Accumulator.add: move images back by their poses and sum in place."""
 
-    params = (SIZES, BATCHES)
-    param_names = ["size", "batch"]
+    params = (SIZES, THREADS)
+    param_names = ["size", "threads"]
     timeout = 180
 
-    def setup(self, size, batch):
+    def setup(self, size, threads):
         import cryocore
 
         cryocore.set_planning("measure")
-        self.Accumulator = cryocore.Accumulator
-        self.images, self.shifts = make_stack(size, batch)
-        self.weights = np.random.default_rng(1).uniform(0.5, 1.5, size=batch)
+        self.images, self.shifts = make_stack(size, N_IMAGES)
+        self.weights = np.random.default_rng(1).uniform(0.5, 1.5, size=N_IMAGES)
         warm = cryocore.Accumulator((size, size))
-        warm.add(self.images[:WARMUP_IMAGES], shifts=self.shifts[:WARMUP_IMAGES])
+        warm.add(self.images[:WARMUP_IMAGES], shifts=self.shifts[:WARMUP_IMAGES], threads=threads)
         # One accumulator for all timed calls: add() is an in-place update, the
         # growing sums do not change its cost.
         self.acc = cryocore.Accumulator((size, size))
 
-    def time_add_shifts(self, size, batch):
-        self.acc.add(self.images, shifts=self.shifts)
+    def time_add_shifts(self, size, threads):
+        self.acc.add(self.images, shifts=self.shifts, threads=threads)
 
-    def time_add_shifts_weights(self, size, batch):
-        self.acc.add(self.images, shifts=self.shifts, weights=self.weights)
+    def time_add_shifts_weights(self, size, threads):
+        self.acc.add(self.images, shifts=self.shifts, weights=self.weights, threads=threads)
 
-    def time_add_no_shifts(self, size, batch):
-        self.acc.add(self.images)
+    def time_add_no_shifts(self, size, threads):
+        self.acc.add(self.images, threads=threads)
 
-    def peakmem_reference(self, size, batch):
+    def peakmem_reference(self, size, threads):
         """Baseline: setup only."""
 
-    def peakmem_add_shifts(self, size, batch):
-        self.acc.add(self.images, shifts=self.shifts)
+    def peakmem_add_shifts(self, size, threads):
+        self.acc.add(self.images, shifts=self.shifts, threads=threads)
 
 
 class AlignSuite:
-    """Iterations of the alignment pipeline (reference-free, two half-sets)."""
+    """Iterations of the alignment pipeline (reference-free, two half-sets) on 2 000 images."""
 
-    params = ([64, 128], [500, 2000])
-    param_names = ["size", "n_images"]
+    params = ([64, 128], THREADS)
+    param_names = ["size", "threads"]
     timeout = 240
 
-    def setup(self, size, n_images):
+    def setup(self, size, threads):
         import cryocore
 
-        sim = cryocore.simulate(n_images, size, snr=0.1, max_shift=size / 12, rotate=False, seed=0)
+        self.align = cryocore.align
+        sim = cryocore.simulate(2000, size, snr=0.1, max_shift=size / 12, rotate=False, seed=0)
         self.images = sim.images
         self.template = sim.template
         cryocore.align(self.images[:64], iterations=1, progress=False)  # plans (rotation too)
 
-    def time_align_10_iterations(self, size, n_images):
-        import cryocore
+    def time_align_10_iterations(self, size, threads):
+        self.align(self.images, rotate=False, iterations=10, tolerance_px=0, progress=False, threads=threads)
 
-        cryocore.align(self.images, rotate=False, iterations=10, tolerance_px=0, progress=False)
+    def time_align_rotate_3_iterations(self, size, threads):
+        self.align(self.images, rotate=True, iterations=3, tolerance_px=0, progress=False, threads=threads)
 
-    def time_align_rotate_3_iterations(self, size, n_images):
-        import cryocore
-
-        cryocore.align(self.images, rotate=True, iterations=3, tolerance_px=0, progress=False)
-
-    def time_register_one_pass(self, size, n_images):
-        import cryocore
-
-        cryocore.register(self.template, self.images)
-
-    def peakmem_align(self, size, n_images):
-        import cryocore
-
-        cryocore.align(self.images, rotate=False, iterations=3, tolerance_px=0, progress=False)
+    def peakmem_align(self, size, threads):
+        self.align(self.images, rotate=False, iterations=3, tolerance_px=0, progress=False, threads=threads)
 
 
 class MultiReferenceSuite:

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import statistics
 import sys
 import time
@@ -367,10 +366,8 @@ def run_interleaved(methods: list[Method], repeats: int) -> None:
 
 
 def machine_info(args: argparse.Namespace) -> list[str]:
-    import numpy
     import pyfftw
-
-    import cryocore
+    import report
 
     try:
         import skimage
@@ -378,41 +375,12 @@ def machine_info(args: argparse.Namespace) -> list[str]:
         sk = skimage.__version__
     except ImportError:  # pragma: no cover
         sk = "not installed"
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    try:
-        load_1min = os.getloadavg()[0]
-        load = "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:  # pragma: no cover
-        load_1min, load = 0.0, "?"
-    warn = []
-    if load_1min > 0.5:
-        warn = [f"WARNING   : load average {load_1min:.2f} before the run: other processes are using the CPUs, "
-                "timings (multi-threaded ones most) are unreliable"]
-    return warn + [
-        f"machine   : {platform.machine()} {model}",
-        f"cpus      : os.cpu_count()={os.cpu_count()}, usable={usable}, load average {load}",
-        f"python    : {platform.python_version()} ({platform.python_implementation()})",
-        f"numpy     : {numpy.__version__}",
-        f"pyfftw    : {pyfftw.__version__} (simd_alignment {pyfftw.simd_alignment})",
-        f"skimage   : {sk}",
-        f"cryocore  : {cryocore.__version__}, {cryocore.fftw_version}, planning {cryocore.get_planning()!r}",
-        f"run       : n={args.n} size={args.size} snr={args.snr} repeats={args.repeats} "
-        f"threads={args.threads} chunk={args.chunk} numpy-workers={args.numpy_workers} "
-        f"skimage subset={args.skimage_subset}"
-        + (" (--quick)" if args.quick else ""),
-    ]
+    lines = report.machine_lines(
+        f"n={args.n} size={args.size} snr={args.snr} repeats={args.repeats} threads={args.threads} "
+        f"chunk={args.chunk} numpy-workers={args.numpy_workers} skimage subset={args.skimage_subset}"
+        + (" (--quick)" if args.quick else ""))
+    return lines[:-1] + [f"pyfftw    : {pyfftw.__version__} (simd_alignment {pyfftw.simd_alignment})",
+                         f"skimage   : {sk}", lines[-1]]
 
 
 def _fmt_ratio(x: float) -> str:
@@ -439,35 +407,17 @@ def print_table(methods: list[Method], base_cc: Method, base_pf: Method) -> None
 
 
 def write_report(methods: list[Method], base_pf: Method, machine: list[str], header: str, outdir: str) -> None:
-    """``compare.md`` (the table as Markdown, with the machine) and ``compare.png`` (images/s per
-    method, RMS error in the labels) in ``outdir``."""
-    import matplotlib
+    """``outdir/compare.md`` (the table, with the machine) and ``outdir/compare.png`` (images/s per
+    method, RMS error in the labels)."""
+    import report
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    os.makedirs(outdir, exist_ok=True)
-    lines = ["# cryocore.register against other implementations", "", header, "",
-             "| | method | images/s | RMS error (px) | vs pyfftw batch |", "|---|---|---|---|---|"]
-    for m in methods:
-        rms = f"{m.rms:.4f}" if np.isfinite(m.rms) else "–"
-        lines.append(f"| {m.key} | {m.label} | {m.rate:,.0f} | {rms} | {m.rate / base_pf.rate:.2f}× |")
-    lines += ["", "Machine:", "", "```", *machine, "```", ""]
-    with open(os.path.join(outdir, "compare.md"), "w") as f:
-        f.write("\n".join(lines))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(methods) + 1.2))
-    labels = [f"{m.label}" + (f"  (RMS {m.rms:.3f} px)" if np.isfinite(m.rms) else "") for m in methods]
-    colors = ["tab:blue" if m.label.startswith("cryocore") else "tab:gray" for m in methods]
-    ax.barh(range(len(methods)), [m.rate for m in methods], color=colors)
-    ax.set_yticks(range(len(methods)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:.0f}k"))
-    ax.set_xlabel("images/s (blue: cryocore)")
-    ax.set_title(header.replace("; ", "\n"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(os.path.join(outdir, "compare.png"), dpi=120)
-    plt.close(fig)
+    rows = [[m.key, m.label, f"{m.rate:,.0f}", f"{m.rms:.4f}" if np.isfinite(m.rms) else "–",
+             f"{m.rate / base_pf.rate:.2f}×"] for m in methods]
+    bars = [(m.label + (f"  (RMS {m.rms:.3f} px)" if np.isfinite(m.rms) else ""), m.rate,
+             m.label.startswith("cryocore")) for m in methods]
+    report.write_report(outdir, "compare", "cryocore.register against other implementations", header,
+                        ["", "method", "images/s", "RMS error (px)", "vs pyfftw batch"], rows, bars, "images/s",
+                        machine)
 
 
 def rms_difference_se(a: Method, b: Method) -> float:
@@ -551,7 +501,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     import cryocore
 
     cryocore.set_planning("measure")
-    print("\n".join(machine_info(args)))
+    machine = machine_info(args)  # before the run: the load average it reports is that of other processes
+    print("\n".join(machine))
 
     t0 = time.perf_counter()
     sim = cryocore.simulate(args.n, args.size, args.snr, max_shift=10, rotate=False, seed=0)
@@ -613,7 +564,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(header)
     print_table(methods, by["a"], by["d"])
     if args.report:
-        write_report(methods, by["d"], machine_info(args), header, args.report)
+        write_report(methods, by["d"], machine, header, args.report)
         print(f"   report: {args.report}/compare.md, {args.report}/compare.png")
     print(f"   RMS on the skimage subset (first {sub}): cryocore upsample=20 {rms_b_subset:.4f} px, "
           f"skimage {by['g'].rms:.4f} px, cryocore upsample=1 {rms_error(by['a'].result[:sub], sub_truth):.4f} px")

@@ -18,6 +18,7 @@ medians reported:
 
     python benchmarks/compare_align.py            # n=2000, size=128, K=10
     python benchmarks/compare_align.py --quick    # n=300, K=3, 1 repeat
+    python benchmarks/compare_align.py --report docs/benchmarks   # also compare_align.md, .png
 """
 
 from __future__ import annotations
@@ -89,6 +90,37 @@ def pyfftw_iterations(images: np.ndarray, half: np.ndarray, iterations: int, thr
     return averages
 
 
+def template_correlation(template: np.ndarray, average: np.ndarray) -> float:
+    """Correlation of an average with the true template at the best shift (cryocore.register's score)."""
+    import cryocore
+
+    return float(cryocore.register(template, average[None].astype(np.float32)).scores[0])
+
+
+def machine_lines(args) -> list[str]:
+    import report
+
+    return report.machine_lines(f"n={args.n} size={args.size} snr={args.snr} iterations={args.iterations} "
+                                f"threads={args.threads} repeats={args.repeats}")
+
+
+def write_report(args, machine, med, base, correlation) -> None:
+    """DIR/compare_align.md and .png: seconds, the ratio to one register pass and the final average's
+    correlation with the true template, per method."""
+    import report
+
+    header = (f"{args.n} images {args.size}x{args.size}, SNR {args.snr}, {args.threads} threads, "
+              f"median of {args.repeats} interleaved repeats")
+    rows = [[k, f"{v:.3f}", f"{v / base:.2f}×", f"{correlation[k]:.4f}" if k in correlation else "–"]
+            for k, v in med.items()]
+    bars = [(k, v, not k.startswith("pyfftw")) for k, v in med.items()]
+    md, png = report.write_report(
+        args.report, "compare_align", "align() iterations against one register pass and a pyfftw pipeline",
+        header, ["method", "seconds", "vs one register pass", "average vs true template (correlation)"], rows,
+        bars, "seconds (shorter is faster)", machine)
+    print(f"  report: {md}, {png}")
+
+
 def main(argv=None) -> int:
     import cryocore
 
@@ -100,11 +132,14 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write DIR/compare_align.md (Markdown table) and DIR/compare_align.png (chart)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.iterations, args.repeats = 300, 3, 1
     print(f"cryocore {cryocore.__version__} ({cryocore.fftw_version}), numpy {np.__version__}, "
           f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
+    machine = machine_lines(args) if args.report else []  # before the run: the load of other processes
     sim = cryocore.simulate(args.n, args.size, snr=args.snr, max_shift=10, rotate=False, seed=0)
     imgs, t = sim.images, sim.template
     half = cryocore.alignment.split_halves(args.n, "random", 0)
@@ -118,11 +153,12 @@ def main(argv=None) -> int:
     for f in methods.values():  # warm-up: plans, caches
         f()
     times: dict[str, list[float]] = {k: [] for k in methods}
+    outputs = {}
     rng = np.random.default_rng(0)
     for _ in range(args.repeats):
         for name in rng.permutation(list(methods)):
             t0 = time.perf_counter()
-            methods[name]()
+            outputs[name] = methods[name]()
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["register (one pass)"]
@@ -132,6 +168,9 @@ def main(argv=None) -> int:
     for k in names:
         print(f"  {k:<32} {med[k]:8.3f} s   {med[k] / base:6.2f}x register pass")
     al, pf = med[names[1]], med[names[2]]
+    if args.report:
+        averages = {names[1]: outputs[names[1]].average, names[2]: np.mean(outputs[names[2]], axis=0)}
+        write_report(args, machine, med, base, {k: template_correlation(t, a) for k, a in averages.items()})
     print("\ntargets (printed, not asserted)")
     print(f"  {'PASS' if al <= 5 * base else 'MISS'}  align {args.iterations} iterations <= 5x one register pass: "
           f"{al / base:.2f}x")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 
 SNIPPET = r"""
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
     parser.add_argument("second", help="python of the second install")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    # absolute: each install runs from / so that neither imports the source tree
+    args.first, args.second = os.path.abspath(args.first), os.path.abspath(args.second)
     best: dict[str, dict] = {args.first: {}, args.second: {}}
     labels = {}
     for _ in range(args.repeats):

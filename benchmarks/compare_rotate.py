@@ -15,6 +15,7 @@ rotate=True, seed=0)``), registered against the template, in one process:
 
     python benchmarks/compare_rotate.py           # n=2000, size=128
     python benchmarks/compare_rotate.py --quick   # n=200
+    python benchmarks/compare_rotate.py --report docs/benchmarks   # also compare_rotate.md, .png
 """
 
 from __future__ import annotations
@@ -76,6 +77,34 @@ def brute_force(template, images, threads, step=2.0, chunk=16):
     return out_s, out_a, time.perf_counter() - t0
 
 
+def machine_lines(args) -> list[str]:
+    import report
+
+    return report.machine_lines(f"n={args.n} size={args.size} snr={args.snr} threads={args.threads} "
+                                f"repeats={args.repeats} brute-subset={args.brute_subset}")
+
+
+def write_report(args, machine, methods, brute_rate) -> None:
+    """DIR/compare_rotate.md and .png: images/s, angle and shift errors of each method."""
+    import report
+
+    header = (f"{args.n} images {args.size}x{args.size}, SNR {args.snr}, rotations and shifts at random, "
+              f"{args.threads} threads; median of {args.repeats} repeats (brute force: once)")
+    rows, bars = [], []
+    for label, rate, err, dshift in methods:
+        acc = ["–", "–", "–"] if err is None else [
+            f"{np.median(err):.2f}", f"{100 * np.mean(err > 5):.1f}", f"{np.median(np.hypot(*dshift.T)):.3f}"]
+        rows.append([label, f"{rate:,.0f}", *acc, f"{rate / brute_rate:.1f}×"])
+        bars.append((label + ("" if err is None else f"  (median angle error {np.median(err):.2f}°)"), rate,
+                     label.startswith("cryocore")))
+    md, png = report.write_report(
+        args.report, "compare_rotate", "Rotational + translational registration against a brute-force search",
+        header, ["method", "images/s", "median angle error (°)", "angle error > 5° (%)", "median shift error (px)",
+                 "vs brute force"], rows, bars, "images/s",
+        machine)
+    print(f"  report: {md}, {png}")
+
+
 def main(argv=None) -> int:
     import cryocore
 
@@ -87,11 +116,14 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--brute-subset", type=int, default=100)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write DIR/compare_rotate.md (Markdown table) and DIR/compare_rotate.png (chart)")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.brute_subset = 200, 1, 20
     print(f"cryocore {cryocore.__version__} ({cryocore.fftw_version}), cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.2f}")
+    machine = machine_lines(args) if args.report else []  # before the run: the load of other processes
     sim = cryocore.simulate(args.n, args.size, snr=args.snr, max_shift=10, rotate=True, seed=0)
     t, imgs = sim.template, sim.images
     cryocore.register(t, imgs[:8], rotate=True, threads=args.threads)  # plans
@@ -117,6 +149,11 @@ def main(argv=None) -> int:
     print(f"  cryocore translate  {trans_rate:9.0f} images/s")
     print(f"  pyfftw brute force  {brute_rate:9.0f} images/s  angle error median {np.median(berr):.2f} deg, "
           f"> 5 deg {100 * np.mean(berr > 5):.1f}% ({k} images, 2 degree steps)")
+    if args.report:
+        write_report(args, machine, [("cryocore register(rotate=True)", rot_rate, err, reg.shifts - sim.shifts),
+                            ("cryocore register (translations only)", trans_rate, None, None),
+                            (f"pyfftw brute force, 2° steps [{k} images]", brute_rate, berr,
+                             bs - sim.shifts[:k])], brute_rate)
     print("\ntargets (printed, not asserted)")
     print(f"  {'PASS' if rot_rate >= 10 * brute_rate else 'MISS'}  rotate >= 10x brute force: {rot_rate / brute_rate:.1f}x")
     print(f"  {'PASS' if np.median(err[:k]) <= np.median(berr) else 'MISS'}  angular accuracy >= brute force "
