@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Two installs of cryocore side by side (e.g. the wheel with its bundled FFTW against a build on
-the system's FFTW): `register` at 128 px (upsample=1, and with a low-pass) in each install's
-interpreter, alternated, the best of ``--repeats`` rounds per install; prints images/s and the
-ratio.
+the system's FFTW): `register` at 128 px (upsample=1, and with a low-pass) and `shift` (a full r2c
+and c2r per image, the call nearest to a pure FFT measurement) in each install's interpreter,
+alternated, the best of ``--repeats`` rounds per install; prints images/s and the ratio.
 
     python benchmarks/compare_builds.py build/wheel/test-venv/bin/python .venv/bin/python
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 
 SNIPPET = r"""
@@ -19,10 +20,15 @@ import json, time, numpy as np, cryocore
 c = cryocore.build_config()
 sim = cryocore.simulate(2000, 128, snr=0.1, max_shift=8, rotate=False, seed=3)
 out = {"fftw": f"{c['fftw_version']} {'+'.join(c['fftw_simd'])} {'bundled' if c['fftw_bundled'] else 'system'}"}
-for name, kw in (("upsample=1", dict(upsample=1)), ("upsample=1, lowpass=0.25", dict(upsample=1, lowpass=0.25))):
-    cryocore.register(sim.template, sim.images[:200], threads=2, **kw)  # plans made, caches warm
+shifts = np.full((len(sim.images), 2), 0.3)
+calls = {"register upsample=1": lambda im: cryocore.register(sim.template, im, threads=2, upsample=1),
+         "register upsample=1, lowpass=0.25": lambda im: cryocore.register(sim.template, im, threads=2, upsample=1,
+                                                                            lowpass=0.25),
+         "shift (a full r2c and c2r per image)": lambda im: cryocore.shift(im, shifts[:len(im)], threads=2)}
+for name, call in calls.items():
+    call(sim.images[:200])  # plans made, caches warm
     t0 = time.perf_counter()
-    cryocore.register(sim.template, sim.images, threads=2, **kw)
+    call(sim.images)
     out[name] = len(sim.images) / (time.perf_counter() - t0)
 print(json.dumps(out))
 """
@@ -35,7 +41,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
     # absolute: each install runs from / so that neither imports the source tree
-    args.first, args.second = os.path.abspath(args.first), os.path.abspath(args.second)
+    args.first, args.second = (os.path.abspath(p) if os.sep in p else shutil.which(p) or p
+                               for p in (args.first, args.second))
     best: dict[str, dict] = {args.first: {}, args.second: {}}
     labels = {}
     for _ in range(args.repeats):
@@ -47,7 +54,7 @@ def main(argv=None) -> int:
                 best[py][k] = max(best[py].get(k, 0.0), v)
     for k in best[args.first]:
         a, b = best[args.first][k], best[args.second][k]
-        print(f"register {k}, 128 px, 2 threads: {labels[args.first]}: {a:,.0f} images/s; "
+        print(f"{k}, 128 px, 2 threads: {labels[args.first]}: {a:,.0f} images/s; "
               f"{labels[args.second]}: {b:,.0f} images/s; ratio {a / b:.2f}")
     return 0
 

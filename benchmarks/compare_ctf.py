@@ -22,6 +22,7 @@ and shift errors with and without the CTF.
 
     python benchmarks/compare_ctf.py            # n=4000, size=128
     python benchmarks/compare_ctf.py --quick    # n=600
+    python benchmarks/compare_ctf.py --report docs/benchmarks   # also compare_ctf.md, .png
 """
 
 from __future__ import annotations
@@ -73,6 +74,31 @@ def angle_error(a, b):
     return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
 
 
+def machine_lines(args):
+    import report
+
+    return report.machine_lines(f"n={args.n} size={args.size} snr={args.snr} iterations={args.iterations} "
+                                f"lowpass-A={args.lowpass_A} repeat={args.repeat} threads={args.threads}")
+
+
+def write_report(args, machine, rows, errors):
+    """DIR/compare_ctf.md and .png: seconds without and with the CTFs and their ratio, per row; the
+    rotational search's errors without and with the CTFs under the table."""
+    import report
+
+    header = (f"{args.n} ribosome images {args.size}x{args.size}, 2 Å/px, defocus 0.8-2.5 µm, SNR {args.snr}, "
+              f"{args.threads} threads; best of {args.repeat}")
+    table = [[name, f"{plain:.3f}", f"{corrected:.3f}", f"{corrected / plain:.2f}"] for name, plain, corrected in rows]
+    notes = [f"register rotations, {name}: median angle error {angle:.3f}°, median shift error {shift:.3f} px"
+             for name, (angle, shift) in errors.items()]
+    md, png = report.write_report(
+        args.report, "compare_ctf", "What CTF correction costs: CTF-aware against CTF-free runs", header,
+        ["what", "no CTF (s)", "with CTFs (s)", "ratio"], table,
+        [(name, corrected / plain, True) for name, plain, corrected in rows], "time with CTFs / time without",
+        machine, notes)
+    print(f"report: {md}, {png}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=4000)
@@ -84,12 +110,15 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--report", default=None, metavar="DIR",
+                        help="also write DIR/compare_ctf.md (Markdown table) and DIR/compare_ctf.png (chart)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.repeat = 600, 2
 
     import cryocore
 
+    machine = machine_lines(args) if args.report else []  # before the run: the load of other processes
     template, sim = ribosome_stack(args.n, args.size, args.snr, seed=1)
     ctf = dict(ctf=sim.ctf, pixel_size_A=2.0)
     t = args.threads
@@ -108,9 +137,10 @@ def main(argv=None):
     a, plain = best_of(args.repeat, lambda: cryocore.register(template, sim.images, rotate=True, threads=t))
     b, corrected = best_of(args.repeat, lambda: cryocore.register(template, sim.images, rotate=True, threads=t, **ctf))
     row("register rotations", a, b)
-    for name, r in (("no CTF", plain), ("CTF", corrected)):
-        print(f"  rotations, {name:<7} median angle error {np.median(angle_error(r.angles, sim.angles)):.3f} deg, "
-              f"median shift error {np.median(np.hypot(*(r.shifts - sim.shifts).T)):.3f} px")
+    errors = {name: (np.median(angle_error(r.angles, sim.angles)), np.median(np.hypot(*(r.shifts - sim.shifts).T)))
+              for name, r in (("no CTF", plain), ("CTF", corrected))}
+    for name, (angle, shift) in errors.items():
+        print(f"  rotations, {name:<7} median angle error {angle:.3f} deg, median shift error {shift:.3f} px")
     kw = dict(iterations=args.iterations, tolerance_px=0.0, threads=t, progress=False, pixel_size_A=2.0)
     for rotate in (False, True):
         what = "rotations" if rotate else "translations"
@@ -126,6 +156,8 @@ def main(argv=None):
             row(f"align {what}, {band}: whole run", runs["plain"][1], runs["ctf"][1])
     worst = max(c / p for name, p, c in rows if "whole run" not in name and "own band" not in name)
     print(f"worst ratio of registrations and of iterations at the same band {worst:.2f} (target <= 1.3)")
+    if args.report:
+        write_report(args, machine, rows, errors)
     return 0
 
 

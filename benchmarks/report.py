@@ -2,7 +2,7 @@
 a PNG bar chart of one column (``--report DIR`` of compare.py, compare_rotate.py, compare_align.py,
 compare_ctf.py and classify_accuracy.py; the latest are in docs/benchmarks/).
 
-Imported by those scripts when they run, never by asv (whose discovery imports every module here).
+asv's discovery imports this module too (it imports every module here): it defines no benchmark.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ def machine_lines(run: str = "") -> list[str]:
 
 def write_report(outdir: str, name: str, title: str, header: str, columns: Sequence[str],
                  rows: Sequence[Sequence[str]], bars: Sequence[tuple[str, float, bool]], xlabel: str,
-                 machine: Sequence[str]) -> tuple[str, str]:
+                 machine: Sequence[str], notes: Sequence[str] = ()) -> tuple[str, str]:
     """Writes ``outdir/name.md`` (``title``, ``header``, the table of ``columns`` x ``rows``, the
-    ``machine`` lines) and ``outdir/name.png`` (one horizontal bar per ``(label, value,
+    ``notes`` as a list under it, the ``machine`` lines) and ``outdir/name.png`` (one horizontal bar per ``(label, value,
     is_cryocore)`` of ``bars``, cryocore's in blue, the axis labelled ``xlabel``, logarithmic when the
     values span more than 50x). Returns both paths."""
     import matplotlib
@@ -66,6 +66,7 @@ def write_report(outdir: str, name: str, title: str, header: str, columns: Seque
     md, png = os.path.join(outdir, f"{name}.md"), os.path.join(outdir, f"{name}.png")
     lines = [f"# {title}", "", header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ([""] + [f"- {n}" for n in notes]) if notes else []
     lines += ["", f"![{name}]({name}.png)", "", "Machine:", "", "```", *machine, "```", ""]
     with open(md, "w") as f:
         f.write("\n".join(lines))

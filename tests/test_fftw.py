@@ -132,6 +132,9 @@ def test_show_config_names_the_fftw_in_use(capsys):
     cryocore.show_config()
     out = capsys.readouterr().out
     assert f"cryocore {cryocore.__version__}" in out and f"FFTW {c['fftw_version']}" in out
+    # the build options: the CMake build type and cryocore's options, and the hot loops' versions
+    assert "CRYOCORE_NATIVE=" in c["build_options"] and c["build_options"] in out
+    assert c["hot_loops"] in out and ("x86-64-v3" in c["hot_loops"] or "one version" in c["hot_loops"])
     from cryocore.cli import main
 
     with pytest.raises(SystemExit):

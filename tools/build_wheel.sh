@@ -11,10 +11,10 @@
 #    so the library runs on any x86-64 CPU and uses what the CPU has.
 # 3. The wheel (python -m build), with that FFTW linked into cryocore._core and its symbols
 #    hidden (CMake option CRYOCORE_FFTW_STATIC), then auditwheel repair (manylinux tag).
-# 4. The test: a fresh venv gets the wheel; ldd shows no libfftw3f; with the system's libfftw3f
-#    hidden (bind-mounted over by /dev/null in a private mount namespace, when unshare can),
-#    cryocore imports, registers a simulated stack correctly and show_config() reports the
-#    bundled FFTW.
+# 4. The test: a fresh venv gets the wheel; ldd shows no libfftw3f, nm no exported FFTW symbol;
+#    with the system's libfftw3f hidden (bind-mounted over by /dev/null in a private mount
+#    namespace, when unshare can), cryocore imports, registers a simulated stack correctly and
+#    show_config() reports the bundled FFTW.
 # Outputs in $WORK (default build/wheel): wheelhouse/*.whl. PYTHON selects the interpreter.
 set -euo pipefail
 
@@ -72,6 +72,12 @@ rm -rf "$WORK/test-venv"
 core=$("$WORK/test-venv/bin/python" -c 'import cryocore._core as c; print(c.__file__)')
 if ldd "$core" | grep -q libfftw3f; then echo "[build_wheel] _core still needs a shared libfftw3f:" >&2; ldd "$core" >&2; exit 1; fi
 say "ldd: _core needs no libfftw3f"
+if command -v nm >/dev/null; then
+  nm -D --defined-only "$core" >"$WORK/core-symbols.txt"
+  exported=$(grep -c ' fftwf\?_' "$WORK/core-symbols.txt" || true)
+  [ "$exported" = 0 ] || { echo "[build_wheel] _core exports $exported FFTW symbols" >&2; exit 1; }
+  say "nm: _core exports no FFTW symbol (another FFTW in the process cannot bind to ours)"
+fi
 check='
 import numpy as np, cryocore
 c = cryocore.build_config()

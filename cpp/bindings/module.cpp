@@ -6,6 +6,7 @@
 #include "common.hpp"
 
 #include "plans.hpp"
+#include "simd.hpp"
 
 using namespace cryocore;
 using namespace cryocore::bindings;
@@ -28,6 +29,10 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("compiler") = "unknown";
 #endif
+#ifdef CRYOCORE_BUILD_OPTIONS
+  m.attr("build_options") = CRYOCORE_BUILD_OPTIONS;
+#endif
+  m.attr("hot_loops") = CRYOCORE_HOT_TARGETS;
 
   bind_ctf(m);
   bind_search(m);

@@ -8,6 +8,8 @@ __version__: str
 fftw_version: str
 fftw_bundled: bool
 compiler: str
+build_options: str
+hot_loops: str
 
 class SearchSettings:
     """How a translational search runs (also the rotational search's shift search): upsample (sub-pixel factor), max_shift (px), lowpass/highpass/edge (cycles/px, raised-cosine band-pass of both image and reference), phase (phase correlation for the peak), crop (inverse FFT on the low-passed block), coarse (integer peak on the correlation band-limited to 0.125 cycles/px)."""

@@ -23,8 +23,9 @@ def _loaded_fftw() -> str:
 
 def build_config() -> dict[str, Any]:
     """The build as a dict: cryocore's version, the FFTW it uses (version, its SIMD, bundled in
-    the wheel or the system's shared library), the compiler, the threads a run uses by default
-    and FFTW's current planning effort."""
+    the wheel or the system's shared library), the compiler, the build options (CMake build type
+    and cryocore's CMake options), the versions of the hot loops, the threads a run uses by
+    default and FFTW's current planning effort."""
     from ._validate import as_threads
 
     version = str(_core.fftw_version)  # e.g. "fftw-3.3.10-sse2-avx-avx2-avx512"
@@ -37,6 +38,8 @@ def build_config() -> dict[str, Any]:
         fftw_bundled=bool(getattr(_core, "fftw_bundled", False)),
         fftw_library="inside cryocore._core" if getattr(_core, "fftw_bundled", False) else (_loaded_fftw() or "system"),
         compiler=str(getattr(_core, "compiler", "unknown")),
+        build_options=str(getattr(_core, "build_options", "unknown")),
+        hot_loops=str(getattr(_core, "hot_loops", "unknown")),
         threads=as_threads(None),
         cpus=os.cpu_count(),
         planning=get_planning(),
@@ -49,5 +52,6 @@ def show_config() -> None:
     print(f"cryocore {c['version']}")
     print(f"  FFTW {c['fftw_version']} (single precision), SIMD: {', '.join(c['fftw_simd']) or 'none'}; "
           + ("bundled (static, its symbols hidden)" if c["fftw_bundled"] else f"system library {c['fftw_library']}"))
-    print(f"  compiler: {c['compiler']}")
+    print(f"  compiler: {c['compiler']}; build: {c['build_options']}")
+    print(f"  hot loops: {c['hot_loops']}")
     print(f"  threads: {c['threads']} by default ({c['cpus']} CPUs); FFTW planning: {c['planning']}")
