@@ -1,16 +1,17 @@
-"""asv benchmarks for ``cryocore.register`` (translational alignment of a stack).
+"""asv benchmarks for ``cryocore.register``: translations (``RegisterSuite``, over the box
+``size`` and ``threads``), its peak memory (``RegisterMemory``, over the box and the images per
+call, ``batch``), rotations (``RegisterRotateSuite``, time, peak memory and angle error, over the
+box and threads), with and without CTFs (``RegisterCtfSuite``) and the shift error
+(``RegisterAccuracy``). Timings are on 1 000 images per call.
 
-The timings are parametrised over the image box (``size`` x ``size`` pixels)
-and the number of threads (``threads``) on a stack of 1 000 images; the peak
-memory over the box and the number of images per call (``batch``). ``setup`` builds a noisy,
-shifted stack cheaply (template moved with ``cryocore.shift`` plus white
-noise; ``cryocore.simulate`` is too slow to run before every sample) and
-warms FFTW's plan cache, so the timed calls measure steady-state throughput
-and not planning.
+``setup`` builds a noisy, posed stack cheaply (template moved with ``cryocore.shift`` or
+``cryocore.transform`` plus white noise; ``cryocore.simulate`` is too slow to run before every
+sample) and warms FFTW's plan cache, so the timed calls measure steady-state throughput and not
+planning.
 
-``peakmem_*`` values are the peak RSS of the whole benchmark process, so
-they include the stack made in ``setup``; ``peakmem_reference`` measures an
-empty call with the same setup to give the baseline to subtract.
+``peakmem_*`` values are the peak RSS of the whole benchmark process, so they include the stack
+made in ``setup``; ``peakmem_reference`` measures an empty call with the same setup to give the
+baseline to subtract.
 """
 
 import numpy as np

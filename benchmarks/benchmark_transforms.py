@@ -1,9 +1,10 @@
-"""asv benchmarks for applying poses: ``cryocore.shift`` and ``cryocore.Accumulator.add``.
+"""asv benchmarks for applying poses, ``cryocore.shift`` and ``cryocore.Accumulator.add`` (over
+the box ``size`` and ``threads``, on 1 000 images per call), and for the alignment pipeline:
+``align`` on 2 000 images (``AlignSuite``, over the box and threads) and against 1 or 10
+references (``MultiReferenceSuite``).
 
-Parametrised over the image box (``size``) and the number of threads
-(``threads``), on 1 000 images per call. ``setup`` makes a random stack and pose shifts and warms the
-FFTW plan cache; ``peakmem_reference`` is the baseline (setup only) for the
-``peakmem_*`` numbers, which are whole-process peak RSS.
+``setup`` makes the stack and warms the FFTW plan cache; ``peakmem_reference`` is the baseline
+(setup only) for the ``peakmem_*`` numbers, which are whole-process peak RSS.
 """
 
 import numpy as np

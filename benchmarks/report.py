@@ -77,7 +77,7 @@ def write_report(outdir: str, name: str, title: str, header: str, columns: Seque
     values = [v for _, v, _ in bars if v > 0]
     if values and max(values) > 50 * min(values):  # a log axis keeps the small bars visible
         ax.set_xscale("log")
-    ax.set_xlabel(f"{xlabel} (blue: cryocore)")
+    ax.set_xlabel(xlabel if all(c for *_, c in bars) else f"{xlabel} (blue: cryocore)")
     fig.suptitle(textwrap.fill(header, 100), fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
