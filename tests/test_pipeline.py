@@ -89,6 +89,48 @@ def test_align_within_a_small_memory_budget_gives_the_uncached_result():
         cryocore.align(sim.images, max_memory="1M", **kw)
 
 
+def test_a_chunk_the_cache_cannot_keep_has_only_the_used_rows_transformed(rng, monkeypatch):
+    """A sum pass that uses a few images of a chunk the full cache cannot keep transforms only
+    those (the others' spectra zero) and keeps nothing; a chunk that fits is transformed whole
+    and kept, and a pass using every row reads the chunk as it is."""
+    from cryocore import _core
+    from cryocore.io.stack import as_source
+    from cryocore.pipeline import kernel
+    from cryocore.pipeline.chunks import crop_bytes, make_chunks
+    from cryocore.pipeline.reading import StackReader
+
+    images = rng.standard_normal((40, 32, 32)).astype(np.float32)
+    chunks = make_chunks(np.tile(np.array([1, 2], np.int8), 20), 20)
+    crop = (6, 6)
+    reader = StackReader.local(as_source(images), None, crop_bytes(20, 32, 32, crop))  # room for one chunk
+    transformed = []
+    real_forward = _core.forward_stack
+
+    def counting(images, threads=1, index=None, **kw):
+        transformed.append(len(images) if index is None else len(index))
+        return real_forward(images, threads=threads, index=index, **kw)
+
+    monkeypatch.setattr(kernel._core, "forward_stack", counting)
+    try:
+        whole = reader.data(chunks[0], None, crop, rows=np.array([0, 3]))  # fits: whole, kept
+        assert sum(transformed) == 20 and reader.cached_bytes() == crop_bytes(20, 32, 32, crop)
+        transformed.clear()
+        rows = np.array([1, 4, 5])
+        part = reader.data(chunks[1], None, crop, rows=rows)  # does not fit: the three rows only
+        assert sum(transformed) == 3 and reader.cached_bytes() == crop_bytes(20, 32, 32, crop)
+        expected = kernel.chunk_spectra(chunks[1], images[20:], crop, 1)
+        assert whole.spectra is not None and part.spectra is not None
+        for h in (0, 1):
+            sel = chunks[1].of_half(h)
+            used = np.isin(sel, rows)
+            np.testing.assert_array_equal(part.spectra[h][used], expected[h][used])
+            assert not part.spectra[h][~used].any()
+        np.testing.assert_array_equal(whole.spectra[0], kernel.chunk_spectra(chunks[0], images[:20], crop, 1)[0])
+        assert np.shares_memory(reader.read(chunks[1], rows=np.arange(20)), images)  # every row: no copy
+    finally:
+        reader.release()
+
+
 def test_config_is_one_definition_of_the_options():
     cfg = AlignConfig()
     params = cfg.parameters()

@@ -396,10 +396,22 @@ def search_extent(ny: int, nx: int, lowpass: float) -> tuple[int, int]:
 
 
 def chunk_spectra(chunk: Chunk, images: np.ndarray, crop: Optional[tuple[int, int]], threads: int,
-                  ctf: Optional[ChunkCtf] = None) -> list[np.ndarray]:
+                  ctf: Optional[ChunkCtf] = None, rows: Optional[np.ndarray] = None) -> list[np.ndarray]:
     """The chunk's images' half spectra per half, cropped to ``crop`` (with ``ctf``, of CTF X): what
-    the spectra cache keeps."""
-    return [_spectra(ChunkData(images=images), chunk, h, chunk.of_half(h), crop, threads, ctf) for h in (0, 1)]
+    the spectra cache keeps. With ``rows`` (positions in the chunk), only those images are
+    transformed and the others' spectra are zero (for a pass that reads only those)."""
+    data = ChunkData(images=images)
+    if rows is None:
+        return [_spectra(data, chunk, h, chunk.of_half(h), crop, threads, ctf) for h in (0, 1)]
+    out = []
+    for h in (0, 1):
+        sel = chunk.of_half(h)
+        used = np.isin(sel, rows)
+        part = _spectra(data, chunk, h, sel[used], crop, threads, ctf)
+        full = np.zeros((len(sel),) + part.shape[1:], part.dtype)
+        full[used] = part
+        out.append(full)
+    return out
 
 
 def fit_pair(a1: np.ndarray, a2: np.ndarray, threads: int, rotate: bool,

@@ -89,6 +89,8 @@ class StackReader:
         source = self.source
         if after is not None and hasattr(source, "prefetch"):  # disk reads overlap the work
             source.prefetch(after.start, after.stop)
+        if rows is not None and len(rows) == len(chunk):  # every row: the whole chunk, as it is
+            rows = None
         if rows is not None and isinstance(source, PreprocessedSource):
             return source.read(chunk.start, chunk.stop, rows)
         if rows is not None and 2 * len(rows) <= len(chunk):  # a few rows used: only they are read
@@ -109,7 +111,8 @@ class StackReader:
              rows: Optional[np.ndarray] = None, threads: int = 1) -> ChunkData:
         """The chunk's images (``crop`` False), or its half spectra cropped to ``crop`` (a crop or
         None: the whole spectrum) from this process's cache, made now and kept while the cache
-        budget allows."""
+        budget allows. ``rows`` (positions in the chunk): the pass uses only those images; a chunk
+        the cache cannot keep then has only their spectra made (the others zero)."""
         if crop is False or self.cache_budget <= 0:
             return ChunkData(images=self.read(chunk, after, rows))
         assert crop is None or isinstance(crop, tuple)
@@ -121,8 +124,13 @@ class StackReader:
             spectra = entry.spectra.get(chunk.index)
         if spectra is None:
             ny, nx = (int(v) for v in entry.source.shape[1:])
-            spectra = chunk_spectra(chunk, self.read(chunk, after), crop, threads, self.ctf)
             size = crop_bytes(len(chunk), ny, nx, crop)
+            with _lock:
+                fits = entry.crop == crop and entry.nbytes + size <= self.cache_budget
+            if not fits and rows is not None and len(rows) < len(chunk):  # not kept: only the rows used
+                return ChunkData(spectra=chunk_spectra(chunk, self.read(chunk, after, rows), crop, threads, self.ctf,
+                                                       rows), crop=crop)
+            spectra = chunk_spectra(chunk, self.read(chunk, after), crop, threads, self.ctf)
             with _lock:
                 if entry.crop == crop and entry.nbytes + size <= self.cache_budget:
                     entry.spectra[chunk.index] = spectra
