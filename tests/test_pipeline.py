@@ -131,6 +131,26 @@ def test_a_chunk_the_cache_cannot_keep_has_only_the_used_rows_transformed(rng, m
         reader.release()
 
 
+def test_every_run_forgets_its_stacks_in_this_process(rng):
+    """The registry of opened stacks (and their spectra caches) holds nothing after a run: an
+    iterative run, an online run, and a run refused because other processes cannot read its stack."""
+    from cryocore.pipeline import reading
+    from cryocore.pipeline.driver import _Stack
+    from cryocore.pipeline.executor import LocalExecutor
+
+    images = rng.standard_normal((40, 32, 32)).astype(np.float32)
+    before = set(reading._open)
+    cryocore.align(images, iterations=2, rotate=False, progress=False)
+    cryocore.align(images, 0, mode="online", rotate=False, progress=False)
+
+    class FileOnly(LocalExecutor):
+        needs_files = True
+
+    with pytest.raises(ValueError, match="from their files"):
+        _Stack(images, np.tile([1, 2], 20), AlignConfig(), FileOnly(), lambda it, _: it)
+    assert set(reading._open) == before
+
+
 def test_config_is_one_definition_of_the_options():
     cfg = AlignConfig()
     params = cfg.parameters()

@@ -68,10 +68,8 @@ class _Stack:
         # the spectra of the chunks it reads while they fit the budget, cropped to cache_crop
         self.caching = config.cache_spectra and not self.rotate
         self.cache_crop: Optional[tuple[int, int]] = None
-        self.reader = StackReader.local(source, ctf, self.memory.cache_budget if self.caching else 0)
-        if getattr(executor, "needs_files", False) and self.reader.opener is None:
-            raise ValueError("a dask run reads the images from their files on the workers: give it a stack "
-                             "opened from a file (cryocore.io.open_stack(path)), not an in-memory array")
+        self.reader = StackReader.local(source, ctf, self.memory.cache_budget if self.caching else 0,
+                                        other_processes=getattr(executor, "needs_files", False))
         self.ctf = ctf  # CTF correction: the kernel multiplies each image by its own CTF (CTF X)
         # the initial and final sums need quarters for the Wiener filter's SNR (CTF); without it,
         # one group per half sums in the order the pipeline always used
@@ -100,6 +98,12 @@ class _Stack:
         """Forget this run's cache and stack in this process."""
         self.reader.release()
 
+    def __enter__(self) -> "_Stack":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     # -- passes
     def search(self, p: Pass, prior_shifts: Optional[np.ndarray], prior_angles: Optional[np.ndarray],
                prior_classes: Optional[np.ndarray] = None
@@ -115,7 +119,7 @@ class _Stack:
         def cut(a: Optional[np.ndarray], group: list[Chunk]) -> Optional[np.ndarray]:
             return None if a is None else a[group[0].start : group[-1].stop]
 
-        tasks = [SearchBlock(group, after, group[0].start, cut(prior_shifts, group), cut(prior_angles, group),
+        tasks = [SearchBlock(group, after, cut(prior_shifts, group), cut(prior_angles, group),
                              cut(prior_classes, group)) for group, after in blocks_of(self.chunks)]
         for results, sums in self.executor.map(search_block, tasks, shared):
             for r in results:
@@ -144,7 +148,7 @@ class _Stack:
         tasks = []
         for group, after in blocks_of(todo):
             sl = slice(group[0].start, group[-1].stop)
-            tasks.append(SumBlock(group, after, group[0].start, shifts[sl], angles[sl], classes[sl], weights[sl],
+            tasks.append(SumBlock(group, after, shifts[sl], angles[sl], classes[sl], weights[sl],
                                   None if soft is None else [soft[c.index] for c in group]))
         for s in self.executor.map(sum_block, tasks, shared):
             total += s
@@ -191,6 +195,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
     With ``ctf``, images are compared and averaged CTF-corrected (Wiener averages per half and class).
     With ``final``, the iterations run on ``source`` (binned) and the final averages are made from
     ``final.source`` (the same particles, a finer pixel), the poses scaled to it."""
+    executor = executor or LocalExecutor()
     opened: list[_Stack] = []
 
     def make(*args: Any, **kwargs: Any) -> _Stack:
@@ -199,7 +204,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
 
     try:
         t_start = time.perf_counter()
-        stack = make(source, half, config, executor or LocalExecutor(), progress, ctf)
+        stack = make(source, half, config, executor, progress, ctf)
         n, ny, nx = stack.n, stack.ny, stack.nx
         if checkpoint is not None and resume and os.path.exists(checkpoint):
             import_wisdom(checkpoint)
@@ -237,7 +242,7 @@ def run_iterative(source: Any, half: np.ndarray, config: AlignConfig, reference:
                                          mask_radius=None if config.mask_radius is None else config.mask_radius * f)
             st = dataclasses.replace(st, shifts=st.shifts * f)
             stack.close()
-            source, stack = final.source, make(final.source, half, config, executor or LocalExecutor(), progress,
+            source, stack = final.source, make(final.source, half, config, executor, progress,
                                                final.ctf, search=False)
             ny, nx = stack.ny, stack.nx
             refs = final.pad(st.refs.reshape((-1,) + st.refs.shape[2:])).reshape(st.refs.shape[:2] + (ny, nx))

@@ -257,8 +257,7 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
     scores, classes = np.zeros(n), np.zeros(n, np.int32)
     sums = SpectralSums.zeros(K, (ny, nx), ctf=p.ctf is not None)
     soft = p.search.soft_assignment and p.search.rotate and K > 1
-    cand = p.search.class_candidates
-    weights = ClassWeights.empty(n, cand if 0 < cand < K else K) if soft else None
+    weights: Optional[ClassWeights] = None  # (soft: made from the search's first per-class poses)
     for h in (0, 1):
         sel = chunk.of_half(h)
         if len(sel) == 0:
@@ -280,8 +279,10 @@ def search_chunk(chunk: Chunk, data: ChunkData, p: Pass, prior_shifts: Optional[
             s, a, c, best = out[:4]
             shifts[sel], angles[sel], scores[sel], classes[sel] = s, a, c, best
             pos, w = np.arange(len(sel)), np.ones(len(sel))  # what is summed: each image in its best class
-            if weights is not None:  # ... or in every class it was searched against, by its weight there
+            if soft:  # ... or in every class it was searched against, by its weight there
                 ps_, pa_, pc_, pk_ = out[4]
+                if weights is None:
+                    weights = ClassWeights.empty(n, pk_.shape[1])
                 weights.classes[sel], weights.shifts[sel], weights.angles[sel] = pk_, ps_, pa_
                 weights.weights[sel] = soft_weights(pc_, pk_, p.shape, p.lowpass[h])
                 pos, s, a, best, w = weights.entries(sel, w)

@@ -27,8 +27,8 @@ def run_online(source: Any, half: np.ndarray, config: AlignConfig, reference: An
     if reference is None:
         raise ValueError("mode='online' needs a starting reference: an image index or an array")
     n, ny, nx = (int(v) for v in source.shape)
-    stack = _Stack(source, half, config, LocalExecutor(), progress)
-    refs = initial_references(stack, reference, config.first_lowpass, recentre=False)[:, 0]
+    with _Stack(source, half, config, LocalExecutor(), progress) as stack:  # (its reader is released after)
+        refs = initial_references(stack, reference, config.first_lowpass, recentre=False)[:, 0]
     sums = [r.copy() for r in refs]  # the starting reference counts as one image of weight 1
     weights = [1.0, 1.0]
     shifts, scores = np.zeros((n, 2)), np.zeros(n)

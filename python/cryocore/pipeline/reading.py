@@ -37,6 +37,8 @@ class _Opened:
 
 
 _open: dict[str, _Opened] = {}
+IN_MEMORY = ("a dask run reads the images from their files on the workers: give it a stack opened from a "
+             "file (cryocore.io.open_stack(path)), not an in-memory array")
 _lock = threading.Lock()
 
 
@@ -56,12 +58,17 @@ class StackReader:
     cache_budget: int
 
     @classmethod
-    def local(cls, source: Any, ctf: Optional[ChunkCtf], cache_budget: int) -> "StackReader":
-        """A reader of ``source``, registered in this process (which reads it as it is)."""
+    def local(cls, source: Any, ctf: Optional[ChunkCtf], cache_budget: int,
+              other_processes: bool = False) -> "StackReader":
+        """A reader of ``source``, registered in this process (which reads it as it is);
+        ``other_processes``: other processes will read it too (a ValueError if they cannot)."""
+        opener = reopener(source)
+        if other_processes and opener is None:
+            raise ValueError(IN_MEMORY)
         key = f"{os.getpid()}-{id(source)}-{next(_ids)}"
         with _lock:
             _open[key] = _Opened(source, owned=False)
-        return cls(key, reopener(source), ctf, int(cache_budget))
+        return cls(key, opener, ctf, int(cache_budget))
 
     def _entry(self) -> _Opened:
         with _lock:
@@ -69,8 +76,7 @@ class StackReader:
             if entry is not None:
                 return entry
             if self.opener is None:
-                raise ValueError("this stack is an in-memory array, which other processes cannot read: "
-                                 "give a dask run a stack on disk (cryocore.io.open_stack(path))")
+                raise ValueError(IN_MEMORY)
             for old in list(_open)[: max(0, len(_open) - MAX_OPEN_RUNS + 1)]:
                 _close(_open.pop(old))
             entry = _open[self.key] = _Opened(self.opener(), owned=True)

@@ -50,14 +50,18 @@ class SearchShared:
 @dataclass(frozen=True)
 class SearchBlock:
     """Chunks of one task and their images' priors (arrays of the whole stack's length cut to
-    the block's rows: ``offset`` is the block's first image)."""
+    the block's rows from its first image, ``offset``)."""
 
     chunks: list[Chunk]
     after: Optional[Chunk]
-    offset: int
     prior_shifts: Optional[np.ndarray]
     prior_angles: Optional[np.ndarray]
     prior_classes: Optional[np.ndarray]
+
+    @property
+    def offset(self) -> int:
+        """The block's first image (its arrays' row 0)."""
+        return self.chunks[0].start
 
 
 def search_block(shared: SearchShared, block: SearchBlock) -> tuple[list[ChunkResult], SpectralSums]:
@@ -100,12 +104,16 @@ class SumBlock:
 
     chunks: list[Chunk]
     after: Optional[Chunk]
-    offset: int
     shifts: np.ndarray
     angles: np.ndarray
     classes: np.ndarray
     weights: np.ndarray
     soft: Optional[list[ClassWeights]]
+
+    @property
+    def offset(self) -> int:
+        """The block's first image (its arrays' row 0)."""
+        return self.chunks[0].start
 
 
 def sum_block(shared: SumShared, block: SumBlock) -> SpectralSums:
