@@ -795,11 +795,17 @@ def test_image_names_are_rebased_only_when_their_star_files_directory_resolves_t
 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "s.mrcs").write_bytes(b"")
+    (tmp_path / "a" / "both.mrcs").write_bytes(b"")
+    (tmp_path / "both.mrcs").write_bytes(b"")
+    (tmp_path / "a" / "one.mrc").write_bytes(b"")
     (tmp_path / "b").mkdir()
     monkeypatch.chdir(tmp_path)
-    names = ["1@s.mrcs", "2@s.mrcs", f"3@{tmp_path / 'a' / 's.mrcs'}", "4@a/s.mrcs", "5@missing.mrcs"]
+    names = ["1@s.mrcs", "2@s.mrcs", f"3@{tmp_path / 'a' / 's.mrcs'}", "4@a/s.mrcs", "5@missing.mrcs",
+             "6@both.mrcs", "one.mrc"]
     got = rebase_image_names(names, str(tmp_path / "a"), str(tmp_path / "b"))
-    # relative to a/ -> relative to b/; absolute, working-directory-relative (RELION) and missing: as they are
-    assert got == ["1@../a/s.mrcs", "2@../a/s.mrcs", names[2], "4@a/s.mrcs", "5@missing.mrcs"]
+    # relative to a/ -> relative to b/; absolute, working-directory-relative (RELION) and missing: as
+    # they are; a stack in both a/ and the working directory is the one in a/, as the reader takes it
+    assert got == ["1@../a/s.mrcs", "2@../a/s.mrcs", names[2], "4@a/s.mrcs", "5@missing.mrcs",
+                   "6@../a/both.mrcs", "../a/one.mrc"]
     assert rebase_image_names(names, None, str(tmp_path / "b")) == names
     assert rebase_image_names(names, str(tmp_path / "a"), str(tmp_path / "a")) == names

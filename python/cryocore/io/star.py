@@ -11,7 +11,8 @@ import numpy as np
 
 from .mrc import _mrc_images, _mrc_pixel_size, _open_mrc
 from .stack import ParticleStack, _check_geometry, _mapped, unmap, will_need
-from .tables import ParticleTable, _common_pixel_size, _read_star_blocks, _star_pixel_sizes, _star_tables
+from .tables import (ParticleTable, _common_pixel_size, _read_star_blocks, _resolve_stack, _star_pixel_sizes,
+                     _star_tables)
 
 # Most stacks a STAR-file stack keeps memory-mapped at once (each holds a file descriptor).
 MAX_OPEN_STACKS = 64
@@ -42,18 +43,6 @@ def _parse_image_name(entry: str, star_path: str, row: int) -> tuple[int, str]:
             " indices are 1-based"
         )
     return idx, stack
-
-
-def _resolve_stack(stack: str, star_dir: str) -> Optional[str]:
-    if os.path.isabs(stack):
-        return stack if os.path.isfile(stack) else None
-    candidate = os.path.join(star_dir, stack)
-    if os.path.isfile(candidate):
-        return candidate
-    # RELION itself resolves paths from its project directory (the working directory).
-    if os.path.isfile(stack):
-        return stack
-    return None
 
 
 class _MrcCache:

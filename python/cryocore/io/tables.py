@@ -121,24 +121,35 @@ class ParticleTable:
         return ParticleTable(self.particles.iloc[idx], self.optics, self.source_dir)
 
 
+def _resolve_stack(stack: str, star_dir: str) -> Optional[str]:
+    """The file a STAR file in ``star_dir`` means by the stack path ``stack`` (None: none exists):
+    an absolute path; else relative to the STAR file's directory, then (RELION's own convention)
+    to the working directory, its project directory."""
+    if os.path.isabs(stack):
+        return stack if os.path.isfile(stack) else None
+    for candidate in (os.path.join(star_dir, stack), stack):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def rebase_image_names(names: Sequence[str], from_dir: Optional[str], to_dir: str) -> list[str]:
-    """``index@stack`` names with each relative stack path that exists in ``from_dir``, and not
-    in the working directory, rewritten relative to ``to_dir`` (so that a STAR file in ``to_dir``
-    points at the same files); other names as they are: absolute paths, and paths relative to
-    the working directory (RELION's own convention: relative to the project directory)."""
+    """``index@stack`` names, read from a STAR file in ``from_dir``, for a STAR file in ``to_dir``:
+    a relative stack path that resolves in ``from_dir`` (:func:`_resolve_stack`) rewritten relative
+    to ``to_dir``; other names as they are (absolute paths, paths relative to the working directory,
+    missing files)."""
     if from_dir is None or os.path.abspath(from_dir) == os.path.abspath(to_dir):
         return [str(v) for v in names]
     out, done = [], {}
     for name in names:
-        index, at, stack = str(name).rpartition("@")
-        if not at or os.path.isabs(stack):
-            out.append(str(name))
-            continue
+        index, at, stack = str(name).strip().partition("@")
+        if not at:
+            index, stack = "", index
         if stack not in done:
-            here = os.path.join(from_dir, stack)
-            moved = os.path.exists(here) and not os.path.exists(stack)
-            done[stack] = os.path.relpath(here, os.path.abspath(to_dir)) if moved else stack
-        out.append(f"{index}@{done[stack]}")
+            found = None if os.path.isabs(stack) else _resolve_stack(stack, from_dir)
+            in_from_dir = found is not None and found != stack
+            done[stack] = os.path.relpath(found, os.path.abspath(to_dir)) if found and in_from_dir else stack
+        out.append(f"{index}{at}{done[stack]}")
     return out
 
 
