@@ -138,6 +138,8 @@ class RotationalSearch {
   std::size_t ny() const noexcept;
   std::size_t nx() const noexcept;
   std::size_t n_refs() const noexcept;
+  // The classes each image is searched against with `candidates` (see run): at most n_refs.
+  std::size_t classes_searched(std::size_t candidates) const noexcept;
   // index (may be null): the i-th of the n images is images[index[i]] (no copy of a subset).
   // ctf (may be null): each image's spectrum is multiplied by its CTF before the search (the
   // search compares CTF X with the references); filtered (n x ny x nx, may be null with ctf):

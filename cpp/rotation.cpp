@@ -33,6 +33,13 @@ constexpr double kRivalMargin = 0.5;         // and scores within kRivalMargin *
 constexpr int kMaxAngleSteps = 16;           // fine rotations one search may step over
 constexpr double kPolarMax = 0.2;            // cycles/px of the outer polar ring
 
+// An angle in degrees wrapped into [0, 360).
+double wrap360(double a) {
+  a = std::fmod(a, 360.0);
+  if (a < 0.0) a += 360.0;
+  return a < 360.0 ? a : 0.0;  // (a tiny negative angle plus 360 rounds to 360)
+}
+
 // The reference rotated by j * step degrees (bicubic), j < count, prepared
 // for a search on first use: an image's search touches only the rotations
 // near its candidates, so a call with few images prepares few of them.
@@ -176,6 +183,9 @@ RotationalSearch::~RotationalSearch() = default;
 std::size_t RotationalSearch::ny() const noexcept { return impl_->ny; }
 std::size_t RotationalSearch::nx() const noexcept { return impl_->nx; }
 std::size_t RotationalSearch::n_refs() const noexcept { return impl_->n_refs; }
+std::size_t RotationalSearch::classes_searched(std::size_t candidates) const noexcept {
+  return candidates > 0 && candidates < impl_->n_refs ? candidates : impl_->n_refs;
+}
 
 void RotationalSearch::run(const float* images, std::size_t n, int threads, double* shifts, double* angles,
                            double* scores, std::int32_t* best_ref, const double* prior_angles,
@@ -183,7 +193,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
                            float* filtered, std::size_t candidates, const std::int32_t* prior_class,
                            const ClassPoses* per_class) const {
   if (threads < 1) throw std::invalid_argument("threads must be >= 1");
-  if (per_class && per_class->slots < ((candidates > 0 && candidates < impl_->n_refs) ? candidates : impl_->n_refs))
+  if (per_class && per_class->slots < classes_searched(candidates))
     throw std::invalid_argument("per_class needs a slot per class searched");
   if (filtered && !ctf) throw std::invalid_argument("filtered images need CTFs");
   const Impl& m = *impl_;
@@ -212,13 +222,18 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
     ComplexArray G;
   };
   std::vector<std::unique_ptr<CtfScratch>> ctf_pool(static_cast<std::size_t>(threads));
+  struct ClassScreen {  // the classes an image is searched against, and the pre-screen's scores
+    std::vector<std::size_t> chosen;
+    std::vector<float> best, corr;  // per reference: its peak, its correlation over psi (M)
+  };
+  std::vector<ClassScreen> screen_pool(static_cast<std::size_t>(threads));
   parallel_for(n_chunks(n, kChunk), threads, [&](std::size_t task, std::size_t worker) {
     Workspace& ws = fine_pool.get(worker);
     Workspace& cws = coarse_pool.get(worker);
     PolarWork& pw = polar_pool[worker];
     fine.prepare_workspace(ws);
-    std::vector<std::size_t> chosen;
-    std::vector<float> screen, screened;
+    ClassScreen& cs = screen_pool[worker];
+    std::vector<std::size_t>& chosen = cs.chosen;
     const std::size_t end = std::min(n, (task + 1) * kChunk);
     for (std::size_t i = task * kChunk; i < end; ++i) {
       const std::size_t at = index ? static_cast<std::size_t>(index[i]) : i;
@@ -246,7 +261,7 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
       const bool have_prior = prior_angles && prior_shifts && pc >= 0 && static_cast<std::size_t>(pc) < n_refs &&
                               std::isfinite(prior_angles[i]) && std::isfinite(prior_shifts[2 * i]) &&
                               std::isfinite(prior_shifts[2 * i + 1]);
-      const double prior_psi = have_prior ? std::fmod(std::fmod(prior_angles[i], 360.0) + 360.0, 360.0) : 0.0;
+      const double prior_psi = have_prior ? wrap360(prior_angles[i]) : 0.0;
       if (inv != 0.0f && cinv != 0.0f && !have_prior) polar.ring_spectra(F, pw);
       // The references searched: all, or with `candidates` the ones whose power spectra's
       // rotational correlation with the image's peaks highest (invariant to the image's
@@ -254,16 +269,18 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
       chosen.resize(n_refs);
       for (std::size_t r = 0; r < n_refs; ++r) chosen[r] = r;
       if (have_prior) chosen.assign(1, static_cast<std::size_t>(pc));
-      if (candidates > 0 && n_refs > candidates && !have_prior && inv != 0.0f && cinv != 0.0f) {
-        screen.assign(n_refs, -std::numeric_limits<float>::infinity());
-        screened.resize(n_refs * M);  // each reference's correlation, kept for stage 1 below
+      const bool screened = candidates > 0 && n_refs > candidates && !have_prior && inv != 0.0f && cinv != 0.0f;
+      if (screened) {
+        cs.best.assign(n_refs, -std::numeric_limits<float>::infinity());
+        cs.corr.resize(n_refs * M);  // each reference's correlation, kept for stage 1 below
         for (std::size_t r = 0; r < n_refs; ++r) {
           if (flat_ref[r]) continue;
           polar.correlate(polar_refs[r], pw);
-          std::copy(pw.corr.data(), pw.corr.data() + M, &screened[r * M]);
-          screen[r] = *std::max_element(pw.corr.data(), pw.corr.data() + M);
+          std::copy(pw.corr.data(), pw.corr.data() + M, &cs.corr[r * M]);
+          cs.best[r] = *std::max_element(pw.corr.data(), pw.corr.data() + M);
         }
-        std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) { return screen[a] > screen[b]; });
+        std::stable_sort(chosen.begin(), chosen.end(),
+                         [&](std::size_t a, std::size_t b) { return cs.best[a] > cs.best[b]; });
         chosen.resize(candidates);
         std::sort(chosen.begin(), chosen.end());
       }
@@ -304,9 +321,8 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
         // correlation, each with its 180-degree twin, scored by a coarse
         // (low-passed, cropped) translational search at the nearest coarse
         // rotation of the reference.
-        const bool was_screened = chosen.size() < n_refs;  // (its correlation made by the pre-screen)
-        if (!was_screened) polar.correlate(polar_refs[r], pw);
-        const float* corr = was_screened ? &screened[r * M] : pw.corr.data();
+        if (!screened) polar.correlate(polar_refs[r], pw);  // (else made by the pre-screen)
+        const float* corr = screened ? &cs.corr[r * M] : pw.corr.data();
         std::size_t peaks[kAngleCandidates];
         const std::size_t n_peaks = top_local_maxima(corr, M, kAngleCandidates, peaks);
         double cand_psi[2 * kAngleCandidates];
@@ -394,16 +410,13 @@ void RotationalSearch::run(const float* images, std::size_t n, int threads, doub
             sp = score(j + 1);
           }
         }
-        double psi = std::fmod((static_cast<double>(j) + parabola_offset(sm, res.value, sp)) * dpsi, 360.0);
-        if (psi < 0.0) psi += 360.0;
+        const double psi = wrap360((static_cast<double>(j) + parabola_offset(sm, res.value, sp)) * dpsi);
         record(r, res, psi);
         if (res.value <= best.value) continue;  // (per_class: every class is refined)
         best = res;
         best_psi = psi;
         bref = static_cast<std::int32_t>(r);
       }
-      best_psi = std::fmod(best_psi, 360.0);
-      if (best_psi < 0.0) best_psi += 360.0;
       shifts[2 * i] = best.dy;
       shifts[2 * i + 1] = best.dx;
       angles[i] = best_psi;

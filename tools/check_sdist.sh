@@ -31,18 +31,7 @@ rm -rf "$WORK/venv"
 say "pip install of the sdist (compiles the core against the system's FFTW)"
 "$WORK/venv/bin/python" -m pip install -q --disable-pip-version-check "$sdist" >"$WORK/install.log" 2>&1 ||
   fail_with_log "pip install of the sdist" "$WORK/install.log"
-(cd "$WORK" && "$WORK/venv/bin/python" - <<'EOF'
-import numpy as np, cryocore
-c = cryocore.build_config()
-assert not c["fftw_bundled"], c
-sim = cryocore.simulate(200, 128, snr=0.5, max_shift=6, rotate=False, seed=1)
-r = cryocore.register(sim.template, sim.images)
-err = float(np.sqrt(np.mean(np.sum((r.shifts - sim.shifts) ** 2, axis=1))))
-assert err < 0.2, err
-cryocore.show_config()
-print(f"[check_sdist] from the sdist: registered 200 simulated images, RMS shift error {err:.4f} px")
-EOF
-)
+(cd "$WORK" && "$WORK/venv/bin/python" "$here/tools/check_install.py" system)  # (not from the source tree)
 
 # --- 2. without FFTW ----------------------------------------------------------------------
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then

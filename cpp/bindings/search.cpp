@@ -89,8 +89,7 @@ py::tuple run_rotational(const RotationalSearch& search, const FloatArray& image
     return py::make_tuple(shifts, angles, scores, best);
   }
   const auto N = static_cast<py::ssize_t>(n);
-  const auto C = static_cast<py::ssize_t>(candidates > 0 && candidates < search.n_refs() ? candidates
-                                                                                          : search.n_refs());
+  const auto C = static_cast<py::ssize_t>(search.classes_searched(candidates));
   py::array_t<double> c_shifts({N, C, py::ssize_t{2}});
   py::array_t<double> c_angles({N, C}), c_scores({N, C});
   py::array_t<std::int32_t> c_classes({N, C});

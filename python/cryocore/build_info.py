@@ -32,14 +32,14 @@ def build_config() -> dict[str, Any]:
     simd = [s for s in version.split("-")[2:] if s] if version.startswith("fftw-") else []
     number = re.match(r"fftw-([\d.]+)", version)
     return dict(
-        version=str(getattr(_core, "__version__", "0+unknown")),
+        version=str(_core.__version__),
         fftw_version=number.group(1) if number else version,
         fftw_simd=simd,
-        fftw_bundled=bool(getattr(_core, "fftw_bundled", False)),
-        fftw_library="inside cryocore._core" if getattr(_core, "fftw_bundled", False) else (_loaded_fftw() or "system"),
-        compiler=str(getattr(_core, "compiler", "unknown")),
-        build_options=str(getattr(_core, "build_options", "unknown")),
-        hot_loops=str(getattr(_core, "hot_loops", "unknown")),
+        fftw_bundled=bool(_core.fftw_bundled),
+        fftw_library="inside cryocore._core" if _core.fftw_bundled else (_loaded_fftw() or "system"),
+        compiler=str(_core.compiler),
+        build_options=str(_core.build_options),
+        hot_loops=str(_core.hot_loops),
         threads=as_threads(None),
         cpus=os.cpu_count(),
         planning=get_planning(),
