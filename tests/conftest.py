@@ -213,3 +213,10 @@ def ribosome_views(n_views: int, size: int, seed: int = 0) -> np.ndarray:
     vol = np.load(DATA / "volumes" / "ribosome70S_65.npy")
     views = np.stack([project(vol, r, size) for r in view_rotations(n_views, seed=seed)])
     return views / views.std(axis=(1, 2), keepdims=True)
+
+
+def purity(classes: np.ndarray, truth: np.ndarray) -> float:
+    """Fraction of the good particles (truth > 0: their view) in the majority view of their class."""
+    good = truth > 0
+    hits = sum(np.bincount(truth[good & (classes == c)]).max() for c in np.unique(classes[good]))
+    return hits / good.sum()

@@ -12,7 +12,7 @@ import pytest
 import starfile
 
 import cryocore
-from conftest import ribosome_views
+from conftest import purity, ribosome_views
 
 
 def adjusted_rand_index(a, b):
@@ -25,12 +25,6 @@ def adjusted_rand_index(a, b):
     index, rows, cols = pairs(table).sum(), pairs(table.sum(1)).sum(), pairs(table.sum(0)).sum()
     expected = rows * cols / pairs(len(a))
     return (index - expected) / (0.5 * (rows + cols) - expected)
-
-
-def purity(classes, truth):
-    good = truth > 0
-    hits = sum(np.bincount(truth[good & (classes == c)]).max() for c in np.unique(classes[good]))
-    return hits / good.sum()
 
 
 def junk_handled(result, truth):

@@ -80,9 +80,32 @@ def test_prefetch_asks_for_the_next_chunk_in_file_order(large_stack, monkeypatch
         s.prefetch(100, 300)
         assert asked == [200]
         asked.clear()
+        events: list[tuple[str, int]] = []  # ("prefetch" | "read", first image) of chunks, in call order
+        prefetch, read_view = s.prefetch, s.read_view
+
+        def chunk_read(a: int, b: int) -> np.ndarray:
+            if b - a > 1:  # (not the run fingerprint's single images)
+                events.append(("read", a))
+            return read_view(a, b)
+
+        s.prefetch = lambda a, b: (events.append(("prefetch", a)), prefetch(a, b))[1]  # type: ignore[method-assign]
+        s.read_view = chunk_read  # type: ignore[method-assign]
         cryocore.align(s, rotate=False, max_memory="96M", iterations=1, progress=False, cache_spectra=False)
-    # every chunk after the first was asked for ahead of its read, in order
     assert len(asked) >= 6400 // 1024 and sum(asked) >= 6400 - 1024
+    # each pass reads its chunks in file order, and every chunk after a pass's first was asked
+    # for one chunk ahead: just before the read of the chunk before it
+    reads = [i for i, (what, _) in enumerate(events) if what == "read"]
+    assert len(reads) >= 2 * 6400 // 1024
+    passes = 0
+    for k, i in enumerate(reads):
+        start = events[i][1]
+        if start == 0:
+            passes += 1
+            continue
+        assert events[reads[k - 1]][1] < start, events[max(0, i - 3) : i + 1]
+        ahead = events[reads[k - 2] + 1 if k >= 2 else 0 : reads[k - 1]]
+        assert ahead[-1:] == [("prefetch", start)], events[max(0, i - 3) : i + 1]
+    assert passes >= 2  # (the initial references' pass and the iteration's)
 
 
 def test_will_need_leaves_mapped_and_ordinary_memory_as_it_is(large_stack):
