@@ -1,10 +1,16 @@
 #!/usr/bin/env python
 """What the spectra cache buys when not everything fits: `align` (translations) on a stack on disk
-with max_memory set so that the cache holds all, about half, or none of the stack's cropped
-spectra (the first chunks in file order are the ones kept). Prints each run's cache bytes, the
-fraction of the images cached, and the images/s of its iterations.
+with the cache holding all, about half, or none of the stack's cropped spectra (the first chunks
+in file order are the ones kept):
 
-    python benchmarks/cache_choice.py --stack /work/ooc/particles_small.star
+  all         max_memory="16G" (everything fits)
+  about half  max_memory = the "all" run's working bytes + half of its cache bytes
+  none        cache_spectra=False (max_memory stays "16G": the cache is switched off, not starved)
+
+Prints each run's cache bytes, the fraction of the images cached, the images/s of its
+iterations, and (but for "all", which is the first run) its wall time.
+
+    python benchmarks/cache_choice.py --stack /work/ooc/particles_small.star   # written by out_of_core.py
 """
 
 from __future__ import annotations

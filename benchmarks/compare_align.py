@@ -137,9 +137,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.iterations, args.repeats = 300, 3, 1
-    print(f"cryocore {cryocore.__version__} ({cryocore.fftw_version}), numpy {np.__version__}, "
-          f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.2f}")
-    machine = machine_lines(args) if args.report else []  # before the run: the load of other processes
+    machine = machine_lines(args)  # before the run: the load average it reports is that of other processes
+    print("\n".join(machine))
     sim = cryocore.simulate(args.n, args.size, snr=args.snr, max_shift=10, rotate=False, seed=0)
     imgs, t = sim.images, sim.template
     half = cryocore.alignment.split_halves(args.n, "random", 0)

@@ -70,10 +70,6 @@ def best_of(repeat, fn):
     return min(times), out
 
 
-def angle_error(a, b):
-    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
-
-
 def machine_lines(args):
     import report
 
@@ -117,6 +113,7 @@ def main(argv=None):
         args.n, args.repeat = 600, 2
 
     import cryocore
+    from report import angle_error
 
     machine = machine_lines(args) if args.report else []  # before the run: the load of other processes
     template, sim = ribosome_stack(args.n, args.size, args.snr, seed=1)

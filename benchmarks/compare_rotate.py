@@ -32,10 +32,6 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 
-def angle_error(a, b):
-    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
-
-
 def brute_force(template, images, threads, step=2.0, chunk=16):
     import pyfftw
 
@@ -109,6 +105,7 @@ def write_report(args, machine, methods, brute_rate, subset_error) -> None:
 
 def main(argv=None) -> int:
     import cryocore
+    from report import angle_error
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=2000)
@@ -123,9 +120,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.repeats, args.brute_subset = 200, 1, 20
-    print(f"cryocore {cryocore.__version__} ({cryocore.fftw_version}), cpus {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.2f}")
-    machine = machine_lines(args) if args.report else []  # before the run: the load of other processes
+    machine = machine_lines(args)  # before the run: the load average it reports is that of other processes
+    print("\n".join(machine))
     sim = cryocore.simulate(args.n, args.size, snr=args.snr, max_shift=10, rotate=True, seed=0)
     t, imgs = sim.template, sim.images
     cryocore.register(t, imgs[:8], rotate=True, threads=args.threads)  # plans

@@ -35,7 +35,8 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_ctf import angle_error, ribosome_view  # noqa: E402
+from compare_ctf import ribosome_view  # noqa: E402
+from report import angle_error  # noqa: E402
 
 APIX = 2.0
 

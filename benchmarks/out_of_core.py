@@ -5,9 +5,10 @@ the same commands on its first 100 000 images (which the page cache holds).
 
 Writes the stack once (``--keep`` reuses it): ``-n`` images of 25 ribosome views with CTFs, SNR
 0.05 and 10% junk (benchmarks/classify_scale.py's simulation) in MRC files of 50 000 images,
-and a RELION STAR file pointing into them (plus one for the first 100 000). Each run goes
-through ``/usr/bin/time -v``; a sampler reads the run's RssAnon (anonymous resident memory,
-which the page cache of a memory-mapped input does not count) every 20 ms. Prints, per run:
+``particles.star`` (RELION) pointing into them, and ``particles_small.star`` with the first
+``--small`` images (100 000). Each run goes through ``/usr/bin/time -v``; scale.py's RssAnonPeak
+reads the run's RssAnon (anonymous resident memory, which the page cache of a memory-mapped
+input does not count) every 20 ms. Prints, per run:
 wall time, the RssAnon peak against --max-memory, time's maximum RSS (file pages included),
 and the images/s of the iterations; then the ratio of the large run's to the small run's.
 
@@ -22,20 +23,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-
-
-def rss_anon(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:")), 0)
-    except OSError:
-        return 0
 
 
 def children(pid: int) -> list[int]:
@@ -48,26 +40,26 @@ def children(pid: int) -> list[int]:
 
 def timed(cmd: list[str]) -> dict:
     """Run ``cmd`` under /usr/bin/time -v; its wall time, RssAnon peak (sampled) and time's max RSS."""
+    from scale import RssAnonPeak
+
     t0 = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-v"] + cmd, stderr=subprocess.PIPE, text=True)
-    peak = [0]
-
-    def sample() -> None:
-        while proc.poll() is None:
-            for pid in children(proc.pid):
-                peak[0] = max(peak[0], rss_anon(pid))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    mon = None
+    while mon is None and proc.poll() is None:  # the run is time's child: sample it, not time
+        kids = children(proc.pid)
+        if kids:
+            mon = RssAnonPeak(kids[0])
+        else:
+            time.sleep(0.005)
     _, err = proc.communicate()
-    sampler.join()
+    if mon is not None:
+        mon.join()
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
     max_rss = next((int(line.split(":")[1]) * 1024 for line in err.splitlines()
                     if "Maximum resident set size" in line), 0)
-    return dict(wall_s=wall, rss_anon_peak=peak[0], max_rss=max_rss,
+    return dict(wall_s=wall, rss_anon_peak=mon.peak if mon is not None else 0, max_rss=max_rss,
                 time_v=[line.strip() for line in err.splitlines() if ":" in line][-24:])
 
 

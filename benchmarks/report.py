@@ -1,6 +1,7 @@
 """The reports of the comparison scripts: a Markdown table with the machine it was measured on, and
 a PNG bar chart of one column (``--report DIR`` of compare.py, compare_rotate.py, compare_align.py,
-compare_ctf.py and classify_accuracy.py; the latest are in docs/benchmarks/).
+compare_ctf.py and classify_accuracy.py; the latest are in docs/benchmarks/), and the helpers
+the benchmark scripts share (``angle_error``).
 
 asv's discovery imports this module too (it imports every module here): it defines no benchmark.
 """
@@ -11,6 +12,13 @@ import os
 import platform
 import textwrap
 from typing import Sequence
+
+
+def angle_error(a, b):
+    """The circular difference of two angles (arrays) in degrees: ``|a - b|`` wrapped into [0, 180]."""
+    import numpy as np
+
+    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
 
 
 def machine_lines(run: str = "") -> list[str]:
