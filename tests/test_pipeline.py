@@ -125,6 +125,11 @@ def test_a_chunk_the_cache_cannot_keep_has_only_the_used_rows_transformed(rng, m
             used = np.isin(sel, rows)
             np.testing.assert_array_equal(part.spectra[h][used], expected[h][used])
             assert not part.spectra[h][~used].any()
+        transformed.clear()
+        one_half = reader.data(chunks[1], None, crop, rows=np.array([0, 2]))  # rows of half 1 only
+        assert sum(transformed) == 2 and one_half.spectra is not None
+        assert one_half.spectra[1].shape == expected[1].shape and not one_half.spectra[1].any()
+        np.testing.assert_array_equal(one_half.spectra[0][:2], expected[0][:2])
         np.testing.assert_array_equal(whole.spectra[0], kernel.chunk_spectra(chunks[0], images[:20], crop, 1)[0])
         assert np.shares_memory(reader.read(chunks[1], rows=np.arange(20)), images)  # every row: no copy
     finally:

@@ -98,12 +98,6 @@ class _Stack:
         """Forget this run's cache and stack in this process."""
         self.reader.release()
 
-    def __enter__(self) -> "_Stack":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # -- passes
     def search(self, p: Pass, prior_shifts: Optional[np.ndarray], prior_angles: Optional[np.ndarray],
                prior_classes: Optional[np.ndarray] = None
@@ -155,13 +149,25 @@ class _Stack:
         return total
 
 
-def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: bool = True) -> np.ndarray:
-    """(2, K, ny, nx) float64 starting references, each recentred on its centre of mass
-    (unless ``recentre`` is False).
+def given_references(source: Any, reference: Any, lowpass: float) -> np.ndarray:
+    """(2, K, ny, nx) float64 references as given: an int, that image of ``source``, low-passed;
+    an array (ny, nx) or (K, ny, nx), as it is; the same for both halves."""
+    ny, nx = (int(v) for v in source.shape[1:])
+    if isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
+        i = int(reference) % int(source.shape[0])
+        img = source.read(i, i + 1)[0].astype(np.float64)
+        if not np.isfinite(img).all():
+            raise ValueError(f"reference image {i} contains NaN or infinity")
+        return np.broadcast_to(lowpass_image(img, lowpass), (2, 1, ny, nx)).copy()
+    ref = reference if reference.ndim == 3 else reference[None]
+    return np.broadcast_to(ref, (2,) + ref.shape).copy()
+
+
+def initial_references(stack: _Stack, reference: Any, lowpass: float) -> np.ndarray:
+    """(2, K, ny, nx) float64 starting references, each recentred on its centre of mass.
 
     None: per half, the sum of its own unaligned images (over the band the first
-    search reads); an int: that image of the stack, low-passed; an array (ny, nx) or
-    (K, ny, nx): as given, the same for both halves.
+    search reads); else :func:`given_references`.
     """
     ny, nx = stack.ny, stack.nx
     if reference is None:
@@ -170,17 +176,8 @@ def initial_references(stack: _Stack, reference: Any, lowpass: float, recentre: 
         sums = stack.sums(np.zeros((n, 2)), np.zeros(n), np.zeros(n, np.int32), np.ones(n), (band, band), False,
                           quarters=stack.final_quarters)
         refs = np.fft.irfft2(sums.mean_spectra(), s=(ny, nx))
-    elif isinstance(reference, (int, np.integer)) and not isinstance(reference, bool):
-        i = int(reference) % stack.n
-        img = stack.source.read(i, i + 1)[0].astype(np.float64)
-        if not np.isfinite(img).all():
-            raise ValueError(f"reference image {i} contains NaN or infinity")
-        refs = np.broadcast_to(lowpass_image(img, lowpass), (2, 1, ny, nx)).copy()
     else:
-        ref = reference if reference.ndim == 3 else reference[None]
-        refs = np.broadcast_to(ref, (2,) + ref.shape).copy()
-    if not recentre:
-        return refs
+        refs = given_references(stack.source, reference, lowpass)
     for h in (0, 1):
         for k in range(refs.shape[1]):
             refs[h, k] = shift(refs[h, k], -centre_of_mass_offset(refs[h, k]), threads=1)

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from .config import AlignConfig
-from .driver import Progress, _Stack, finish, initial_references
-from .executor import LocalExecutor
+from .driver import Progress, finish, given_references
 from .geometry import combine
 from .kernel import register_image, sum_image
 from .result import AlignResult
@@ -27,8 +26,7 @@ def run_online(source: Any, half: np.ndarray, config: AlignConfig, reference: An
     if reference is None:
         raise ValueError("mode='online' needs a starting reference: an image index or an array")
     n, ny, nx = (int(v) for v in source.shape)
-    with _Stack(source, half, config, LocalExecutor(), progress) as stack:  # (its reader is released after)
-        refs = initial_references(stack, reference, config.first_lowpass, recentre=False)[:, 0]
+    refs = given_references(source, reference, config.first_lowpass)[:, 0]
     sums = [r.copy() for r in refs]  # the starting reference counts as one image of weight 1
     weights = [1.0, 1.0]
     shifts, scores = np.zeros((n, 2)), np.zeros(n)

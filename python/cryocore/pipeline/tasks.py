@@ -6,7 +6,7 @@ arithmetic is the same for every executor."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 
@@ -48,27 +48,37 @@ class SearchShared:
 
 
 @dataclass(frozen=True)
-class SearchBlock:
-    """Chunks of one task and their images' priors (arrays of the whole stack's length cut to
-    the block's rows from its first image, ``offset``)."""
+class _Block:
+    """Consecutive chunks of one task, and the chunk after them (read ahead)."""
 
     chunks: list[Chunk]
     after: Optional[Chunk]
-    prior_shifts: Optional[np.ndarray]
-    prior_angles: Optional[np.ndarray]
-    prior_classes: Optional[np.ndarray]
 
     @property
     def offset(self) -> int:
-        """The block's first image (its arrays' row 0)."""
+        """The block's first image (row 0 of its per-image arrays)."""
         return self.chunks[0].start
+
+    def each(self) -> Iterator[tuple[int, Chunk, Optional[Chunk]]]:
+        """(position in the block, chunk, the chunk read after it) for each chunk, in order."""
+        for i, chunk in enumerate(self.chunks):
+            yield i, chunk, self.chunks[i + 1] if i + 1 < len(self.chunks) else self.after
+
+
+@dataclass(frozen=True)
+class SearchBlock(_Block):
+    """Chunks of one task and their images' priors (arrays of the whole stack's length cut to
+    the block's rows from its first image, ``offset``)."""
+
+    prior_shifts: Optional[np.ndarray]
+    prior_angles: Optional[np.ndarray]
+    prior_classes: Optional[np.ndarray]
 
 
 def search_block(shared: SearchShared, block: SearchBlock) -> tuple[list[ChunkResult], SpectralSums]:
     """Search each chunk of the block; the per-chunk results (without sums) and the block's sums."""
     results, total = [], None
-    for i, chunk in enumerate(block.chunks):
-        after = block.chunks[i + 1] if i + 1 < len(block.chunks) else block.after
+    for _, chunk, after in block.each():
         data = shared.reader.data(chunk, after, shared.crop, threads=shared.threads)
         local = Chunk(chunk.index, chunk.start - block.offset, chunk.stop - block.offset, chunk.half, chunk.quarter)
         r = search_chunk(chunk, data, shared.p, _rows(block.prior_shifts, local), _rows(block.prior_angles, local),
@@ -98,29 +108,21 @@ class SumShared:
 
 
 @dataclass(frozen=True)
-class SumBlock:
+class SumBlock(_Block):
     """Chunks of one task with their images' poses, classes and weights (cut to the block's rows
     from ``offset``) and, with soft assignment, each chunk's class weights."""
 
-    chunks: list[Chunk]
-    after: Optional[Chunk]
     shifts: np.ndarray
     angles: np.ndarray
     classes: np.ndarray
     weights: np.ndarray
     soft: Optional[list[ClassWeights]]
 
-    @property
-    def offset(self) -> int:
-        """The block's first image (its arrays' row 0)."""
-        return self.chunks[0].start
-
 
 def sum_block(shared: SumShared, block: SumBlock) -> SpectralSums:
     """The block's sums, its chunks added in order."""
     total = None
-    for i, chunk in enumerate(block.chunks):
-        after = block.chunks[i + 1] if i + 1 < len(block.chunks) else block.after
+    for i, chunk, after in block.each():
         a, b = chunk.start - block.offset, chunk.stop - block.offset
         used = np.flatnonzero(block.weights[a:b] != 0)
         data = shared.reader.data(chunk, after, shared.crop, rows=used, threads=shared.threads)
